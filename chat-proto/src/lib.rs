@@ -1,0 +1,22 @@
+//! The language that chat clients and chat servers speak.
+//!
+//! This crate holds everything both sides must agree on, and nothing else:
+//!
+//! - `message`: the frames (`Hello`, `ClientFrame`, `ServerFrame`) and what they carry.
+//! - `codec`: length-delimited frames with a hard size limit, each a `postcard` payload.
+//! - `names`: the rules for user names, group names and message text.
+//!
+//! **This crate does no I/O.** It has no sockets, no clock and no database, so every rule in it
+//! is tested on bytes. The codec implements tokio-util's `Decoder` and `Encoder`, which only turn
+//! bytes into values and back; the caller owns the socket.
+
+pub mod codec;
+pub mod message;
+pub mod names;
+
+pub use codec::{FrameCodec, FrameError, MAX_FRAME_LEN};
+pub use message::*;
+pub use names::{validate_group, validate_text, validate_user, NameError};
+
+/// The protocol version spoken by this build. Both sides send it in their `Hello`.
+pub const PROTOCOL_VERSION: u16 = 1;

@@ -1,0 +1,241 @@
+//! Every frame that crosses a client connection.
+//!
+//! A connection opens with one [`Hello`] each way, then the client sends [`ClientFrame`]s and the
+//! server sends [`ServerFrame`]s. Every [`Request`] carries a [`RequestId`] and is answered by
+//! exactly one [`ServerFrame::Reply`] with the same id. Messages arrive unasked as
+//! [`ServerFrame::Deliver`], and the client acknowledges each with [`ClientFrame::Ack`].
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use uuid::Uuid;
+
+/// Names a request so that its reply can be matched to it. Chosen by the client.
+pub type RequestId = u32;
+
+/// A message's identity, chosen by the sending client (a UUIDv7, so ids sort by time).
+///
+/// Retrying a send with the same id never stores or shows the message twice.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MessageId(pub Uuid);
+
+impl MessageId {
+    /// A fresh id from the current time and randomness.
+    pub fn new() -> MessageId {
+        MessageId(Uuid::now_v7())
+    }
+}
+
+impl Default for MessageId {
+    fn default() -> MessageId {
+        MessageId::new()
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Debug for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::str::FromStr for MessageId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<MessageId, uuid::Error> {
+        Uuid::parse_str(s).map(MessageId)
+    }
+}
+
+/// The first frame on a connection, in both directions. Its layout never changes between
+/// protocol versions, so that a mismatch is always recognised and reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Always [`Hello::MAGIC`]; guards against talking to something that is not a chat server.
+    pub magic: [u8; 4],
+    /// The sender's [`crate::PROTOCOL_VERSION`].
+    pub version: u16,
+    /// The server's name (empty from a client), for the `connected` event.
+    pub name: String,
+    /// Empty when the sender accepts the connection; otherwise why it will close it.
+    pub refusal: String,
+}
+
+impl Hello {
+    pub const MAGIC: [u8; 4] = *b"CHAT";
+
+    /// A hello for this build's protocol version.
+    pub fn new(name: impl Into<String>) -> Hello {
+        Hello {
+            magic: Hello::MAGIC,
+            version: crate::PROTOCOL_VERSION,
+            name: name.into(),
+            refusal: String::new(),
+        }
+    }
+}
+
+/// Who a message is for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Recipient {
+    User(String),
+    Group(String),
+}
+
+impl fmt::Display for Recipient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Recipient::User(name) => f.write_str(name),
+            Recipient::Group(name) => write!(f, "#{name}"),
+        }
+    }
+}
+
+/// A chat message as the server stores and delivers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub id: MessageId,
+    pub from: String,
+    pub to: Recipient,
+    pub text: String,
+    /// When the server accepted it, in milliseconds since the Unix epoch.
+    pub sent_at_ms: i64,
+}
+
+/// A frame from a client after its [`Hello`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientFrame {
+    Request {
+        id: RequestId,
+        body: Request,
+    },
+    /// The client has shown these delivered messages; the server may forget them.
+    Ack {
+        ids: Vec<MessageId>,
+    },
+}
+
+/// What a client can ask for. Each is answered by one [`ServerFrame::Reply`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Logs in, registering the user if the name is new.
+    Login {
+        user: String,
+        password: String,
+    },
+    Logout,
+    Send {
+        id: MessageId,
+        to: Recipient,
+        text: String,
+    },
+    /// Joins a group, creating it if it does not exist.
+    Join {
+        group: String,
+    },
+    Leave {
+        group: String,
+    },
+    Groups,
+    /// Hands over up to `max` waiting messages, oldest first, without removing them.
+    ReadLog {
+        max: u32,
+    },
+    /// Removes these messages from the log: the client has them.
+    ConfirmLog {
+        ids: Vec<MessageId>,
+    },
+    Who,
+    WhoAmI,
+    Ping,
+}
+
+/// A frame from the server after its [`Hello`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerFrame {
+    Reply {
+        id: RequestId,
+        result: Result<Response, ErrorReply>,
+    },
+    /// A message for the logged-in user. The client answers with [`ClientFrame::Ack`].
+    Deliver(ChatMessage),
+    /// The server is about to close the connection, and says why.
+    Closing { reason: String },
+}
+
+/// The successful answer to a [`Request`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    LoggedIn {
+        user: String,
+        /// True when this login created the account.
+        registered: bool,
+        /// How many messages wait for `readlog`.
+        waiting: u64,
+    },
+    /// The request was carried out and there is nothing to tell.
+    Done,
+    /// The message is durable, or every recipient has it.
+    Sent {
+        id: MessageId,
+    },
+    Groups {
+        all: Vec<String>,
+        joined: Vec<String>,
+    },
+    Log {
+        messages: Vec<ChatMessage>,
+        /// More messages wait beyond this batch.
+        more: bool,
+    },
+    Users(Vec<String>),
+    WhoAmI {
+        user: String,
+        server: String,
+    },
+    Pong,
+}
+
+/// Why a request failed. The connection stays open.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    pub code: ErrorCode,
+    /// A sentence a person can read, with no trailing period.
+    pub message: String,
+}
+
+impl ErrorReply {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ErrorReply {
+        ErrorReply {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ErrorReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The kind of an [`ErrorReply`], for programs that react to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// The request itself is malformed: a bad name, text too long.
+    Invalid,
+    /// The request needs a login first, or a logout needs one.
+    NotLoggedIn,
+    AlreadyLoggedIn,
+    WrongPassword,
+    NoSuchUser,
+    NoSuchGroup,
+    NotMember,
+    /// The server cannot do it now (its database is unreachable, say); try again later.
+    Unavailable,
+    /// The server is going down.
+    ShuttingDown,
+}
