@@ -14,7 +14,7 @@ pub mod codec;
 pub mod message;
 pub mod names;
 
-pub use codec::{FrameCodec, FrameError, MAX_FRAME_LEN};
+pub use codec::{FrameCodec, FrameError, MAX_CLIENT_FRAME_LEN, MAX_FRAME_LEN, MAX_LOG_BATCH};
 pub use message::*;
 pub use names::{validate_group, validate_text, validate_user, NameError};
 

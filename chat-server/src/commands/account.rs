@@ -1,0 +1,87 @@
+//! `login` (which registers a new name) and `logout`.
+
+use super::{invalid, unavailable};
+use crate::password;
+use crate::session::Session;
+use chat_proto::{validate_user, ErrorCode, ErrorReply, Response};
+
+/// The longest password accepted, in bytes.
+const MAX_PASSWORD_LEN: usize = 1024;
+
+impl Session {
+    pub(super) async fn login(
+        &mut self,
+        user: String,
+        password: String,
+    ) -> Result<Response, ErrorReply> {
+        if let Some(current) = &self.user {
+            return Err(ErrorReply::new(
+                ErrorCode::AlreadyLoggedIn,
+                format!("already logged in as {current}; log out first"),
+            ));
+        }
+        validate_user(&user).map_err(invalid)?;
+        if password.is_empty() || password.len() > MAX_PASSWORD_LEN {
+            return Err(ErrorReply::new(
+                ErrorCode::Invalid,
+                format!("password must be 1 to {MAX_PASSWORD_LEN} bytes"),
+            ));
+        }
+        let registered = self.check_or_register(&user, password).await?;
+        let store = &self.shared.store;
+        let waiting = store.count_inbox(&user).await?;
+        self.shared.remember_user(&user);
+        self.shared.hub.add(&user, self.outbound.clone());
+        tracing::info!(%user, peer = %self.peer, registered, "logged in");
+        self.user = Some(user.clone());
+        Ok(Response::LoggedIn {
+            user,
+            registered,
+            waiting,
+        })
+    }
+
+    /// Returns true if this call registered the user.
+    async fn check_or_register(&self, user: &str, password: String) -> Result<bool, ErrorReply> {
+        let store = &self.shared.store;
+        let stored = match store.password_hash(user).await? {
+            Some(stored) => stored,
+            None => {
+                let hash = password::hash(password.clone())
+                    .await
+                    .map_err(unavailable)?;
+                if store.create_user(user, &hash).await? {
+                    return Ok(true);
+                }
+                // Someone registered the name a moment ago: check against theirs.
+                store.password_hash(user).await?.unwrap_or_default()
+            }
+        };
+        if password::verify(password, stored)
+            .await
+            .map_err(unavailable)?
+        {
+            Ok(false)
+        } else {
+            tracing::info!(%user, peer = %self.peer, "login refused: wrong password");
+            Err(ErrorReply::new(
+                ErrorCode::WrongPassword,
+                format!("wrong password for {user}"),
+            ))
+        }
+    }
+
+    pub(super) fn logout_command(&mut self) -> Result<Response, ErrorReply> {
+        self.require_user()?;
+        self.logout();
+        Ok(Response::Done)
+    }
+
+    /// Takes the session's user off the hub, if logged in.
+    pub fn logout(&mut self) {
+        if let Some(user) = self.user.take() {
+            self.shared.hub.remove(&user, self.outbound.id());
+            tracing::info!(%user, peer = %self.peer, "logged out");
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! `send` to a user or a group.
+
+use super::{invalid, Outcome};
+use crate::delivery::Waiter;
+use crate::session::Session;
+use chat_proto::{
+    validate_group, validate_text, validate_user, ChatMessage, ErrorCode, ErrorReply, MessageId,
+    Recipient, RequestId,
+};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+impl Session {
+    pub(super) async fn send(
+        &mut self,
+        request: RequestId,
+        id: MessageId,
+        to: Recipient,
+        text: String,
+    ) -> Outcome {
+        let recipients = match self.check_send(&to, &text).await {
+            Ok(recipients) => recipients,
+            Err(err) => return Outcome::Reply(Err(err)),
+        };
+        let Some(from) = self.user.clone() else {
+            return Outcome::Reply(Err(ErrorReply::new(ErrorCode::NotLoggedIn, "log in first")));
+        };
+        let message = ChatMessage {
+            id,
+            from,
+            to,
+            text,
+            sent_at_ms: now_ms(),
+        };
+        let waiter = Waiter {
+            session: self.outbound.clone(),
+            request,
+        };
+        self.shared
+            .delivery
+            .submit(message, recipients, waiter)
+            .await;
+        Outcome::Later
+    }
+
+    /// Validates a send and returns whom the message is for.
+    async fn check_send(&self, to: &Recipient, text: &str) -> Result<Vec<String>, ErrorReply> {
+        let from = self.require_user()?;
+        validate_text(text).map_err(invalid)?;
+        match to {
+            Recipient::User(user) => {
+                validate_user(user).map_err(invalid)?;
+                if !self.shared.user_exists(user).await? {
+                    return Err(ErrorReply::new(
+                        ErrorCode::NoSuchUser,
+                        format!("no such user: {user}"),
+                    ));
+                }
+                Ok(vec![user.clone()])
+            }
+            Recipient::Group(group) => {
+                validate_group(group).map_err(invalid)?;
+                let Some(mut members) = self.shared.store.members(group).await? else {
+                    return Err(ErrorReply::new(
+                        ErrorCode::NoSuchGroup,
+                        format!("no such group: #{group}"),
+                    ));
+                };
+                let Some(idx) = members.iter().position(|member| *member == from) else {
+                    return Err(ErrorReply::new(
+                        ErrorCode::NotMember,
+                        format!("you are not a member of #{group}; join it first"),
+                    ));
+                };
+                members.swap_remove(idx);
+                Ok(members)
+            }
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,326 @@
+//! The delivery contract: a message its sender was told is "sent" is never lost.
+//!
+//! A submitted message is pushed at once to every session of every recipient logged in here,
+//! and recorded as *pending*. Then one of two things happens first:
+//!
+//! - every recipient's client acknowledges it: the sender is told "sent", and the message is
+//!   never written to the database at all;
+//! - the writer's next batch picks it up: it stores one inbox row per recipient that has not
+//!   acknowledged it yet, commits the whole batch at once (group commit), and then tells the
+//!   senders "sent". An acknowledgement that comes after that deletes the row, in a later batch.
+//!
+//! The writer waits `commit_delay` after the first job of a batch before writing, which gives
+//! live recipients the time to acknowledge, so that a busy server writes little.
+//!
+//! **One writer task owns all inbox writes and deletes, in queue order.** A delete is therefore
+//! never applied before the insert it undoes. The state lock is never held across an `.await`.
+
+use crate::hub::Hub;
+use crate::outbound::Outbound;
+use crate::store::{InboxDelete, InboxRow, Store};
+use chat_proto::{ChatMessage, MessageId, RequestId, Response, ServerFrame};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::{timeout_at, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// How many jobs may wait for the writer before submitters wait for room.
+const JOB_QUEUE_LEN: usize = 65_536;
+/// How many recently finished message ids are remembered, to answer retried sends.
+const RECENT_IDS: usize = 100_000;
+
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// How long the writer waits after a batch's first message before writing it.
+    pub commit_delay: Duration,
+    /// The most jobs in one batch.
+    pub max_batch: usize,
+}
+
+/// Whom to tell once a message is sent: a request of a client session.
+pub struct Waiter {
+    pub session: Outbound,
+    pub request: RequestId,
+}
+
+pub struct Delivery {
+    state: Mutex<State>,
+    jobs: mpsc::Sender<Job>,
+    hub: Arc<Hub>,
+    writer_stop: CancellationToken,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+enum Job {
+    Persist(MessageId),
+    Delete(InboxDelete),
+}
+
+#[derive(Default)]
+struct State {
+    pending: HashMap<MessageId, Pending>,
+    recent: RecentIds,
+}
+
+struct Pending {
+    message: Arc<ChatMessage>,
+    /// Recipients whose clients have not acknowledged the message.
+    unacked: Vec<String>,
+    /// The writer has taken it into a batch that is being written now.
+    writing: bool,
+    /// Recipients who acknowledged while it was being written; their rows go afterwards.
+    acked_while_writing: Vec<String>,
+    waiters: Vec<Waiter>,
+}
+
+impl Delivery {
+    /// Starts the writer task.
+    pub fn start(store: Store, hub: Arc<Hub>, config: DeliveryConfig) -> Arc<Delivery> {
+        let (jobs, job_rx) = mpsc::channel(JOB_QUEUE_LEN);
+        let delivery = Arc::new(Delivery {
+            state: Mutex::new(State::default()),
+            jobs,
+            hub,
+            writer_stop: CancellationToken::new(),
+            writer: Mutex::new(None),
+        });
+        let writer = tokio::spawn(delivery.clone().run_writer(store, config, job_rx));
+        *lock(&delivery.writer) = Some(writer);
+        delivery
+    }
+
+    /// Delivers `message` to `recipients` and tells `waiter` once it is sent. A message whose id
+    /// is already pending or was recently sent is not delivered again; the waiter is told all the
+    /// same.
+    pub async fn submit(&self, message: ChatMessage, recipients: Vec<String>, waiter: Waiter) {
+        let id = message.id;
+        let message = Arc::new(message);
+        {
+            let mut state = lock(&self.state);
+            if let Some(pending) = state.pending.get_mut(&id) {
+                pending.waiters.push(waiter);
+                return;
+            }
+            if recipients.is_empty() || state.recent.contains(id) {
+                drop(state);
+                tell_sent(id, [waiter]);
+                return;
+            }
+            let pending = Pending {
+                message: message.clone(),
+                unacked: recipients.clone(),
+                writing: false,
+                acked_while_writing: Vec::new(),
+                waiters: vec![waiter],
+            };
+            state.pending.insert(id, pending);
+        }
+        for user in &recipients {
+            for session in self.hub.sessions_of(user) {
+                session.push(ServerFrame::Deliver((*message).clone()));
+            }
+        }
+        // If the writer is gone we are shutting down; the final sweep stores the message.
+        let _ = self.jobs.send(Job::Persist(id)).await;
+    }
+
+    /// Records that `user`'s client has shown these messages.
+    pub async fn ack(&self, user: &str, ids: &[MessageId]) {
+        let mut finished = Vec::new();
+        let mut deletes = Vec::new();
+        {
+            let mut state = lock(&self.state);
+            for &id in ids {
+                let Some(pending) = state.pending.get_mut(&id) else {
+                    if state.recent.was_written(id) {
+                        deletes.push(InboxDelete {
+                            recipient: user.to_owned(),
+                            id,
+                        });
+                    }
+                    continue;
+                };
+                let Some(idx) = pending.unacked.iter().position(|name| name == user) else {
+                    continue;
+                };
+                pending.unacked.swap_remove(idx);
+                if pending.writing {
+                    pending.acked_while_writing.push(user.to_owned());
+                } else if pending.unacked.is_empty() {
+                    if let Some(done) = state.pending.remove(&id) {
+                        state.recent.insert(id, false);
+                        finished.push((id, done.waiters));
+                    }
+                }
+            }
+        }
+        for (id, waiters) in finished {
+            tell_sent(id, waiters);
+        }
+        for delete in deletes {
+            let _ = self.jobs.send(Job::Delete(delete)).await;
+        }
+    }
+
+    /// Stores every message still pending and stops the writer. Call once no session submits.
+    pub async fn finish(&self) {
+        self.writer_stop.cancel();
+        let writer = lock(&self.writer).take();
+        if let Some(writer) = writer {
+            if let Err(err) = writer.await {
+                tracing::error!(%err, "delivery writer failed");
+            }
+        }
+    }
+
+    async fn run_writer(
+        self: Arc<Self>,
+        store: Store,
+        config: DeliveryConfig,
+        mut jobs: mpsc::Receiver<Job>,
+    ) {
+        loop {
+            let first = tokio::select! {
+                job = jobs.recv() => job,
+                () = self.writer_stop.cancelled() => None,
+            };
+            let Some(first) = first else { break };
+            let mut batch = vec![first];
+            let deadline = Instant::now() + config.commit_delay;
+            while batch.len() < config.max_batch {
+                match timeout_at(deadline, jobs.recv()).await {
+                    Ok(Some(job)) => batch.push(job),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            self.write_batch(&store, batch).await;
+        }
+        // Shutting down: take what is queued, then everything still pending.
+        jobs.close();
+        let mut batch = Vec::new();
+        while let Some(job) = jobs.recv().await {
+            batch.push(job);
+        }
+        batch.extend(lock(&self.state).pending.keys().map(|&id| Job::Persist(id)));
+        let n_jobs = batch.len();
+        self.write_batch(&store, batch).await;
+        tracing::info!(n_jobs, "delivery writer flushed and stopped");
+    }
+
+    async fn write_batch(&self, store: &Store, batch: Vec<Job>) {
+        let mut rows = Vec::new();
+        let mut deletes = Vec::new();
+        let mut writing = Vec::new();
+        {
+            let mut state = lock(&self.state);
+            for job in batch {
+                match job {
+                    Job::Persist(id) => {
+                        let Some(pending) = state.pending.get_mut(&id) else {
+                            continue;
+                        };
+                        if pending.writing {
+                            continue;
+                        }
+                        pending.writing = true;
+                        rows.extend(pending.unacked.iter().map(|user| InboxRow {
+                            recipient: user.clone(),
+                            message: pending.message.clone(),
+                        }));
+                        writing.push(id);
+                    }
+                    Job::Delete(delete) => deletes.push(delete),
+                }
+            }
+        }
+        store_with_retry(store, &rows, &deletes).await;
+        let mut finished = Vec::new();
+        let mut late_deletes = Vec::new();
+        {
+            let mut state = lock(&self.state);
+            for id in writing {
+                let Some(done) = state.pending.remove(&id) else {
+                    continue;
+                };
+                state.recent.insert(id, true);
+                late_deletes.extend(
+                    done.acked_while_writing
+                        .into_iter()
+                        .map(|recipient| InboxDelete { recipient, id }),
+                );
+                finished.push((id, done.waiters));
+            }
+        }
+        for (id, waiters) in finished {
+            tell_sent(id, waiters);
+        }
+        if !late_deletes.is_empty() {
+            store_with_retry(store, &[], &late_deletes).await;
+        }
+    }
+}
+
+/// Applies a batch, retrying with backoff until the database takes it.
+async fn store_with_retry(store: &Store, rows: &[InboxRow], deletes: &[InboxDelete]) {
+    if rows.is_empty() && deletes.is_empty() {
+        return;
+    }
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match store.apply_inbox_batch(rows, deletes).await {
+            Ok(()) => return,
+            Err(err) => {
+                tracing::warn!(%err, n_rows = rows.len(), n_deletes = deletes.len(),
+                    "storing a batch of messages failed; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+fn tell_sent(id: MessageId, waiters: impl IntoIterator<Item = Waiter>) {
+    for waiter in waiters {
+        waiter.session.push(ServerFrame::Reply {
+            id: waiter.request,
+            result: Ok(Response::Sent { id }),
+        });
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+/// Message ids that finished recently, and whether each was written to the inbox.
+#[derive(Default)]
+struct RecentIds {
+    written: HashMap<MessageId, bool>,
+    order: VecDeque<MessageId>,
+}
+
+impl RecentIds {
+    fn insert(&mut self, id: MessageId, written: bool) {
+        if self.written.insert(id, written).is_none() {
+            self.order.push_back(id);
+        }
+        while self.order.len() > RECENT_IDS {
+            if let Some(old) = self.order.pop_front() {
+                self.written.remove(&old);
+            }
+        }
+    }
+
+    fn contains(&self, id: MessageId) -> bool {
+        self.written.contains_key(&id)
+    }
+
+    /// False only if the message is known to have finished without being written. An id that
+    /// was forgotten counts as written, so that its row, if any, is deleted.
+    fn was_written(&self, id: MessageId) -> bool {
+        self.written.get(&id).copied().unwrap_or(true)
+    }
+}

@@ -1,0 +1,31 @@
+//! A stateless chat server of the farm.
+//!
+//! Clients log in, chat and read their offline messages here; all durable state lives in the
+//! shared PostgreSQL database, so any server can die without taking anything with it.
+//!
+//! - `config`: the command-line flags.
+//! - `server`: start-up, the accept loop, heartbeats and graceful shutdown.
+//! - `session`: one client connection: hello, read loop, writer task.
+//! - `outbound`: a session's bounded outbound queue, the only way to write to its socket.
+//! - `commands`: what each client request does, one file per family of commands.
+//! - `delivery`: pending messages, acknowledgements, and the group-commit writer.
+//! - `hub`: who is logged in here.
+//! - `store`: the PostgreSQL store and its migrations; the only module that speaks SQL.
+//! - `password`: argon2id hashing off the async threads.
+//! - `console`: admin commands on standard input.
+//!
+//! The server must never panic on anything a client sends, and never log a password.
+
+pub mod commands;
+pub mod config;
+pub mod console;
+pub mod delivery;
+pub mod hub;
+pub mod outbound;
+pub mod password;
+pub mod server;
+pub mod session;
+pub mod store;
+
+pub use config::Config;
+pub use server::run;

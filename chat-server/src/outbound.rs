@@ -1,0 +1,112 @@
+//! The way into a client session from anywhere else in the server: its bounded outbound queue.
+//!
+//! **Only the session's writer task writes to its socket.** Everyone else puts frames on the
+//! queue with [`Outbound::push`], which never waits: a client that does not read fast enough to
+//! keep its queue from filling up is disconnected with a reason, so that one slow reader never
+//! stalls delivery to the others. Whatever it did not acknowledge is then stored for it.
+
+use chat_proto::ServerFrame;
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc, Mutex,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// How many frames may wait for one client before it counts as too slow.
+pub const OUTBOUND_QUEUE_LEN: usize = 4096;
+
+static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A cheap, cloneable handle on one client session's outbound queue.
+#[derive(Clone)]
+pub struct Outbound {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: u64,
+    frames: mpsc::Sender<ServerFrame>,
+    closed: CancellationToken,
+    /// Why the session was closed, for the `Closing` frame; the first reason wins.
+    close_reason: Mutex<Option<String>>,
+}
+
+impl Outbound {
+    /// A new session's handle, and the receiving end for its writer task.
+    pub fn new() -> (Outbound, mpsc::Receiver<ServerFrame>) {
+        let (frames, rx) = mpsc::channel(OUTBOUND_QUEUE_LEN);
+        let inner = Inner {
+            id: NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed),
+            frames,
+            closed: CancellationToken::new(),
+            close_reason: Mutex::new(None),
+        };
+        (
+            Outbound {
+                inner: Arc::new(inner),
+            },
+            rx,
+        )
+    }
+
+    /// Identifies the session, for logs and for removing it from the hub.
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// Queues `frame` without waiting. Returns false if the session is gone or was too slow and
+    /// has now been closed; the frame was not queued.
+    pub fn push(&self, frame: ServerFrame) -> bool {
+        match self.inner.frames.try_send(frame) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.close(format!(
+                    "too slow: {OUTBOUND_QUEUE_LEN} frames were waiting to be read"
+                ));
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Queues `frame`, waiting for room. For the session's own replies: a client that does not
+    /// read its replies only holds itself up.
+    pub async fn send(&self, frame: ServerFrame) -> bool {
+        tokio::select! {
+            sent = self.inner.frames.send(frame) => sent.is_ok(),
+            () = self.inner.closed.cancelled() => false,
+        }
+    }
+
+    /// Asks the session to close, telling the client `reason`.
+    pub fn close(&self, reason: impl Into<String>) {
+        let mut slot = self
+            .inner
+            .close_reason
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if slot.is_none() {
+            *slot = Some(reason.into());
+        }
+        drop(slot);
+        self.inner.closed.cancel();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.is_cancelled()
+    }
+
+    /// Resolves once [`Outbound::close`] was called.
+    pub async fn closed(&self) {
+        self.inner.closed.cancelled().await;
+    }
+
+    pub fn close_reason(&self) -> Option<String> {
+        self.inner
+            .close_reason
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone()
+    }
+}

@@ -1,0 +1,157 @@
+//! One client connection: the hello, the read loop, and the writer task.
+//!
+//! The read loop decodes frames and hands each to [`crate::commands`]; it never writes to the
+//! socket. The writer task owns the socket's write half and drains the session's bounded
+//! [`Outbound`] queue. A bad frame closes this one connection, with its reason logged.
+
+use crate::outbound::Outbound;
+use crate::server::Shared;
+use chat_proto::{
+    ClientFrame, FrameCodec, Hello, ServerFrame, MAX_CLIENT_FRAME_LEN, PROTOCOL_VERSION,
+};
+use futures::{SinkExt, StreamExt};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+use tokio_util::codec::Framed;
+
+/// How long a new connection has to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the goodbye (queued frames and the `Closing` frame) may take to write.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
+
+type ClientFramed = Framed<TcpStream, FrameCodec<ClientFrame, ServerFrame>>;
+
+/// The per-connection state that commands read and change.
+pub struct Session {
+    pub shared: Arc<Shared>,
+    pub outbound: Outbound,
+    /// The logged-in user, if any.
+    pub user: Option<String>,
+    pub peer: SocketAddr,
+}
+
+/// Serves one client connection until either side closes it.
+pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let _ = stream.set_nodelay(true);
+    let framed = match greet(stream, &shared.name).await {
+        Ok(framed) => framed,
+        Err(reason) => {
+            tracing::info!(%peer, %reason, "connection refused at hello");
+            return;
+        }
+    };
+    let (sink, mut frames) = framed.split();
+    let (outbound, queue) = Outbound::new();
+    let writer = tokio::spawn(write_frames(sink, queue, outbound.clone()));
+    let mut session = Session {
+        shared: shared.clone(),
+        outbound: outbound.clone(),
+        user: None,
+        peer,
+    };
+    loop {
+        tokio::select! {
+            frame = frames.next() => match frame {
+                Some(Ok(frame)) => session.handle(frame).await,
+                Some(Err(err)) => {
+                    tracing::warn!(%peer, %err, "closing connection: unreadable frame");
+                    outbound.close(format!("unreadable frame: {err}"));
+                    break;
+                }
+                None => break,
+            },
+            () = outbound.closed() => break,
+            () = shared.shutdown.cancelled() => {
+                // Let the delivery writer flush, so that queued "sent" replies still go out.
+                let _ = timeout(shared.shutdown_grace, shared.drained.cancelled()).await;
+                outbound.close("server is shutting down");
+                break;
+            }
+        }
+    }
+    session.logout();
+    if let Some(reason) = outbound.close_reason() {
+        tracing::debug!(%peer, %reason, "session closed");
+    }
+    outbound.close("");
+    let _ = writer.await;
+}
+
+/// Exchanges hellos, refusing a client that speaks another protocol version.
+async fn greet(stream: TcpStream, server_name: &str) -> Result<ClientFramed, String> {
+    let mut framed = Framed::new(
+        stream,
+        FrameCodec::<Hello, Hello>::new(MAX_CLIENT_FRAME_LEN),
+    );
+    let hello = match timeout(HELLO_TIMEOUT, framed.next()).await {
+        Err(_) => return Err(format!("no hello within {HELLO_TIMEOUT:?}")),
+        Ok(None) => return Err("closed before hello".into()),
+        Ok(Some(Err(err))) => return Err(format!("unreadable hello: {err}")),
+        Ok(Some(Ok(hello))) => hello,
+    };
+    if hello.magic != Hello::MAGIC {
+        return Err("not a chat client".into());
+    }
+    if hello.version != PROTOCOL_VERSION {
+        let refusal = format!(
+            "protocol version {} is not supported; this server speaks version {PROTOCOL_VERSION}",
+            hello.version
+        );
+        let reply = Hello {
+            refusal: refusal.clone(),
+            ..Hello::new(server_name)
+        };
+        let _ = timeout(GOODBYE_TIMEOUT, framed.send(reply)).await;
+        return Err(refusal);
+    }
+    framed
+        .send(Hello::new(server_name))
+        .await
+        .map_err(|err| format!("hello not sent: {err}"))?;
+    Ok(framed.map_codec(FrameCodec::retype))
+}
+
+/// The only task that writes to the client's socket.
+async fn write_frames(
+    mut sink: futures::stream::SplitSink<ClientFramed, ServerFrame>,
+    mut queue: mpsc::Receiver<ServerFrame>,
+    outbound: Outbound,
+) {
+    loop {
+        tokio::select! {
+            frame = queue.recv() => {
+                let Some(frame) = frame else { break };
+                if sink.feed(frame).await.is_err() {
+                    outbound.close("");
+                    return;
+                }
+                // Write everything already queued with one flush.
+                while let Ok(frame) = queue.try_recv() {
+                    if sink.feed(frame).await.is_err() {
+                        outbound.close("");
+                        return;
+                    }
+                }
+                if sink.flush().await.is_err() {
+                    outbound.close("");
+                    return;
+                }
+            }
+            () = outbound.closed() => break,
+        }
+    }
+    let goodbye = async {
+        while let Ok(frame) = queue.try_recv() {
+            sink.feed(frame).await?;
+        }
+        if let Some(reason) = outbound.close_reason().filter(|reason| !reason.is_empty()) {
+            sink.feed(ServerFrame::Closing { reason }).await?;
+        }
+        sink.close().await
+    };
+    let _ = timeout(GOODBYE_TIMEOUT, goodbye).await;
+}

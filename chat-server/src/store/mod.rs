@@ -1,0 +1,88 @@
+//! The PostgreSQL store. **Only this module speaks SQL.**
+//!
+//! Every method takes a pooled connection for one statement or one transaction and gives it
+//! back; nothing here holds a connection across calls. Statements are prepared once per pooled
+//! connection (`prepare_cached`).
+
+mod groups;
+mod inbox;
+mod servers;
+mod users;
+
+pub use inbox::{InboxDelete, InboxRow};
+pub use servers::ServerRow;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use thiserror::Error;
+use tokio_postgres::NoTls;
+
+mod embedded {
+    refinery::embed_migrations!("../migrations");
+}
+
+/// Servers that start together take this Postgres advisory lock before migrating, so that only
+/// one of them applies a migration and the others wait and then find it applied.
+const MIGRATION_LOCK: i64 = 0x6368_6174_6d69_6772; // "chatmigr"
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("database unavailable: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("database migration failed: {0}")]
+    Migration(#[from] refinery::Error),
+    #[error("bad database configuration: {0}")]
+    Config(String),
+}
+
+/// A pool of connections to the farm's database.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl Store {
+    /// Connects to `url`, applies any pending migration, and returns the pool.
+    pub async fn open(url: &str, pool_size: usize) -> Result<Store, StoreError> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|err| StoreError::Config(format!("DATABASE_URL does not parse: {err}")))?;
+        migrate(&config).await?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size)
+            .build()
+            .map_err(|err| StoreError::Config(err.to_string()))?;
+        Ok(Store { pool })
+    }
+
+    async fn conn(&self) -> Result<Object, StoreError> {
+        Ok(self.pool.get().await?)
+    }
+}
+
+async fn migrate(config: &tokio_postgres::Config) -> Result<(), StoreError> {
+    let (mut client, connection) = config.connect(NoTls).await?;
+    let driver = tokio::spawn(connection);
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let report = embedded::migrations::runner().run_async(&mut client).await;
+    // Unlocking can only fail if the connection is gone, which releases the lock anyway.
+    let _ = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await;
+    drop(client);
+    let _ = driver.await;
+    for migration in report?.applied_migrations() {
+        tracing::info!(%migration, "applied database migration");
+    }
+    Ok(())
+}

@@ -1,0 +1,147 @@
+use chat_proto::{ErrorCode, FrameCodec, Hello, MessageId, Recipient, Request};
+use chat_tests::{Client, RawConn, Server, TestDb};
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+/// Checks that the server still serves: a message goes from one new client to another.
+async fn still_serves(server: &Server) {
+    let mut alice = Client::login(server, "alice").await;
+    let mut bob = Client::login(server, "bob").await;
+    alice.ok("send bob still here").await;
+    bob.message("still here").await;
+}
+
+/// Writes `bytes` on a fresh connection and checks that the server closes it.
+async fn closes_after(server: &Server, bytes: &[u8]) {
+    let mut stream = TcpStream::connect(&server.addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut sink = Vec::new();
+    let read = tokio::time::timeout(chat_tests::EVENT_TIMEOUT, stream.read_to_end(&mut sink))
+        .await
+        .expect("the server closed the connection in time");
+    // A reset is as good as a close.
+    let _ = read;
+}
+
+#[tokio::test]
+async fn garbage_and_oversized_frames_close_only_their_connection() {
+    let db = TestDb::new().await;
+    let server = Server::start(&db, "s1").await;
+    let mut bystander = Client::login(&server, "carol").await;
+
+    closes_after(&server, b"GET / HTTP/1.1\r\nHost: example\r\n\r\n").await;
+    closes_after(&server, &[0, 0, 0, 6, 0xde, 0xad, 0xbe, 0xef, 0xff, 0xff]).await;
+    closes_after(&server, &u32::MAX.to_be_bytes()).await;
+
+    // The same after a good hello: a garbled request frame, then an oversized one.
+    for bytes in [
+        vec![0, 0, 0, 3, 0xff, 0xff, 0xff],
+        10_000_000u32.to_be_bytes().to_vec(),
+    ] {
+        let mut conn = RawConn::connect(&server.addr).await;
+        conn.login("mallory").await;
+        let mut stream = conn.into_stream();
+        stream.write_all(&bytes).await.unwrap();
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(chat_tests::EVENT_TIMEOUT, stream.read_to_end(&mut rest))
+            .await
+            .expect("closed in time");
+    }
+
+    still_serves(&server).await;
+    assert_eq!(bystander.ok("whoami").await["user"], "carol");
+}
+
+#[tokio::test]
+async fn another_protocol_version_gets_a_clear_refusal() {
+    let db = TestDb::new().await;
+    let server = Server::start(&db, "s1").await;
+    let stream = TcpStream::connect(&server.addr).await.unwrap();
+    let mut framed = Framed::new(stream, FrameCodec::<Hello, Hello>::new(1024));
+    framed
+        .send(Hello {
+            version: 99,
+            ..Hello::new("")
+        })
+        .await
+        .unwrap();
+    let reply = framed.next().await.unwrap().unwrap();
+    assert_eq!(
+        reply.refusal,
+        "protocol version 99 is not supported; this server speaks version 1"
+    );
+    still_serves(&server).await;
+}
+
+#[tokio::test]
+async fn invalid_requests_get_errors_and_the_session_goes_on() {
+    let db = TestDb::new().await;
+    let server = Server::start(&db, "s1").await;
+    drop(Client::login(&server, "bob").await);
+    let mut conn = RawConn::connect(&server.addr).await;
+
+    #[track_caller]
+    fn check(
+        reply: Result<chat_proto::Response, chat_proto::ErrorReply>,
+        code: ErrorCode,
+        text: &str,
+    ) {
+        let err = reply.expect_err("the request should fail");
+        assert_eq!((err.code, err.message.as_str()), (code, text));
+    }
+
+    let login = |user: &str, password: &str| Request::Login {
+        user: user.into(),
+        password: password.into(),
+    };
+    check(
+        conn.request(login("bad name", "pw")).await,
+        ErrorCode::Invalid,
+        "user name may only contain A-Z a-z 0-9 _ . - (found ' ')",
+    );
+    check(
+        conn.request(login(&"x".repeat(33), "pw")).await,
+        ErrorCode::Invalid,
+        "user name is longer than 32 characters",
+    );
+    check(
+        conn.request(login("alice", "")).await,
+        ErrorCode::Invalid,
+        "password must be 1 to 1024 bytes",
+    );
+    conn.login("alice").await;
+    let send = |to: Recipient, text: String| Request::Send {
+        id: MessageId::new(),
+        to,
+        text,
+    };
+    check(
+        conn.request(send(Recipient::User("bob".into()), "x".repeat(4097)))
+            .await,
+        ErrorCode::Invalid,
+        "message text is 4097 bytes; the limit is 4096",
+    );
+    check(
+        conn.request(send(Recipient::Group("a/b".into()), "hi".into()))
+            .await,
+        ErrorCode::Invalid,
+        "group name may only contain A-Z a-z 0-9 _ . - (found '/')",
+    );
+    check(
+        conn.request(Request::Join {
+            group: String::new(),
+        })
+        .await,
+        ErrorCode::Invalid,
+        "group name is empty",
+    );
+    // Nothing of it was stored, and the session still works.
+    assert!(db.query_strings("SELECT name FROM groups").await.is_empty());
+    let reply = conn
+        .request(send(Recipient::User("bob".into()), "fine".into()))
+        .await;
+    assert!(reply.is_ok(), "{reply:?}");
+    still_serves(&server).await;
+}

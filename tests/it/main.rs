@@ -1,0 +1,7 @@
+//! End-to-end tests: real servers, real clients, a real PostgreSQL. See `chat_tests` for the
+//! harness and what it needs.
+
+mod accounts;
+mod hostile;
+mod messaging;
+mod offline;

@@ -1,0 +1,168 @@
+use crate::server::{log_sink, signal};
+use crate::{binary, Server, EVENT_TIMEOUT};
+use serde_json::Value;
+use std::process::Stdio;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+/// A `chat-client --json` process driven through its standard input, as a bot would.
+pub struct Client {
+    child: Child,
+    input: Option<ChildStdin>,
+    events: mpsc::UnboundedReceiver<Value>,
+    /// Events received but not yet taken by a test.
+    unclaimed: Vec<Value>,
+}
+
+impl Client {
+    /// Starts a client of `server` and waits for its `connected` event.
+    pub async fn connect(server: &Server) -> Client {
+        let mut client = Client::spawn(&[&server.addr]);
+        let connected = client.event(|ev| ev["type"] == "connected").await;
+        assert_eq!(connected["server"], server.name.as_str());
+        client
+    }
+
+    /// Starts a client with these `--server` addresses, without waiting for anything.
+    pub fn spawn(servers: &[&str]) -> Client {
+        let mut command = Command::new(binary("chat-client"));
+        command.arg("--json");
+        for server in servers {
+            command.args(["--server", server]);
+        }
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log_sink())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start chat-client");
+        let input = child.stdin.take();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, events) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let event: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|err| panic!("chat-client printed non-JSON {line:?}: {err}"));
+                if tx.send(event).is_err() {
+                    break;
+                }
+            }
+        });
+        Client {
+            child,
+            input,
+            events,
+            unclaimed: Vec::new(),
+        }
+    }
+
+    /// A client of `server`, logged in as `user` with password `pw-<user>`.
+    pub async fn login(server: &Server, user: &str) -> Client {
+        let mut client = Client::connect(server).await;
+        client.ok(&format!("login {user} pw-{user}")).await;
+        client
+    }
+
+    /// Types one line.
+    pub async fn type_line(&mut self, line: &str) {
+        let input = self.input.as_mut().expect("stdin is still open");
+        input
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .expect("write to chat-client");
+    }
+
+    /// Closes the client's standard input, as at the end of a script.
+    pub fn close_input(&mut self) {
+        self.input = None;
+    }
+
+    /// Types a command and returns its answer (`ok` or `error`).
+    pub async fn command(&mut self, line: &str) -> Value {
+        let name = line
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        self.type_line(line).await;
+        self.event(|ev| (ev["type"] == "ok" || ev["type"] == "error") && ev["command"] == *name)
+            .await
+    }
+
+    /// Types a command that must succeed, and returns its `ok` answer.
+    pub async fn ok(&mut self, line: &str) -> Value {
+        let answer = self.command(line).await;
+        assert_eq!(answer["type"], "ok", "`{line}` failed: {answer}");
+        answer
+    }
+
+    /// Types a command that must fail, and returns its error message.
+    pub async fn error(&mut self, line: &str) -> String {
+        let answer = self.command(line).await;
+        assert_eq!(
+            answer["type"], "error",
+            "`{line}` should have failed: {answer}"
+        );
+        answer["message"]
+            .as_str()
+            .expect("an error has a message")
+            .to_owned()
+    }
+
+    /// Waits for the first event, old or new, that `matches`, and takes it.
+    pub async fn event(&mut self, matches: impl Fn(&Value) -> bool) -> Value {
+        if let Some(idx) = self.unclaimed.iter().position(&matches) {
+            return self.unclaimed.remove(idx);
+        }
+        loop {
+            let event = timeout(EVENT_TIMEOUT, self.events.recv())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("no matching event in time; unclaimed: {:?}", self.unclaimed)
+                })
+                .unwrap_or_else(|| panic!("chat-client exited; unclaimed: {:?}", self.unclaimed));
+            if matches(&event) {
+                return event;
+            }
+            self.unclaimed.push(event);
+        }
+    }
+
+    /// Waits for a message with this text and returns it.
+    pub async fn message(&mut self, text: &str) -> Value {
+        self.event(|ev| ev["type"] == "message" && ev["text"] == text)
+            .await
+    }
+
+    /// Takes every message event received so far with this text.
+    pub fn take_messages(&mut self, text: &str) -> Vec<Value> {
+        let (taken, rest) = std::mem::take(&mut self.unclaimed)
+            .into_iter()
+            .partition(|ev| ev["type"] == "message" && ev["text"] == text);
+        self.unclaimed = rest;
+        taken
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub async fn wait_exit(&mut self) -> Option<i32> {
+        timeout(EVENT_TIMEOUT, self.child.wait())
+            .await
+            .expect("chat-client exited in time")
+            .expect("wait for chat-client")
+            .code()
+    }
+
+    /// Kills the client at once.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// Freezes the client (SIGSTOP), so that it reads nothing.
+    pub fn freeze(&self) {
+        signal(self.child.id().expect("running"), "STOP");
+    }
+}

@@ -1,0 +1,42 @@
+use tokio_postgres::NoTls;
+
+/// A database of its own for one test, created on the server that `DATABASE_URL` names.
+pub struct TestDb {
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        let base = std::env::var("DATABASE_URL").expect(
+            "DATABASE_URL must name a PostgreSQL server the tests may create databases on; \
+             scripts/test sets one up",
+        );
+        let (client, connection) = tokio_postgres::connect(&base, NoTls)
+            .await
+            .unwrap_or_else(|err| panic!("cannot connect to DATABASE_URL: {err}"));
+        tokio::spawn(connection);
+        let name = format!("chat_test_{}", uuid::Uuid::now_v7().simple());
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("CREATE DATABASE");
+        let url = match base.rsplit_once('/') {
+            Some((server, path)) if !server.ends_with('/') => {
+                let params = path.split_once('?').map(|(_, query)| format!("?{query}"));
+                format!("{server}/{name}{}", params.unwrap_or_default())
+            }
+            _ => panic!("DATABASE_URL must be a URL ending in /<database>: {base}"),
+        };
+        TestDb { url }
+    }
+
+    /// Runs one query and returns the first column of each row as text.
+    pub async fn query_strings(&self, sql: &str) -> Vec<String> {
+        let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
+            .await
+            .expect("connect to the test database");
+        tokio::spawn(connection);
+        let rows = client.query(sql, &[]).await.expect("test query");
+        rows.iter().map(|row| row.get::<_, String>(0)).collect()
+    }
+}

@@ -1,0 +1,40 @@
+//! The harness of the end-to-end tests: a fresh database per test, real `chat-server` and
+//! `chat-client` processes on free loopback ports, and a raw protocol connection for the tests
+//! that must misbehave on purpose.
+//!
+//! The tests need `DATABASE_URL` to point at a PostgreSQL server on which they may create
+//! databases; `scripts/test` starts a throwaway one and sets it. `TEST_LOG=1` shows the
+//! servers' logs. Nothing here sleeps in place of waiting for an event.
+
+mod client;
+mod db;
+mod raw;
+mod server;
+
+pub use client::Client;
+pub use db::TestDb;
+pub use raw::RawConn;
+pub use server::Server;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How long any single expected event may take before the test fails.
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The path of one of the workspace's binaries, built next to this test binary.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary knows its path");
+    // target/debug/deps/it-<hash> -> target/debug/<name>
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test binary lives in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (scripts/test does)",
+        path.display()
+    );
+    path
+}

@@ -1,0 +1,100 @@
+use crate::{binary, TestDb, EVENT_TIMEOUT};
+use std::process::Stdio;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::time::timeout;
+
+/// A running `chat-server` process, killed when dropped.
+pub struct Server {
+    pub name: String,
+    /// Where clients connect.
+    pub addr: String,
+    child: Child,
+    console: ChildStdin,
+    output: Lines<BufReader<ChildStdout>>,
+}
+
+impl Server {
+    /// Starts a server on free loopback ports and waits until it is ready.
+    pub async fn start(db: &TestDb, name: &str) -> Server {
+        let mut child = Command::new(binary("chat-server"))
+            .args(["--name", name, "--listen", "127.0.0.1:0"])
+            .args(["--peer-listen", "127.0.0.1:0", "--database-url", &db.url])
+            .env_remove("DATABASE_URL")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log_sink())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start chat-server");
+        let console = child.stdin.take().expect("piped stdin");
+        let mut output = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        let ready = timeout(EVENT_TIMEOUT, output.next_line())
+            .await
+            .expect("chat-server did not get ready in time")
+            .expect("read chat-server output")
+            .expect("chat-server exited before it was ready");
+        let addr = ready
+            .split_whitespace()
+            .find_map(|field| field.strip_prefix("client="))
+            .unwrap_or_else(|| panic!("unexpected first line from chat-server: {ready}"))
+            .to_owned();
+        Server {
+            name: name.to_owned(),
+            addr,
+            child,
+            console,
+            output,
+        }
+    }
+
+    /// Runs an admin console command and returns its first line of output.
+    pub async fn console_line(&mut self, command: &str) -> String {
+        self.console
+            .write_all(format!("{command}\n").as_bytes())
+            .await
+            .expect("write to the console");
+        timeout(EVENT_TIMEOUT, self.output.next_line())
+            .await
+            .expect("console answer in time")
+            .expect("read the console")
+            .expect("console output ended")
+    }
+
+    /// Kills the server at once, as a crash would.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// The process id, for signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the server is running")
+    }
+
+    /// Stops the server with SIGTERM and returns once it has exited cleanly.
+    pub async fn stop(mut self) {
+        signal(self.pid(), "TERM");
+        let status = timeout(EVENT_TIMEOUT, self.child.wait())
+            .await
+            .expect("chat-server stopped in time")
+            .expect("wait for chat-server");
+        assert!(status.success(), "chat-server exited with {status}");
+    }
+}
+
+pub(crate) fn signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+pub(crate) fn log_sink() -> Stdio {
+    if std::env::var_os("TEST_LOG").is_some() {
+        Stdio::inherit()
+    } else {
+        Stdio::null()
+    }
+}
