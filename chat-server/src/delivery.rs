@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio::time::{timeout_at, Instant};
+use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// How many jobs may wait for the writer before submitters wait for room.
@@ -190,10 +190,15 @@ impl Delivery {
             let Some(first) = first else { break };
             let mut batch = vec![first];
             let deadline = Instant::now() + config.commit_delay;
+            // Gather more until the deadline; a shutdown writes at once.
             while batch.len() < config.max_batch {
-                match timeout_at(deadline, jobs.recv()).await {
-                    Ok(Some(job)) => batch.push(job),
-                    Ok(None) | Err(_) => break,
+                tokio::select! {
+                    job = jobs.recv() => match job {
+                        Some(job) => batch.push(job),
+                        None => break,
+                    },
+                    () = sleep_until(deadline) => break,
+                    () = self.writer_stop.cancelled() => break,
                 }
             }
             self.write_batch(&store, batch).await;

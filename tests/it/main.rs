@@ -2,6 +2,7 @@
 //! harness and what it needs.
 
 mod accounts;
+mod admin;
 mod hostile;
 mod messaging;
 mod offline;

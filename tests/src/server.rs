@@ -17,8 +17,14 @@ pub struct Server {
 impl Server {
     /// Starts a server on free loopback ports and waits until it is ready.
     pub async fn start(db: &TestDb, name: &str) -> Server {
+        Server::start_with(db, name, &[]).await
+    }
+
+    /// Starts a server with extra flags.
+    pub async fn start_with(db: &TestDb, name: &str, flags: &[&str]) -> Server {
         let mut child = Command::new(binary("chat-server"))
             .args(["--name", name, "--listen", "127.0.0.1:0"])
+            .args(flags)
             .args(["--peer-listen", "127.0.0.1:0", "--database-url", &db.url])
             .env_remove("DATABASE_URL")
             .stdin(Stdio::piped())
