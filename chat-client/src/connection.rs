@@ -1,0 +1,438 @@
+//! One connection to a chat server: the hello, then a reader task and a writer task.
+//!
+//! **Only the writer task writes to the socket.** Requests and acknowledgements reach it
+//! through bounded queues. The reader task matches each reply to its request by id and passes
+//! everything else (deliveries, the server's goodbye, the end of the connection) to the
+//! session, in the order it arrived, as [`Incoming`] events.
+//!
+//! When the connection ends, the reader queues [`Incoming::Lost`] or [`Incoming::Closing`]
+//! *before* it fails the requests still waiting, so the session learns why first.
+
+use chat_proto::{
+    ChatMessage, ClientFrame, ErrorReply, FrameCodec, Hello, MessageId, Request, RequestId,
+    Response, ServerFrame, MAX_FRAME_LEN, PROTOCOL_VERSION,
+};
+use futures::{SinkExt, StreamExt};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use thiserror::Error;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+
+/// How long the TCP connect and the hello may take together.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long closing may wait for queued frames (acknowledgements above all) to be written.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The most ids in one `Ack` frame, well under the server's frame limit.
+pub const MAX_ACK_BATCH: usize = 1000;
+
+const FRAME_QUEUE: usize = 64;
+const ACK_QUEUE: usize = 1024;
+const INCOMING_QUEUE: usize = 256;
+
+type ServerFramed = Framed<TcpStream, FrameCodec<ServerFrame, ClientFrame>>;
+type Reply = Result<Response, ErrorReply>;
+
+/// Why a connection could not be made.
+#[derive(Debug, Error)]
+pub enum ConnectError {
+    #[error("cannot connect to {addr}: {source}")]
+    Io {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{addr} did not answer within {} seconds", CONNECT_TIMEOUT.as_secs())]
+    Timeout { addr: String },
+    #[error("{addr} is not a chat server")]
+    NotChatServer { addr: String },
+    #[error("{addr} refused the connection: {reason}")]
+    Refused { addr: String, reason: String },
+    #[error("{addr} speaks protocol version {theirs}; this client speaks version {ours}")]
+    Version {
+        addr: String,
+        theirs: u16,
+        ours: u16,
+    },
+    #[error("{addr} closed the connection during the hello")]
+    ClosedEarly { addr: String },
+    #[error("bad hello from {addr}: {source}")]
+    Frame {
+        addr: String,
+        source: chat_proto::FrameError,
+    },
+    #[error("no server answered ({})", join_errors(.0))]
+    NoneAnswered(Vec<ConnectError>),
+}
+
+fn join_errors(errors: &[ConnectError]) -> String {
+    if errors.is_empty() {
+        return "no server was given".to_string();
+    }
+    let texts: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    texts.join("; ")
+}
+
+/// Why a request got no response.
+#[derive(Debug, Error)]
+pub enum RequestError {
+    /// The server answered with an error; the connection stays open.
+    #[error("{0}")]
+    Refused(ErrorReply),
+    /// The connection ended before the reply came.
+    #[error("the connection was lost")]
+    ConnectionLost,
+}
+
+/// What the server sends unasked, and the end of the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A message to show and then acknowledge.
+    Message(ChatMessage),
+    /// The server said it is closing the connection, and why.
+    Closing(String),
+    /// The connection ended without a goodbye, and why.
+    Lost(String),
+}
+
+/// State shared by the [`Connection`] handle and its reader and writer tasks.
+struct Shared {
+    /// The requests waiting for a reply. `None` once the connection has ended, so that no
+    /// request can start waiting for a reply that will never come.
+    pending: Mutex<Option<HashMap<RequestId, oneshot::Sender<Reply>>>>,
+    /// Why the writer stopped, when it stopped on an error.
+    write_error: Mutex<Option<String>>,
+    /// Cancelled when the writer cannot write, or when the handle closes the connection.
+    stop: CancellationToken,
+}
+
+impl Shared {
+    fn pending(&self) -> MutexGuard<'_, Option<HashMap<RequestId, oneshot::Sender<Reply>>>> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A live connection: send requests, acknowledge messages, close.
+pub struct Connection {
+    addr: String,
+    server_name: String,
+    frames: mpsc::Sender<ClientFrame>,
+    acks: mpsc::Sender<MessageId>,
+    shared: Arc<Shared>,
+    next_id: AtomicU32,
+    reader: JoinHandle<()>,
+    writer: JoinHandle<()>,
+}
+
+/// Connects to the first of `servers` that completes the hello, trying them in order.
+///
+/// This is the one place that chooses a server; smarter routing replaces it later.
+pub async fn connect_any(
+    servers: &[String],
+) -> Result<(Connection, mpsc::Receiver<Incoming>), ConnectError> {
+    let mut failures = Vec::new();
+    for addr in servers {
+        match Connection::connect(addr).await {
+            Ok(connected) => return Ok(connected),
+            Err(err) => {
+                tracing::debug!("{err}");
+                failures.push(err);
+            }
+        }
+    }
+    Err(ConnectError::NoneAnswered(failures))
+}
+
+impl Connection {
+    /// Connects to `addr` (`host:port`), exchanges hellos and starts the reader and writer.
+    pub async fn connect(
+        addr: &str,
+    ) -> Result<(Connection, mpsc::Receiver<Incoming>), ConnectError> {
+        let handshake = tokio::time::timeout(CONNECT_TIMEOUT, handshake(addr));
+        let (framed, server_name) = handshake.await.map_err(|_| ConnectError::Timeout {
+            addr: addr.to_string(),
+        })??;
+        Ok(Connection::start(addr, server_name, framed))
+    }
+
+    fn start(
+        addr: &str,
+        server_name: String,
+        framed: ServerFramed,
+    ) -> (Connection, mpsc::Receiver<Incoming>) {
+        let (sink, stream) = framed.split();
+        let (frames_tx, frames_rx) = mpsc::channel(FRAME_QUEUE);
+        let (acks_tx, acks_rx) = mpsc::channel(ACK_QUEUE);
+        let (incoming_tx, incoming_rx) = mpsc::channel(INCOMING_QUEUE);
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Some(HashMap::new())),
+            write_error: Mutex::new(None),
+            stop: CancellationToken::new(),
+        });
+        let writer = tokio::spawn(write_frames(sink, frames_rx, acks_rx, shared.clone()));
+        let reader = tokio::spawn(read_frames(stream, incoming_tx, shared.clone()));
+        let connection = Connection {
+            addr: addr.to_string(),
+            server_name,
+            frames: frames_tx,
+            acks: acks_tx,
+            shared,
+            next_id: AtomicU32::new(1),
+            reader,
+            writer,
+        };
+        (connection, incoming_rx)
+    }
+
+    /// The address this connection was made to, as given.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The name the server gave in its hello.
+    pub fn server_name(&self) -> &str {
+        &self.server_name
+    }
+
+    /// Sends one request and waits for its reply.
+    pub async fn request(&self, body: Request) -> Result<Response, RequestError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (reply_tx, reply_rx) = oneshot::channel();
+        match self.shared.pending().as_mut() {
+            Some(pending) => pending.insert(id, reply_tx),
+            None => return Err(RequestError::ConnectionLost),
+        };
+        let frame = ClientFrame::Request { id, body };
+        if self.frames.send(frame).await.is_err() {
+            return Err(RequestError::ConnectionLost);
+        }
+        match reply_rx.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(refusal)) => Err(RequestError::Refused(refusal)),
+            Err(_) => Err(RequestError::ConnectionLost),
+        }
+    }
+
+    /// Queues an acknowledgement; the writer batches whatever is queued into one frame.
+    pub async fn ack(&self, id: MessageId) {
+        // When the writer has gone the connection is over, and the server will deliver the
+        // message again on the next connection: nothing is lost by dropping the ack.
+        let _ = self.acks.send(id).await;
+    }
+
+    /// Writes what is still queued (within [`CLOSE_TIMEOUT`]), then closes the connection.
+    pub async fn close(self) {
+        let Connection {
+            frames,
+            acks,
+            shared,
+            reader,
+            writer,
+            ..
+        } = self;
+        drop(frames);
+        drop(acks);
+        if tokio::time::timeout(CLOSE_TIMEOUT, writer).await.is_err() {
+            tracing::debug!("gave up writing the last frames");
+        }
+        shared.stop.cancel();
+        reader.abort();
+    }
+}
+
+/// Connects and exchanges hellos; returns the framed stream, retyped, and the server's name.
+async fn handshake(addr: &str) -> Result<(ServerFramed, String), ConnectError> {
+    let socket = TcpStream::connect(addr)
+        .await
+        .map_err(|source| ConnectError::Io {
+            addr: addr.to_string(),
+            source,
+        })?;
+    // Small frames (acks, requests) should leave at once.
+    if let Err(err) = socket.set_nodelay(true) {
+        tracing::debug!("cannot set TCP_NODELAY: {err}");
+    }
+    let mut framed = Framed::new(socket, FrameCodec::<Hello, Hello>::new(MAX_FRAME_LEN));
+    let frame_error = |source| ConnectError::Frame {
+        addr: addr.to_string(),
+        source,
+    };
+    framed.send(Hello::new("")).await.map_err(frame_error)?;
+    let hello = match framed.next().await {
+        Some(Ok(hello)) => hello,
+        Some(Err(source)) => return Err(frame_error(source)),
+        None => {
+            return Err(ConnectError::ClosedEarly {
+                addr: addr.to_string(),
+            })
+        }
+    };
+    check_hello(addr, &hello)?;
+    let framed = framed.map_codec(|codec| codec.retype::<ServerFrame, ClientFrame>());
+    Ok((framed, hello.name))
+}
+
+/// Checks the server's hello, in the order that gives the most useful error.
+fn check_hello(addr: &str, hello: &Hello) -> Result<(), ConnectError> {
+    let addr = addr.to_string();
+    if hello.magic != Hello::MAGIC {
+        return Err(ConnectError::NotChatServer { addr });
+    }
+    if !hello.refusal.is_empty() {
+        return Err(ConnectError::Refused {
+            addr,
+            reason: hello.refusal.clone(),
+        });
+    }
+    if hello.version != PROTOCOL_VERSION {
+        return Err(ConnectError::Version {
+            addr,
+            theirs: hello.version,
+            ours: PROTOCOL_VERSION,
+        });
+    }
+    Ok(())
+}
+
+/// The writer task: the only code that writes to the socket after the hello.
+async fn write_frames(
+    mut sink: futures::stream::SplitSink<ServerFramed, ClientFrame>,
+    mut frames: mpsc::Receiver<ClientFrame>,
+    mut acks: mpsc::Receiver<MessageId>,
+    shared: Arc<Shared>,
+) {
+    loop {
+        let frame = tokio::select! {
+            Some(frame) = frames.recv() => frame,
+            Some(id) = acks.recv() => {
+                // Batch whatever else is queued right now, without waiting for more.
+                let mut ids = vec![id];
+                while ids.len() < MAX_ACK_BATCH {
+                    match acks.try_recv() {
+                        Ok(id) => ids.push(id),
+                        Err(_) => break,
+                    }
+                }
+                ClientFrame::Ack { ids }
+            }
+            else => break,
+        };
+        if let Err(err) = sink.send(frame).await {
+            tracing::debug!("cannot write to the server: {err}");
+            let mut slot = shared
+                .write_error
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            *slot = Some(format!("cannot write: {err}"));
+            drop(slot);
+            shared.stop.cancel();
+            return;
+        }
+    }
+    if let Err(err) = sink.close().await {
+        tracing::debug!("cannot close the connection cleanly: {err}");
+    }
+}
+
+/// The reader task: matches replies to requests and passes everything else on, in order.
+async fn read_frames(
+    mut stream: futures::stream::SplitStream<ServerFramed>,
+    incoming: mpsc::Sender<Incoming>,
+    shared: Arc<Shared>,
+) {
+    let end = loop {
+        let frame = tokio::select! {
+            frame = stream.next() => frame,
+            () = shared.stop.cancelled() => {
+                let why = shared
+                    .write_error
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .clone();
+                break Incoming::Lost(why.unwrap_or_else(|| "the connection was closed".into()));
+            }
+        };
+        match frame {
+            None => break Incoming::Lost("the server closed the connection".into()),
+            Some(Err(err)) => break Incoming::Lost(err.to_string()),
+            Some(Ok(ServerFrame::Closing { reason })) => break Incoming::Closing(reason),
+            Some(Ok(ServerFrame::Deliver(message))) => {
+                if incoming.send(Incoming::Message(message)).await.is_err() {
+                    // Nobody listens any more: the session has ended.
+                    break Incoming::Lost("the session ended".into());
+                }
+            }
+            Some(Ok(ServerFrame::Reply { id, result })) => {
+                let waiter = shared.pending().as_mut().and_then(|map| map.remove(&id));
+                match waiter {
+                    // The request's caller may have given up; that is not an error.
+                    Some(waiter) => drop(waiter.send(result)),
+                    None => {
+                        tracing::warn!("the server replied to request {id}, which is not waiting")
+                    }
+                }
+            }
+        }
+    };
+    tracing::debug!("connection ended: {end:?}");
+    // Tell the session why before failing its waiting requests, so it reports the cause.
+    let _ = incoming.send(end).await;
+    shared.pending().take();
+    shared.stop.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check(hello: Hello, expected: Option<&str>) {
+        let result = check_hello("h:1", &hello).err().map(|err| err.to_string());
+        assert_eq!(result.as_deref(), expected);
+    }
+
+    #[test]
+    fn hellos() {
+        check(Hello::new("s1"), None);
+        check(
+            Hello {
+                magic: *b"HTTP",
+                ..Hello::new("s1")
+            },
+            Some("h:1 is not a chat server"),
+        );
+        check(
+            Hello {
+                refusal: "too many clients".into(),
+                version: 99,
+                ..Hello::new("s1")
+            },
+            Some("h:1 refused the connection: too many clients"),
+        );
+        check(
+            Hello {
+                version: 2,
+                ..Hello::new("s1")
+            },
+            Some("h:1 speaks protocol version 2; this client speaks version 1"),
+        );
+    }
+
+    #[test]
+    fn no_server_answered_lists_each_failure() {
+        let err = ConnectError::NoneAnswered(vec![
+            ConnectError::Timeout { addr: "a:1".into() },
+            ConnectError::NotChatServer { addr: "b:2".into() },
+        ]);
+        assert_eq!(
+            err.to_string(),
+            "no server answered (a:1 did not answer within 5 seconds; b:2 is not a chat server)"
+        );
+    }
+}

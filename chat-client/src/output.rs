@@ -1,0 +1,506 @@
+//! What the client tells its user, as JSON lines for scripts or as plain lines for people.
+//!
+//! Every line the client prints is an [`Event`] rendered by [`render`]. The JSON form is a
+//! public interface: one object per line, always with a `type` field. The human form escapes
+//! control characters in anything that came from the network, so that another user cannot send
+//! escape sequences to your terminal.
+
+use chat_proto::{ChatMessage, MessageId, Recipient};
+use serde::Serialize;
+use std::io::{self, Write};
+use std::sync::Mutex;
+
+/// One thing to tell the user: exactly one JSON line, or one or more human lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The client has connected to the server with this name.
+    Connected { server: String },
+    /// A chat message; `offline` when `readlog` handed it over.
+    Message { message: ChatMessage, offline: bool },
+    /// A command succeeded.
+    Ok(Answer),
+    /// A command failed, or the connection did (`command` is then `connection`).
+    Error { command: String, message: String },
+}
+
+/// The successful answer to each command, with what it reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "command", rename_all = "lowercase")]
+pub enum Answer {
+    Login {
+        user: String,
+        /// True when this login created the account.
+        registered: bool,
+        /// How many messages wait for `readlog`.
+        waiting: u64,
+    },
+    Logout,
+    Send {
+        #[serde(serialize_with = "as_display")]
+        id: MessageId,
+    },
+    Join {
+        group: String,
+    },
+    Leave {
+        group: String,
+    },
+    Groups {
+        groups: Vec<String>,
+        joined: Vec<String>,
+    },
+    ReadLog {
+        count: u64,
+    },
+    Who {
+        users: Vec<String>,
+    },
+    WhoAmI {
+        user: String,
+        server: String,
+    },
+    Help {
+        commands: Vec<String>,
+    },
+    Quit,
+}
+
+/// How events are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Human,
+}
+
+/// Renders one event; human help spans several lines, everything else is one line.
+pub fn render(format: Format, event: &Event) -> String {
+    match format {
+        Format::Json => render_json(event),
+        Format::Human => render_human(event),
+    }
+}
+
+fn as_display<T: std::fmt::Display, S: serde::Serializer>(
+    value: &T,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
+}
+
+/// The JSON shape of an [`Event`]; field order here is the order on the wire.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum JsonEvent<'a> {
+    Connected {
+        server: &'a str,
+    },
+    Message {
+        id: String,
+        from: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        to: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        group: Option<&'a str>,
+        text: &'a str,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        offline: bool,
+    },
+    Ok(&'a Answer),
+    Error {
+        command: &'a str,
+        message: &'a str,
+    },
+}
+
+fn render_json(event: &Event) -> String {
+    let json = match event {
+        Event::Connected { server } => JsonEvent::Connected { server },
+        Event::Message { message, offline } => {
+            let (to, group) = match &message.to {
+                Recipient::User(user) => (Some(user.as_str()), None),
+                Recipient::Group(group) => (None, Some(group.as_str())),
+            };
+            JsonEvent::Message {
+                id: message.id.to_string(),
+                from: &message.from,
+                to,
+                group,
+                text: &message.text,
+                offline: *offline,
+            }
+        }
+        Event::Ok(answer) => JsonEvent::Ok(answer),
+        Event::Error { command, message } => JsonEvent::Error { command, message },
+    };
+    // Serializing these plain structs of strings, numbers and booleans cannot fail; the
+    // fallback keeps the promise of one object per line all the same.
+    serde_json::to_string(&json).unwrap_or_else(|err| {
+        format!(
+            r#"{{"type":"error","command":"output","message":{:?}}}"#,
+            err.to_string()
+        )
+    })
+}
+
+fn render_human(event: &Event) -> String {
+    match event {
+        Event::Connected { server } => format!("connected to {}", clean(server)),
+        Event::Message { message, offline } => {
+            let mut tag = String::new();
+            if *offline {
+                tag.push_str("offline ");
+            }
+            if let Recipient::Group(group) = &message.to {
+                tag.push('#');
+                tag.push_str(&clean(group));
+                tag.push(' ');
+            }
+            tag.push_str(&clean(&message.from));
+            format!("[{tag}] {}", clean(&message.text))
+        }
+        Event::Ok(answer) => render_answer(answer),
+        Event::Error { message, .. } => format!("error: {}", clean(message)),
+    }
+}
+
+fn render_answer(answer: &Answer) -> String {
+    match answer {
+        Answer::Login {
+            user,
+            registered,
+            waiting,
+        } => {
+            let how = if *registered {
+                "registered and logged in"
+            } else {
+                "logged in"
+            };
+            let noun = if *waiting == 1 { "message" } else { "messages" };
+            format!("{how} as {}; {waiting} {noun} waiting", clean(user))
+        }
+        Answer::Logout => "logged out".to_string(),
+        Answer::Send { .. } => "sent".to_string(),
+        Answer::Join { group } => format!("joined #{}", clean(group)),
+        Answer::Leave { group } => format!("left #{}", clean(group)),
+        Answer::Groups { groups, joined } => format!(
+            "groups: {}; joined: {}",
+            list(groups.iter().map(|group| format!("#{group}"))),
+            list(joined.iter().map(|group| format!("#{group}"))),
+        ),
+        Answer::ReadLog { count } => {
+            let noun = if *count == 1 { "message" } else { "messages" };
+            format!("readlog: {count} {noun}")
+        }
+        Answer::Who { users } => format!("who: {}", list(users.iter().cloned())),
+        Answer::WhoAmI { user, server } => {
+            format!("you are {} on {}", clean(user), clean(server))
+        }
+        Answer::Help { .. } => {
+            let width = crate::command::USAGE
+                .iter()
+                .map(|(usage, _)| usage.len())
+                .max()
+                .unwrap_or(0);
+            let lines: Vec<String> = crate::command::USAGE
+                .iter()
+                .map(|(usage, what)| format!("  {usage:width$}  {what}"))
+                .collect();
+            format!("commands:\n{}", lines.join("\n"))
+        }
+        Answer::Quit => "bye".to_string(),
+    }
+}
+
+/// Joins names with commas, or says `(none)`.
+fn list(items: impl Iterator<Item = String>) -> String {
+    let items: Vec<String> = items.map(|item| clean(&item)).collect();
+    if items.is_empty() {
+        "(none)".to_string()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// Escapes control characters (newlines, escape sequences) so one event stays one line.
+fn clean(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Where rendered lines go: standard output, rustyline's printer, or a test's buffer.
+pub trait LineSink: Send {
+    /// Writes `line` and a newline at once, and flushes, so lines never interleave.
+    fn write_line(&mut self, line: &str) -> io::Result<()>;
+}
+
+/// A sink on any writer, such as standard output.
+pub struct WriterSink<W>(pub W);
+
+impl<W: Write + Send> LineSink for WriterSink<W> {
+    fn write_line(&mut self, line: &str) -> io::Result<()> {
+        let mut buf = String::with_capacity(line.len() + 1);
+        buf.push_str(line);
+        buf.push('\n');
+        self.0.write_all(buf.as_bytes())?;
+        self.0.flush()
+    }
+}
+
+/// Prints events in one format to one sink. Shared by the session's parts, so it locks.
+pub struct Output {
+    format: Format,
+    sink: Mutex<Box<dyn LineSink>>,
+}
+
+impl Output {
+    pub fn new(format: Format, sink: Box<dyn LineSink>) -> Output {
+        Output {
+            format,
+            sink: Mutex::new(sink),
+        }
+    }
+
+    /// Standard output, written a whole line at a time and flushed after each.
+    pub fn stdout(format: Format) -> Output {
+        Output::new(format, Box::new(WriterSink(io::stdout())))
+    }
+
+    /// Prints one event. A failing sink (a closed pipe) is logged, not fatal: the client
+    /// still acknowledges and answers as it should.
+    pub fn emit(&self, event: &Event) {
+        let line = render(self.format, event);
+        let mut sink = match self.sink.lock() {
+            Ok(sink) => sink,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Err(err) = sink.write_line(&line) {
+            tracing::debug!("cannot print an event: {err}");
+        }
+    }
+
+    /// Prints a command's failure.
+    pub fn error(&self, command: &str, message: impl Into<String>) {
+        self.emit(&Event::Error {
+            command: command.to_string(),
+            message: message.into(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(to: Recipient, text: &str) -> ChatMessage {
+        ChatMessage {
+            id: "0191d4f0-0000-7000-8000-000000000001"
+                .parse()
+                .expect("a valid uuid"),
+            from: "alice".into(),
+            to,
+            text: text.into(),
+            sent_at_ms: 0,
+        }
+    }
+
+    #[track_caller]
+    fn check(event: Event, json: &str, human: &str) {
+        assert_eq!(render(Format::Json, &event), json);
+        assert_eq!(render(Format::Human, &event), human);
+    }
+
+    fn ok(answer: Answer) -> Event {
+        Event::Ok(answer)
+    }
+
+    #[test]
+    fn connected() {
+        check(
+            Event::Connected {
+                server: "s1".into(),
+            },
+            r#"{"type":"connected","server":"s1"}"#,
+            "connected to s1",
+        );
+    }
+
+    #[test]
+    fn messages() {
+        let id = "0191d4f0-0000-7000-8000-000000000001";
+        check(
+            Event::Message {
+                message: message(Recipient::User("bob".into()), "hi  there"),
+                offline: false,
+            },
+            &format!(
+                r#"{{"type":"message","id":"{id}","from":"alice","to":"bob","text":"hi  there"}}"#
+            ),
+            "[alice] hi  there",
+        );
+        check(
+            Event::Message {
+                message: message(Recipient::Group("ops".into()), "deploy"),
+                offline: false,
+            },
+            &format!(
+                r#"{{"type":"message","id":"{id}","from":"alice","group":"ops","text":"deploy"}}"#
+            ),
+            "[#ops alice] deploy",
+        );
+        check(
+            Event::Message {
+                message: message(Recipient::User("bob".into()), "later"),
+                offline: true,
+            },
+            &format!(
+                r#"{{"type":"message","id":"{id}","from":"alice","to":"bob","text":"later","offline":true}}"#
+            ),
+            "[offline alice] later",
+        );
+        check(
+            Event::Message {
+                message: message(Recipient::Group("ops".into()), "later"),
+                offline: true,
+            },
+            &format!(
+                r#"{{"type":"message","id":"{id}","from":"alice","group":"ops","text":"later","offline":true}}"#
+            ),
+            "[offline #ops alice] later",
+        );
+    }
+
+    #[test]
+    fn control_characters_stay_escaped() {
+        check(
+            Event::Message {
+                message: message(Recipient::User("bob".into()), "two\nlines \u{1b}[2J"),
+                offline: false,
+            },
+            r#"{"type":"message","id":"0191d4f0-0000-7000-8000-000000000001","from":"alice","to":"bob","text":"two\nlines \u001b[2J"}"#,
+            r"[alice] two\nlines \u{1b}[2J",
+        );
+    }
+
+    #[test]
+    fn answers() {
+        check(
+            ok(Answer::Login {
+                user: "alice".into(),
+                registered: true,
+                waiting: 0,
+            }),
+            r#"{"type":"ok","command":"login","user":"alice","registered":true,"waiting":0}"#,
+            "registered and logged in as alice; 0 messages waiting",
+        );
+        check(
+            ok(Answer::Login {
+                user: "bob".into(),
+                registered: false,
+                waiting: 1,
+            }),
+            r#"{"type":"ok","command":"login","user":"bob","registered":false,"waiting":1}"#,
+            "logged in as bob; 1 message waiting",
+        );
+        check(
+            ok(Answer::Logout),
+            r#"{"type":"ok","command":"logout"}"#,
+            "logged out",
+        );
+        check(
+            ok(Answer::Send {
+                id: "0191d4f0-0000-7000-8000-00000000000a"
+                    .parse()
+                    .expect("a valid uuid"),
+            }),
+            r#"{"type":"ok","command":"send","id":"0191d4f0-0000-7000-8000-00000000000a"}"#,
+            "sent",
+        );
+        check(
+            ok(Answer::Join {
+                group: "ops".into(),
+            }),
+            r#"{"type":"ok","command":"join","group":"ops"}"#,
+            "joined #ops",
+        );
+        check(
+            ok(Answer::Leave {
+                group: "ops".into(),
+            }),
+            r#"{"type":"ok","command":"leave","group":"ops"}"#,
+            "left #ops",
+        );
+        check(
+            ok(Answer::Groups {
+                groups: vec!["dev".into(), "ops".into()],
+                joined: vec![],
+            }),
+            r#"{"type":"ok","command":"groups","groups":["dev","ops"],"joined":[]}"#,
+            "groups: #dev, #ops; joined: (none)",
+        );
+        check(
+            ok(Answer::ReadLog { count: 2 }),
+            r#"{"type":"ok","command":"readlog","count":2}"#,
+            "readlog: 2 messages",
+        );
+        check(
+            ok(Answer::Who {
+                users: vec!["alice".into(), "bob".into()],
+            }),
+            r#"{"type":"ok","command":"who","users":["alice","bob"]}"#,
+            "who: alice, bob",
+        );
+        check(
+            ok(Answer::WhoAmI {
+                user: "alice".into(),
+                server: "s1".into(),
+            }),
+            r#"{"type":"ok","command":"whoami","user":"alice","server":"s1"}"#,
+            "you are alice on s1",
+        );
+        check(ok(Answer::Quit), r#"{"type":"ok","command":"quit"}"#, "bye");
+    }
+
+    #[test]
+    fn help_lists_every_command() {
+        let event = ok(Answer::Help {
+            commands: vec!["login".into(), "quit".into()],
+        });
+        assert_eq!(
+            render(Format::Json, &event),
+            r#"{"type":"ok","command":"help","commands":["login","quit"]}"#
+        );
+        let human = render(Format::Human, &event);
+        assert!(
+            human.starts_with("commands:\n  login <user> [<password>]"),
+            "{human}"
+        );
+        assert!(
+            human
+                .lines()
+                .any(|line| line.trim_start().starts_with("quit ")),
+            "{human}"
+        );
+    }
+
+    #[test]
+    fn errors() {
+        check(
+            Event::Error {
+                command: "send".into(),
+                message: "no such user \"carol\"".into(),
+            },
+            r#"{"type":"error","command":"send","message":"no such user \"carol\""}"#,
+            "error: no such user \"carol\"",
+        );
+    }
+}

@@ -1,0 +1,5 @@
+//! Integration tests of the chat client against a scripted fake server on loopback.
+
+mod binary;
+mod fake_server;
+mod session;

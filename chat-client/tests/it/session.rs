@@ -1,0 +1,124 @@
+//! The session, driven through the library with scripted input and captured output.
+
+use crate::fake_server::{messages, FakeServer, OnWho};
+use chat_client::connection::Connection;
+use chat_client::output::{Format, LineSink, Output};
+use chat_client::session::{Exit, Input, Session};
+use serde_json::{json, Value};
+use std::io;
+use std::sync::{Arc, Mutex};
+
+/// Collects printed lines for the test to read.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<String>>>);
+
+impl LineSink for Captured {
+    fn write_line(&mut self, line: &str) -> io::Result<()> {
+        self.0.lock().expect("not poisoned").push(line.to_string());
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn json(&self) -> Vec<Value> {
+        let lines = self.0.lock().expect("not poisoned").clone();
+        lines
+            .iter()
+            .map(|line| serde_json::from_str(line).expect("every line is JSON"))
+            .collect()
+    }
+}
+
+/// Runs a session over `script` against a fresh fake server; returns its exit and its lines.
+async fn run(on_who: OnWho, script: &str) -> (FakeServer, Exit, Vec<Value>) {
+    let server = FakeServer::start(on_who).await;
+    let captured = Captured::default();
+    let output = Output::new(Format::Json, Box::new(captured.clone()));
+    let (connection, incoming) = Connection::connect(&server.addr.to_string())
+        .await
+        .expect("the fake server answers");
+    let mut input = Input::lines(io::Cursor::new(script.as_bytes().to_vec()));
+    let exit = Session::new(&output)
+        .run(connection, incoming, &mut input)
+        .await;
+    (server, exit, captured.json())
+}
+
+#[tokio::test]
+async fn commands_are_answered_in_order_and_messages_shown_once() {
+    let script = "login alice pw\n\nsend bob hi  there\nsend nobody hi\nsend bob\njoin #ops\nreadlog\nwho\ndance\n";
+    let (server, exit, lines) = run(OnWho::Answer, script).await;
+    assert_eq!(exit, Exit::EndOfInput);
+
+    let [first, second, third] = messages();
+    let send_id = lines
+        .get(3)
+        .and_then(|line| line.get("id"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert!(send_id.is_string(), "{lines:#?}");
+    let expected = vec![
+        json!({"type":"connected","server":"fake"}),
+        json!({"type":"message","id":first.id.to_string(),"from":"bob","to":"alice","text":"hello  alice"}),
+        json!({"type":"ok","command":"login","user":"alice","registered":true,"waiting":3}),
+        json!({"type":"ok","command":"send","id":send_id}),
+        json!({"type":"error","command":"send","message":"no such user \"nobody\""}),
+        json!({"type":"error","command":"send","message":"message text is empty"}),
+        json!({"type":"ok","command":"join","group":"ops"}),
+        json!({"type":"message","id":second.id.to_string(),"from":"carol","group":"ops","text":"deploy?","offline":true}),
+        json!({"type":"message","id":third.id.to_string(),"from":"bob","to":"alice","text":"are you there","offline":true}),
+        json!({"type":"ok","command":"readlog","count":2}),
+        json!({"type":"ok","command":"who","users":["alice","bob"]}),
+        json!({"type":"error","command":"dance","message":"unknown command \"dance\"; type help for a list"}),
+    ];
+    assert_eq!(lines, expected);
+
+    // The live message was acknowledged; every log batch was confirmed, duplicate included.
+    assert_eq!(server.acked(), vec![first.id]);
+    assert_eq!(
+        server.confirmed(),
+        vec![vec![first.id, second.id], vec![third.id]]
+    );
+}
+
+#[tokio::test]
+async fn a_dropped_connection_ends_the_session_with_an_error() {
+    let (server, exit, lines) = run(OnWho::Hangup, "who\nwhoami\n").await;
+    assert_eq!(exit, Exit::Lost);
+    let expected = format!(
+        "connection to {} lost: the server closed the connection",
+        server.addr
+    );
+    assert_eq!(
+        lines.last(),
+        Some(&json!({"type":"error","command":"connection","message":expected}))
+    );
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+}
+
+#[tokio::test]
+async fn the_servers_goodbye_is_reported() {
+    let (server, exit, lines) = run(OnWho::SayClosing, "who\n").await;
+    assert_eq!(exit, Exit::Lost);
+    let expected = format!(
+        "{} closed the connection: the server is shutting down",
+        server.addr
+    );
+    assert_eq!(
+        lines.last(),
+        Some(&json!({"type":"error","command":"connection","message":expected}))
+    );
+}
+
+#[tokio::test]
+async fn quit_stops_reading() {
+    let (_server, exit, lines) = run(OnWho::Answer, "quit\nwho\n").await;
+    assert_eq!(exit, Exit::Quit);
+    assert_eq!(
+        lines,
+        vec![
+            json!({"type":"connected","server":"fake"}),
+            json!({"type":"ok","command":"quit"}),
+        ]
+    );
+}
