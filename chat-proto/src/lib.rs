@@ -5,6 +5,7 @@
 //! - `message`: the frames (`Hello`, `ClientFrame`, `ServerFrame`) and what they carry.
 //! - `codec`: length-delimited frames with a hard size limit, each a `postcard` payload.
 //! - `names`: the rules for user names, group names and message text.
+//! - `ring`: the SHA-256 consistent-hashing ring that places users on servers.
 //!
 //! **This crate does no I/O.** It has no sockets, no clock and no database, so every rule in it
 //! is tested on bytes. The codec implements tokio-util's `Decoder` and `Encoder`, which only turn
@@ -13,10 +14,12 @@
 pub mod codec;
 pub mod message;
 pub mod names;
+pub mod ring;
 
 pub use codec::{FrameCodec, FrameError, MAX_CLIENT_FRAME_LEN, MAX_FRAME_LEN, MAX_LOG_BATCH};
 pub use message::*;
 pub use names::{validate_group, validate_text, validate_user, NameError};
+pub use ring::Ring;
 
 /// The protocol version spoken by this build. Both sides send it in their `Hello`.
 pub const PROTOCOL_VERSION: u16 = 1;
