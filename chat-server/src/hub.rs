@@ -44,13 +44,6 @@ impl Hub {
         users
     }
 
-    /// Closes every session, telling each client why.
-    pub fn close_all(&self, reason: &str) {
-        for session in self.lock().values().flatten() {
-            session.close(reason);
-        }
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Outbound>>> {
         self.sessions
             .lock()

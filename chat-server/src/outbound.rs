@@ -93,10 +93,6 @@ impl Outbound {
         self.inner.closed.cancel();
     }
 
-    pub fn is_closed(&self) -> bool {
-        self.inner.closed.is_cancelled()
-    }
-
     /// Resolves once [`Outbound::close`] was called.
     pub async fn closed(&self) {
         self.inner.closed.cancelled().await;
