@@ -125,18 +125,15 @@ async fn write_frames(
         tokio::select! {
             frame = queue.recv() => {
                 let Some(frame) = frame else { break };
-                if sink.feed(frame).await.is_err() {
-                    outbound.close("");
-                    return;
-                }
                 // Write everything already queued with one flush.
-                while let Ok(frame) = queue.try_recv() {
-                    if sink.feed(frame).await.is_err() {
-                        outbound.close("");
-                        return;
+                let written = async {
+                    sink.feed(frame).await?;
+                    while let Ok(frame) = queue.try_recv() {
+                        sink.feed(frame).await?;
                     }
-                }
-                if sink.flush().await.is_err() {
+                    sink.flush().await
+                };
+                if written.await.is_err() {
                     outbound.close("");
                     return;
                 }

@@ -17,12 +17,9 @@ impl Session {
         to: Recipient,
         text: String,
     ) -> Outcome {
-        let recipients = match self.check_send(&to, &text).await {
-            Ok(recipients) => recipients,
+        let (from, recipients) = match self.check_send(&to, &text).await {
+            Ok(checked) => checked,
             Err(err) => return Outcome::Reply(Err(err)),
-        };
-        let Some(from) = self.user.clone() else {
-            return Outcome::Reply(Err(ErrorReply::new(ErrorCode::NotLoggedIn, "log in first")));
         };
         let message = ChatMessage {
             id,
@@ -42,8 +39,12 @@ impl Session {
         Outcome::Later
     }
 
-    /// Validates a send and returns whom the message is for.
-    async fn check_send(&self, to: &Recipient, text: &str) -> Result<Vec<String>, ErrorReply> {
+    /// Validates a send and returns who sends it and whom it is for.
+    async fn check_send(
+        &self,
+        to: &Recipient,
+        text: &str,
+    ) -> Result<(String, Vec<String>), ErrorReply> {
         let from = self.require_user()?;
         validate_text(text).map_err(invalid)?;
         match to {
@@ -55,7 +56,7 @@ impl Session {
                         format!("no such user: {user}"),
                     ));
                 }
-                Ok(vec![user.clone()])
+                Ok((from, vec![user.clone()]))
             }
             Recipient::Group(group) => {
                 validate_group(group).map_err(invalid)?;
@@ -72,7 +73,7 @@ impl Session {
                     ));
                 };
                 members.swap_remove(idx);
-                Ok(members)
+                Ok((from, members))
             }
         }
     }
