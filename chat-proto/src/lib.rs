@@ -2,7 +2,8 @@
 //!
 //! This crate holds everything both sides must agree on, and nothing else:
 //!
-//! - `message`: the frames (`Hello`, `ClientFrame`, `ServerFrame`) and what they carry.
+//! - `message`: the client's frames (`Hello`, `ClientFrame`, `ServerFrame`) and what they carry.
+//! - `peer`: the frames between servers (`LinkHello`, `PeerFrame`).
 //! - `codec`: length-delimited frames with a hard size limit, each a `postcard` payload.
 //! - `names`: the rules for user names, group names and message text.
 //! - `ring`: the SHA-256 consistent-hashing ring that places users on servers.
@@ -14,12 +15,14 @@
 pub mod codec;
 pub mod message;
 pub mod names;
+pub mod peer;
 pub mod ring;
 
 pub use codec::{FrameCodec, FrameError, MAX_CLIENT_FRAME_LEN, MAX_FRAME_LEN, MAX_LOG_BATCH};
 pub use message::*;
 pub use names::{validate_group, validate_text, validate_user, NameError};
+pub use peer::{LinkHello, PeerFrame};
 pub use ring::Ring;
 
 /// The protocol version spoken by this build. Both sides send it in their `Hello`.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;

@@ -121,7 +121,10 @@ pub enum ClientFrame {
 /// What a client can ask for. Each is answered by one [`ServerFrame::Reply`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
-    /// Logs in, registering the user if the name is new.
+    /// Asks for the ring of live servers; allowed before login. Answered by [`Response::Ring`].
+    Ring,
+    /// Logs in, registering the user if the name is new. A server that should not serve the
+    /// user answers [`Response::Redirect`] instead.
     Login {
         user: String,
         password: String,
@@ -148,7 +151,12 @@ pub enum Request {
     ConfirmLog {
         ids: Vec<MessageId>,
     },
+    /// The users logged in anywhere in the farm.
     Who,
+    /// Whether a user is online, where, and which servers the ring gives them.
+    WhoIs {
+        user: String,
+    },
     WhoAmI,
     Ping,
 }
@@ -194,9 +202,59 @@ pub enum Response {
     Users(Vec<String>),
     WhoAmI {
         user: String,
+        /// The server this session is on.
         server: String,
+        /// The user's home and backup on the current ring.
+        home: String,
+        backup: Option<String>,
+    },
+    WhoIs {
+        user: String,
+        online: bool,
+        /// Where the user is logged in; `None` when offline.
+        server: Option<String>,
+        home: String,
+        backup: Option<String>,
+    },
+    Ring(RingInfo),
+    /// The answer to a login on a server that should not serve the user: log in at `server`,
+    /// whose client address is `addr`, instead.
+    Redirect {
+        server: String,
+        addr: String,
     },
     Pong,
+}
+
+/// The live servers of the farm and the ring's `V`: all a client needs to compute placements.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingInfo {
+    /// Positions per server.
+    pub vnodes: u32,
+    pub servers: Vec<ServerAddr>,
+}
+
+/// A live server and the address its clients dial.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerAddr {
+    pub name: String,
+    /// `host:port`.
+    pub addr: String,
+}
+
+impl RingInfo {
+    /// The ring these servers form.
+    pub fn ring(&self) -> crate::Ring {
+        crate::Ring::new(self.servers.iter().map(|server| &server.name), self.vnodes)
+    }
+
+    /// The client address of the server called `name`.
+    pub fn addr_of(&self, name: &str) -> Option<&str> {
+        self.servers
+            .iter()
+            .find(|server| server.name == name)
+            .map(|server| server.addr.as_str())
+    }
 }
 
 /// Why a request failed. The connection stays open.

@@ -1,0 +1,61 @@
+//! Every frame that crosses a link between two servers of the farm.
+//!
+//! A link opens with one [`LinkHello`] each way; the dialing server speaks first. Then both
+//! sides send [`PeerFrame`]s, in order, for as long as the link lives. There are no replies:
+//! each frame is a fact the receiver applies. When a link drops, everything the receiver knew
+//! from it (who is logged in over there) is forgotten, and the next link starts afresh.
+
+use crate::{ChatMessage, MessageId};
+use serde::{Deserialize, Serialize};
+
+/// The first frame on a link, in both directions. Like the client [`crate::Hello`], its layout
+/// never changes between protocol versions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkHello {
+    /// Always [`LinkHello::MAGIC`].
+    pub magic: [u8; 4],
+    /// The sender's [`crate::PROTOCOL_VERSION`].
+    pub version: u16,
+    /// The sender's server name.
+    pub name: String,
+    /// When the sender registered, in milliseconds since the Unix epoch: the later of two
+    /// servers dials the earlier one.
+    pub started_at_ms: i64,
+    /// Empty when the sender accepts the link; otherwise why it will close it.
+    pub refusal: String,
+}
+
+impl LinkHello {
+    pub const MAGIC: [u8; 4] = *b"LINK";
+
+    pub fn new(name: impl Into<String>, started_at_ms: i64) -> LinkHello {
+        LinkHello {
+            magic: LinkHello::MAGIC,
+            version: crate::PROTOCOL_VERSION,
+            name: name.into(),
+            started_at_ms,
+            refusal: String::new(),
+        }
+    }
+}
+
+/// A frame on a link after the hellos.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerFrame {
+    /// These users are logged in on the sender. With `reset`, they replace everything the
+    /// receiver knew about the sender's users (the first frame of a link has it).
+    Online { users: Vec<String>, reset: bool },
+    /// These users have logged out of the sender.
+    Offline { users: Vec<String> },
+    /// A message for these users, who are logged in on the receiver: show it to each of their
+    /// sessions. The sender owns the message until every recipient acknowledged it or it is
+    /// stored; the receiver keeps nothing but the way back for the acknowledgements.
+    Deliver {
+        message: ChatMessage,
+        recipients: Vec<String>,
+    },
+    /// `user`'s client has shown these messages, which the receiver relayed.
+    Acked { user: String, ids: Vec<MessageId> },
+    /// Sent when the link has been idle for a while, so that each side knows the other lives.
+    Heartbeat,
+}
