@@ -1,14 +1,37 @@
 //! Command-line flags of `chat-server`.
 
 use clap::Parser;
+use std::path::PathBuf;
 use std::time::Duration;
 
-/// A chat server of the farm. It serves clients on `--listen`, keeps its state in the shared
-/// PostgreSQL database, and reads admin commands (`help` lists them) on standard input.
+/// `chat-server admin`: runs an admin command (`servers`, `active-users`, `help`, ...) on a
+/// server running on this machine, through its admin socket, and prints the answer.
+#[derive(Debug, Parser)]
+#[command(name = "chat-server admin", bin_name = "chat-server admin", version)]
+pub struct AdminArgs {
+    /// The server to ask, by name; its socket is found at the default place.
+    #[arg(long, env = "CHAT_SERVER_NAME", required_unless_present = "socket")]
+    pub name: Option<String>,
+
+    /// The server's admin socket, when it was started with `--admin-socket`.
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true)]
+    pub command: Vec<String>,
+}
+
+/// A chat server of the farm. It serves clients on `--listen`, links with the other servers of
+/// the farm on `--peer-listen`, keeps its state in the shared PostgreSQL database, and reads
+/// admin commands (`help` lists them) on standard input and on its admin socket.
+///
+/// `chat-server admin [--name NAME | --socket PATH] <command>` runs an admin command against
+/// a server already running on this machine (`chat-server admin --help`).
 #[derive(Debug, Clone, Parser)]
 #[command(name = "chat-server", version)]
 pub struct Config {
-    /// This server's name in the farm; unique among its servers.
+    /// This server's name in the farm; unique among its servers (1 to 32 of A-Z a-z 0-9 _ . -).
     #[arg(long, env = "CHAT_SERVER_NAME")]
     pub name: String,
 
@@ -16,10 +39,14 @@ pub struct Config {
     #[arg(long, default_value = "127.0.0.1:7000")]
     pub listen: String,
 
-    /// Where other servers of the farm connect (HOST:PORT). It is recorded in `server_info`;
-    /// the server-to-server links that will use it are not built yet.
+    /// Where the other servers of the farm connect (HOST:PORT; port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:7100")]
     pub peer_listen: String,
+
+    /// The host (or HOST:PORT for the client port) that clients and peers should dial, when
+    /// it is not the listening address: behind NAT, or when listening on 0.0.0.0.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub advertise: Option<String>,
 
     /// PostgreSQL connection URL, e.g. postgres://user@host:5432/chat.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
@@ -38,6 +65,16 @@ pub struct Config {
     #[arg(long, default_value_t = 4096)]
     pub max_batch: usize,
 
+    /// Milliseconds without a heartbeat after which a server counts as down. Servers
+    /// heartbeat every second.
+    #[arg(long, default_value_t = 3000)]
+    pub heartbeat_timeout_ms: u64,
+
+    /// The admin socket (a Unix socket, owner only). Default: chat-server-NAME.sock in
+    /// $XDG_RUNTIME_DIR, or in the temporary directory.
+    #[arg(long)]
+    pub admin_socket: Option<PathBuf>,
+
     /// Seconds to finish in-flight work after SIGINT or SIGTERM before exiting anyway.
     #[arg(long, default_value_t = 10)]
     pub shutdown_timeout_secs: u64,
@@ -51,4 +88,22 @@ impl Config {
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_secs)
     }
+
+    pub fn heartbeat_timeout(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_timeout_ms.max(1))
+    }
+
+    pub fn admin_socket(&self) -> PathBuf {
+        self.admin_socket
+            .clone()
+            .unwrap_or_else(|| default_admin_socket(&self.name))
+    }
+}
+
+/// Where a server called `name` puts its admin socket unless told otherwise.
+pub fn default_admin_socket(name: &str) -> PathBuf {
+    let dir = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    dir.join(format!("chat-server-{name}.sock"))
 }

@@ -1,8 +1,11 @@
-//! The admin console: commands read line by line from the server's standard input.
+//! The admin console: commands read line by line from the server's standard input, or one at
+//! a time from the admin socket (`chat-server admin <command>`).
 //!
 //! The end of standard input only ends the console; the server keeps running.
 
 use crate::server::Shared;
+use crate::store::StoreError;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -12,7 +15,9 @@ commands:
   users            every registered user
   users <group>    the members of a group
   groups           every group
-  active-users     users logged in on this server, with their session counts
+  active-users     users logged in anywhere in the farm, with their server
+  servers          the registry: each server's liveness, address, link and users
+  links            this server's links, with the frames that crossed each
   thread-count     OS threads and live tokio tasks of this process
   help             this list";
 
@@ -46,6 +51,8 @@ pub async fn execute(shared: &Shared, line: &str) -> String {
         }
         ["groups"] => shared.store.all_groups().await.map(|groups| list(&groups)),
         ["active-users"] => Ok(active_users(shared)),
+        ["servers"] => servers(shared).await,
+        ["links"] => Ok(links(shared)),
         ["thread-count"] => Ok(thread_count()),
         ["help"] => Ok(HELP.to_owned()),
         _ => Ok(format!("unknown command: {line} (try help)")),
@@ -62,15 +69,74 @@ fn list(names: &[String]) -> String {
 }
 
 fn active_users(shared: &Shared) -> String {
-    let users = shared.hub.users();
-    if users.is_empty() {
-        return "(none)".to_owned();
+    let mut lines: Vec<String> = shared
+        .hub
+        .users()
+        .into_iter()
+        .map(|(user, n_sessions)| format!("{user} server={} sessions={n_sessions}", shared.name))
+        .collect();
+    lines.extend(
+        shared
+            .presence
+            .all()
+            .into_iter()
+            .map(|(user, server)| format!("{user} server={server}")),
+    );
+    lines.sort();
+    list(&lines)
+}
+
+/// Every registered server: whether it is live, where, its link from here, how many users are
+/// logged in on it, and how many registered users the ring gives it.
+async fn servers(shared: &Shared) -> Result<String, StoreError> {
+    let view = shared.farm.view();
+    let users = shared.store.all_users().await?;
+    let mut homed: HashMap<&str, usize> = HashMap::new();
+    for user in &users {
+        if let Some(home) = view.ring.home(user) {
+            *homed.entry(home).or_default() += 1;
+        }
     }
+    let online = shared.presence.counts();
     let mut out = String::new();
-    for (user, n_sessions) in users {
-        let _ = writeln!(out, "{user} sessions={n_sessions} server={}", shared.name);
+    for server in &view.servers {
+        let (link, n_online) = if server.name == shared.name {
+            ("self", shared.hub.users().len())
+        } else if shared.links.is_up(&server.name) {
+            ("up", online.get(&server.name).copied().unwrap_or(0))
+        } else {
+            ("down", 0)
+        };
+        let _ = writeln!(
+            out,
+            "{} {} client={} peer={} link={link} online={n_online} homed={}",
+            server.name,
+            if server.live { "live" } else { "down" },
+            server.client_addr,
+            server.peer_addr,
+            homed.get(server.name.as_str()).copied().unwrap_or(0),
+        );
     }
-    out.trim_end().to_owned()
+    let _ = write!(
+        out,
+        "ring: {} live, V={}",
+        view.ring.servers().len(),
+        view.vnodes
+    );
+    Ok(out)
+}
+
+fn links(shared: &Shared) -> String {
+    let lines: Vec<String> = shared
+        .links
+        .report()
+        .into_iter()
+        .map(|(peer, up, stats)| {
+            let state = if up { "up" } else { "down" };
+            format!("{peer} {state} {}", stats.describe())
+        })
+        .collect();
+    list(&lines)
 }
 
 fn thread_count() -> String {

@@ -1,7 +1,8 @@
 //! The delivery contract: a message its sender was told is "sent" is never lost.
 //!
 //! A submitted message is pushed at once to every session of every recipient logged in here,
-//! and recorded as *pending*. Then one of two things happens first:
+//! relayed in one `Deliver` frame to each other server where recipients are logged in, and
+//! recorded as *pending* on this server, which owns it. Then one of two things happens first:
 //!
 //! - every recipient's client acknowledges it: the sender is told "sent", and the message is
 //!   never written to the database at all;
@@ -12,14 +13,20 @@
 //! The writer waits `commit_delay` after the first job of a batch before writing, which gives
 //! live recipients the time to acknowledge, so that a busy server writes little.
 //!
+//! A server that relays a message remembers only where it came from: its recipients' acks go
+//! back over the link to the owner. A relay that fails (no link, a recipient who just left)
+//! costs nothing but a stored row, since the owner stores whatever is not acknowledged.
+//!
 //! **One writer task owns all inbox writes and deletes, in queue order.** A delete is therefore
 //! never applied before the insert it undoes. The state lock is never held across an `.await`.
 
 use crate::hub::Hub;
+use crate::links::Links;
 use crate::outbound::Outbound;
+use crate::presence::Presence;
 use crate::store::{InboxDelete, InboxRow, Store};
-use chat_proto::{ChatMessage, MessageId, RequestId, Response, ServerFrame};
-use std::collections::{HashMap, VecDeque};
+use chat_proto::{ChatMessage, MessageId, PeerFrame, RequestId, Response, ServerFrame};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -29,7 +36,8 @@ use tokio_util::sync::CancellationToken;
 
 /// How many jobs may wait for the writer before submitters wait for room.
 const JOB_QUEUE_LEN: usize = 65_536;
-/// How many recently finished message ids are remembered, to answer retried sends.
+/// How many recently finished message ids are remembered, to answer retried sends, and how
+/// many relayed ones, to route their acknowledgements.
 const RECENT_IDS: usize = 100_000;
 
 #[derive(Debug, Clone)]
@@ -46,10 +54,17 @@ pub struct Waiter {
     pub request: RequestId,
 }
 
+/// Where messages go: the sessions here, and the links to the other servers.
+pub struct Routes {
+    pub hub: Arc<Hub>,
+    pub presence: Arc<Presence>,
+    pub links: Arc<Links>,
+}
+
 pub struct Delivery {
     state: Mutex<State>,
     jobs: mpsc::Sender<Job>,
-    hub: Arc<Hub>,
+    routes: Routes,
     writer_stop: CancellationToken,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -62,7 +77,10 @@ enum Job {
 #[derive(Default)]
 struct State {
     pending: HashMap<MessageId, Pending>,
-    recent: RecentIds,
+    /// Messages finished here, and whether they were written to the inbox.
+    recent: Recent<bool>,
+    /// Messages relayed here by another server, and which server owns each.
+    relayed: Recent<String>,
 }
 
 struct Pending {
@@ -78,12 +96,12 @@ struct Pending {
 
 impl Delivery {
     /// Starts the writer task.
-    pub fn start(store: Store, hub: Arc<Hub>, config: DeliveryConfig) -> Arc<Delivery> {
+    pub fn start(store: Store, routes: Routes, config: DeliveryConfig) -> Arc<Delivery> {
         let (jobs, job_rx) = mpsc::channel(JOB_QUEUE_LEN);
         let delivery = Arc::new(Delivery {
             state: Mutex::new(State::default()),
             jobs,
-            hub,
+            routes,
             writer_stop: CancellationToken::new(),
             writer: Mutex::new(None),
         });
@@ -118,24 +136,77 @@ impl Delivery {
             };
             state.pending.insert(id, pending);
         }
-        for user in &recipients {
-            for session in self.hub.sessions_of(user) {
-                session.push(ServerFrame::Deliver((*message).clone()));
-            }
-        }
+        self.route(&message, &recipients);
         // If the writer is gone we are shutting down; the final sweep stores the message.
         let _ = self.jobs.send(Job::Persist(id)).await;
     }
 
-    /// Records that `user`'s client has shown these messages.
+    /// Pushes `message` to the recipients' sessions here, and relays it once to each other
+    /// server where some of them are logged in.
+    fn route(&self, message: &ChatMessage, recipients: &[String]) {
+        self.push_local(message, recipients);
+        for (server, users) in self.routes.presence.locate(recipients) {
+            let frame = PeerFrame::Deliver {
+                message: message.clone(),
+                recipients: users,
+            };
+            self.routes.links.send(&server, frame);
+        }
+    }
+
+    fn push_local(&self, message: &ChatMessage, recipients: &[String]) {
+        for user in recipients {
+            for session in self.routes.hub.sessions_of(user) {
+                session.push(ServerFrame::Deliver(message.clone()));
+            }
+        }
+    }
+
+    /// Shows a message that server `owner` relayed to these users of this server.
+    pub fn deliver_relayed(&self, owner: &str, message: ChatMessage, recipients: &[String]) {
+        lock(&self.state)
+            .relayed
+            .insert(message.id, owner.to_owned());
+        self.push_local(&message, recipients);
+    }
+
+    /// Records that `user`'s client, logged in here, has shown these messages. The
+    /// acknowledgements of relayed messages go back to the servers that own them.
     pub async fn ack(&self, user: &str, ids: &[MessageId]) {
+        let mut owned = Vec::new();
+        let mut by_owner: BTreeMap<String, Vec<MessageId>> = BTreeMap::new();
+        {
+            let state = lock(&self.state);
+            for &id in ids {
+                match state.relayed.get(id) {
+                    Some(owner) if !state.pending.contains_key(&id) => {
+                        by_owner.entry(owner.clone()).or_default().push(id);
+                    }
+                    _ => owned.push(id),
+                }
+            }
+        }
+        for (owner, ids) in by_owner {
+            let user = user.to_owned();
+            // Without a link the owner stores the message, and the client skips it in readlog.
+            self.routes
+                .links
+                .send(&owner, PeerFrame::Acked { user, ids });
+        }
+        self.ack_owned(user, &owned).await;
+    }
+
+    /// Records that `user`'s client has shown these messages, which this server owns.
+    pub async fn ack_owned(&self, user: &str, ids: &[MessageId]) {
         let mut finished = Vec::new();
         let mut deletes = Vec::new();
         {
             let mut state = lock(&self.state);
             for &id in ids {
                 let Some(pending) = state.pending.get_mut(&id) else {
-                    if state.recent.was_written(id) {
+                    // An id that was forgotten counts as written, so that its row, if any, is
+                    // deleted.
+                    if state.recent.get(id).copied().unwrap_or(true) {
                         deletes.push(InboxDelete {
                             recipient: user.to_owned(),
                             id,
@@ -300,32 +371,38 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
-/// Message ids that finished recently, and whether each was written to the inbox.
-#[derive(Default)]
-struct RecentIds {
-    written: HashMap<MessageId, bool>,
+/// A bounded map of recent message ids: the oldest is forgotten first.
+struct Recent<V> {
+    values: HashMap<MessageId, V>,
     order: VecDeque<MessageId>,
 }
 
-impl RecentIds {
-    fn insert(&mut self, id: MessageId, written: bool) {
-        if self.written.insert(id, written).is_none() {
+impl<V> Default for Recent<V> {
+    fn default() -> Self {
+        Recent {
+            values: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+}
+
+impl<V> Recent<V> {
+    fn insert(&mut self, id: MessageId, value: V) {
+        if self.values.insert(id, value).is_none() {
             self.order.push_back(id);
         }
         while self.order.len() > RECENT_IDS {
             if let Some(old) = self.order.pop_front() {
-                self.written.remove(&old);
+                self.values.remove(&old);
             }
         }
     }
 
     fn contains(&self, id: MessageId) -> bool {
-        self.written.contains_key(&id)
+        self.values.contains_key(&id)
     }
 
-    /// False only if the message is known to have finished without being written. An id that
-    /// was forgotten counts as written, so that its row, if any, is deleted.
-    fn was_written(&self, id: MessageId) -> bool {
-        self.written.get(&id).copied().unwrap_or(true)
+    fn get(&self, id: MessageId) -> Option<&V> {
+        self.values.get(&id)
     }
 }

@@ -1,42 +1,102 @@
-//! Who is logged in on this server, and the way to reach each of their sessions.
+//! Who is logged in on this server, the way to reach each of their sessions, and the links
+//! that must hear about every login and logout.
 
+use crate::links::LinkHandle;
 use crate::outbound::Outbound;
+use chat_proto::PeerFrame;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
+
+/// The most names in one presence frame, to keep frames well under the size limit.
+const PRESENCE_CHUNK: usize = 4096;
 
 /// The logged-in users of this server. A user may have several sessions at once.
+///
+/// **Presence frames are pushed to the links under the hub's lock**, so that a link's first
+/// frame (everyone logged in here) and every later change reach the peer in the order they
+/// happened here.
 #[derive(Default)]
 pub struct Hub {
-    sessions: Mutex<HashMap<String, Vec<Outbound>>>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    sessions: HashMap<String, Vec<Outbound>>,
+    /// The links to the other servers, told of each user's first login and last logout.
+    watchers: Vec<LinkHandle>,
 }
 
 impl Hub {
     pub fn add(&self, user: &str, session: Outbound) {
-        self.lock()
-            .entry(user.to_owned())
-            .or_default()
-            .push(session);
-    }
-
-    pub fn remove(&self, user: &str, session_id: u64) {
-        let mut sessions = self.lock();
-        if let Some(list) = sessions.get_mut(user) {
-            list.retain(|session| session.id() != session_id);
-            if list.is_empty() {
-                sessions.remove(user);
+        let mut inner = self.lock();
+        let sessions = inner.sessions.entry(user.to_owned()).or_default();
+        sessions.push(session);
+        if sessions.len() == 1 {
+            let frame = PeerFrame::Online {
+                users: vec![user.to_owned()],
+                reset: false,
+            };
+            for link in &inner.watchers {
+                link.push(frame.clone());
             }
         }
     }
 
+    pub fn remove(&self, user: &str, session_id: u64) {
+        let mut inner = self.lock();
+        let Some(list) = inner.sessions.get_mut(user) else {
+            return;
+        };
+        list.retain(|session| session.id() != session_id);
+        if list.is_empty() {
+            inner.sessions.remove(user);
+            let frame = PeerFrame::Offline {
+                users: vec![user.to_owned()],
+            };
+            for link in &inner.watchers {
+                link.push(frame.clone());
+            }
+        }
+    }
+
+    /// Tells `link` who is logged in here now, and from now on every change.
+    pub fn watch(&self, link: LinkHandle) {
+        let mut inner = self.lock();
+        let users: Vec<String> = inner.sessions.keys().cloned().collect();
+        let mut chunks = users.chunks(PRESENCE_CHUNK);
+        let first = chunks.next().unwrap_or_default();
+        link.push(PeerFrame::Online {
+            users: first.to_vec(),
+            reset: true,
+        });
+        for chunk in chunks {
+            link.push(PeerFrame::Online {
+                users: chunk.to_vec(),
+                reset: false,
+            });
+        }
+        inner.watchers.push(link);
+    }
+
+    pub fn unwatch(&self, link_id: u64) {
+        self.lock().watchers.retain(|link| link.id() != link_id);
+    }
+
     /// The sessions of `user`, if they are logged in here.
     pub fn sessions_of(&self, user: &str) -> Vec<Outbound> {
-        self.lock().get(user).cloned().unwrap_or_default()
+        self.lock().sessions.get(user).cloned().unwrap_or_default()
+    }
+
+    pub fn is_online(&self, user: &str) -> bool {
+        self.lock().sessions.contains_key(user)
     }
 
     /// The logged-in users, sorted, each with their number of sessions.
     pub fn users(&self) -> Vec<(String, usize)> {
         let mut users: Vec<(String, usize)> = self
             .lock()
+            .sessions
             .iter()
             .map(|(user, sessions)| (user.clone(), sessions.len()))
             .collect();
@@ -44,8 +104,8 @@ impl Hub {
         users
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Outbound>>> {
-        self.sessions
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
     }

@@ -4,7 +4,10 @@
 //! shared PostgreSQL database, so any server can die without taking anything with it.
 //!
 //! - `config`: the command-line flags.
-//! - `server`: start-up, the accept loop, heartbeats and graceful shutdown.
+//! - `server`: start-up, the accept loops and graceful shutdown.
+//! - `farm`: the registry (heartbeats, live servers), the ring, and who serves which user.
+//! - `links`: the persistent links to the other servers.
+//! - `presence`: who is logged in on the other servers, as their links report it.
 //! - `session`: one client connection: hello, read loop, writer task.
 //! - `outbound`: a session's bounded outbound queue, the only way to write to its socket.
 //! - `commands`: what each client request does, one file per family of commands.
@@ -12,17 +15,22 @@
 //! - `hub`: who is logged in here.
 //! - `store`: the PostgreSQL store and its migrations; the only module that speaks SQL.
 //! - `password`: argon2id hashing off the async threads.
-//! - `console`: admin commands on standard input.
+//! - `console`: admin commands, on standard input and through `admin`.
+//! - `admin`: the admin socket, local and owner-only, and the `chat-server admin` client.
 //!
 //! The server must never panic on anything a client sends, and never log a password.
 
+pub mod admin;
 pub mod commands;
 pub mod config;
 pub mod console;
 pub mod delivery;
+pub mod farm;
 pub mod hub;
+pub mod links;
 pub mod outbound;
 pub mod password;
+pub mod presence;
 pub mod server;
 pub mod session;
 pub mod store;

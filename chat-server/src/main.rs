@@ -1,5 +1,6 @@
 use anyhow::Context;
-use chat_server::Config;
+use chat_server::config::AdminArgs;
+use chat_server::{admin, Config};
 use clap::Parser;
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -7,6 +8,13 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    // `admin` is parsed on its own: a server's flags read the environment (DATABASE_URL),
+    // which an operator's shell may well have set.
+    if std::env::args_os().nth(1).is_some_and(|arg| arg == "admin") {
+        let args = AdminArgs::parse_from(std::env::args_os().skip(1));
+        return admin(&runtime, args);
+    }
     let config = Config::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -15,7 +23,6 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let result = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
@@ -24,6 +31,18 @@ fn main() -> anyhow::Result<()> {
     // The console's read of standard input cannot be cancelled; do not wait for it.
     runtime.shutdown_timeout(Duration::from_millis(100));
     result
+}
+
+/// `chat-server admin`: one command to a running server, its answer on standard output.
+fn admin(runtime: &tokio::runtime::Runtime, args: AdminArgs) -> anyhow::Result<()> {
+    let path = match (args.socket, args.name) {
+        (Some(path), _) => path,
+        (None, Some(name)) => chat_server::config::default_admin_socket(&name),
+        (None, None) => anyhow::bail!("name the server with --name or --socket"),
+    };
+    let answer = runtime.block_on(admin::request(&path, &args.command.join(" ")))?;
+    print!("{answer}");
+    Ok(())
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {

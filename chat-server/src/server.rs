@@ -1,39 +1,63 @@
 //! Start-up, the accept loop, and graceful shutdown of one chat server.
 
 use crate::config::Config;
-use crate::delivery::{Delivery, DeliveryConfig};
+use crate::delivery::{Delivery, DeliveryConfig, Routes};
+use crate::farm::Farm;
 use crate::hub::Hub;
+use crate::links::{self, Links};
+use crate::presence::Presence;
 use crate::store::{ServerRow, Store, StoreError};
-use crate::{console, session};
+use crate::{admin, console, session};
 use anyhow::Context;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// How often the server renews its row in `server_info`.
-const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a starting server waits for its links to the live servers before it serves.
+const INITIAL_LINKS_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// What every session of this server shares.
+/// What every session and link of this server shares.
 pub struct Shared {
     pub name: String,
     pub store: Store,
+    pub farm: Arc<Farm>,
     pub hub: Arc<Hub>,
+    pub presence: Arc<Presence>,
+    pub links: Arc<Links>,
     pub delivery: Arc<Delivery>,
     /// Names known to be registered. Users are never deleted, so this needs no invalidation.
     known_users: Mutex<HashSet<String>>,
     /// Cancelled when the server starts to shut down: sessions stop reading requests.
     pub shutdown: CancellationToken,
-    /// Cancelled once the delivery writer has flushed: sessions say goodbye and close.
+    /// Cancelled once the delivery writer has flushed: sessions say goodbye, links close.
     pub drained: CancellationToken,
     pub shutdown_grace: Duration,
+    /// Every session, link and dial loop, so that shutdown can wait for them.
+    pub tracker: TaskTracker,
 }
 
 impl Shared {
+    /// The server that should serve `user` now: home if it is this server or linked, else
+    /// the backup on the same terms, and so on around the ring.
+    pub fn serving(&self, user: &str) -> String {
+        let view = self.farm.view();
+        view.serving(user, |server| self.links.is_up(server))
+            .to_owned()
+    }
+
+    /// The user's home and backup on the current ring of live servers.
+    pub fn placement(&self, user: &str) -> (String, Option<String>) {
+        let view = self.farm.view();
+        let mut order = view.ring.successors(user);
+        let home = order.next().unwrap_or(&self.name).to_owned();
+        (home, order.next().map(str::to_owned))
+    }
+
     pub fn remember_user(&self, user: &str) {
         self.known_users_lock().insert(user.to_owned());
     }
@@ -58,54 +82,98 @@ impl Shared {
 
 /// Runs the server until `shutdown` is cancelled, then shuts it down gracefully.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    chat_proto::validate_user(&config.name)
+        .map_err(|err| anyhow::anyhow!("bad --name: {}", err.to_string().replace("user ", "")))?;
     let store = Store::open(&config.database_url, config.db_pool_size)
         .await
         .context("cannot open the database")?;
     let listener = TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let peer_listener = TcpListener::bind(&config.peer_listen)
+        .await
+        .with_context(|| format!("cannot listen for peers on {}", config.peer_listen))?;
     let client_addr = listener.local_addr()?;
-    let peer_addr = resolve(&config.peer_listen).await?;
-    store
-        .register_server(&ServerRow {
-            name: config.name.clone(),
-            host: client_addr.ip().to_string(),
-            client_port: client_addr.port(),
-            server_port: peer_addr.port(),
-        })
+    let peer_addr = peer_listener.local_addr()?;
+    let row = ServerRow {
+        name: config.name.clone(),
+        client_addr: advertised(config.advertise.as_deref(), client_addr)?,
+        peer_addr: advertised(
+            config.advertise.as_deref().map(|a| split_host_port(a).0),
+            peer_addr,
+        )?,
+    };
+    let admin_listener = admin::bind(&config.admin_socket()).await?;
+    let started_at_ms = store
+        .register_server(&row)
         .await
         .context("cannot register in server_info")?;
 
+    let farm = Arc::new(Farm::new(&config.name, config.heartbeat_timeout()));
+    farm.refresh(&store)
+        .await
+        .context("cannot read the registry")?;
     let hub = Arc::new(Hub::default());
+    let presence = Arc::new(Presence::default());
+    let links = Arc::new(Links::new(&config.name, started_at_ms));
+    let routes = Routes {
+        hub: hub.clone(),
+        presence: presence.clone(),
+        links: links.clone(),
+    };
     let delivery_config = DeliveryConfig {
         commit_delay: config.commit_delay(),
         max_batch: config.max_batch.max(1),
     };
-    let delivery = Delivery::start(store.clone(), hub.clone(), delivery_config);
+    let delivery = Delivery::start(store.clone(), routes, delivery_config);
+    let tracker = TaskTracker::new();
     let shared = Arc::new(Shared {
         name: config.name.clone(),
         store: store.clone(),
+        farm: farm.clone(),
         hub,
+        presence,
+        links,
         delivery,
         known_users: Mutex::default(),
         shutdown: shutdown.clone(),
         drained: CancellationToken::new(),
         shutdown_grace: config.shutdown_timeout(),
+        tracker: tracker.clone(),
     });
-    let tracker = TaskTracker::new();
-    tracker.spawn(heartbeat(shared.clone()));
+    tracker.spawn(farm.clone().run(store.clone(), shutdown.clone()));
+    tracker.spawn(links::supervise(shared.clone()));
+    let accept_links = shared.clone();
+    tracker.spawn(accept_loop(
+        peer_listener,
+        shared.clone(),
+        move |stream, addr| links::accept(accept_links.clone(), stream, addr),
+    ));
     // The console waits on standard input, which cannot be interrupted; it is not tracked.
     tokio::spawn(console::run(shared.clone()));
+    tracker.spawn(admin::serve(admin_listener, shared.clone()));
 
-    tracing::info!(name = %config.name, %client_addr, "serving clients");
+    // Serve clients once linked with every live server, so that routing is complete.
+    let peers: Vec<String> = farm
+        .view()
+        .live_peers()
+        .map(|peer| peer.name.clone())
+        .collect();
+    if !shared.links.wait_up(&peers, INITIAL_LINKS_TIMEOUT).await {
+        tracing::warn!("not every live server is linked yet; serving anyway");
+    }
+    tracing::info!(name = %config.name, %client_addr, %peer_addr, "serving clients");
     println!(
         "ready name={} client={client_addr} peer={peer_addr}",
         config.name
     );
-    accept_loop(&listener, &shared, &tracker).await;
+    let serve_clients = shared.clone();
+    accept_loop(listener, shared.clone(), move |stream, addr| {
+        session::serve(stream, addr, serve_clients.clone())
+    })
+    .await;
 
     tracing::info!("shutting down: no new connections");
-    drop(listener);
     if timeout(shared.shutdown_grace, shared.delivery.finish())
         .await
         .is_err()
@@ -120,6 +188,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     {
         tracing::warn!("some sessions did not close before the shutdown timeout");
     }
+    admin::remove(&config.admin_socket());
     if let Err(err) = store.mark_server_gone(&config.name).await {
         tracing::warn!(%err, "could not mark this server gone in server_info");
     }
@@ -127,17 +196,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     Ok(())
 }
 
-async fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, tracker: &TaskTracker) {
+/// Accepts connections and spawns `serve` for each until shutdown. Accept errors (out of
+/// file descriptors, say) back off instead of spinning.
+async fn accept_loop<F, Fut>(listener: TcpListener, shared: Arc<Shared>, serve: F)
+where
+    F: Fn(TcpStream, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let mut backoff = Duration::from_millis(10);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
+                Ok((stream, addr)) => {
                     backoff = Duration::from_millis(10);
-                    tracker.spawn(session::serve(stream, peer, shared.clone()));
+                    shared.tracker.spawn(serve(stream, addr));
                 }
                 Err(err) => {
-                    // Out of file descriptors, say: wait, so as not to spin.
                     tracing::warn!(%err, "accept failed; retrying in {backoff:?}");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -148,34 +222,84 @@ async fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, tracker: &Tas
     }
 }
 
-async fn heartbeat(shared: Arc<Shared>) {
-    let mut ticks = tokio::time::interval(HEARTBEAT_INTERVAL);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut failing = false;
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            () = shared.shutdown.cancelled() => return,
+/// The address to register for a listener bound at `bound`: `--advertise` may give the host,
+/// or the host and the port.
+fn advertised(advertise: Option<&str>, bound: SocketAddr) -> anyhow::Result<(String, u16)> {
+    match advertise.map(split_host_port) {
+        Some((host, Some(port))) => {
+            let port = port
+                .parse()
+                .with_context(|| format!("bad port {port:?} in --advertise"))?;
+            Ok((host.to_owned(), port))
         }
-        match shared.store.heartbeat(&shared.name).await {
-            Ok(()) if failing => {
-                tracing::info!("heartbeat restored");
-                failing = false;
-            }
-            Ok(()) => {}
-            Err(err) if !failing => {
-                tracing::warn!(%err, "heartbeat failed");
-                failing = true;
-            }
-            Err(_) => {}
-        }
+        Some((host, None)) => Ok((host.to_owned(), bound.port())),
+        None if bound.ip().is_unspecified() => anyhow::bail!(
+            "listening on {bound}, which nobody can dial; set --advertise to this machine's \
+             address"
+        ),
+        None => Ok((bound.ip().to_string(), bound.port())),
     }
 }
 
-async fn resolve(addr: &str) -> anyhow::Result<SocketAddr> {
-    tokio::net::lookup_host(addr)
-        .await
-        .with_context(|| format!("cannot resolve {addr}"))?
-        .next()
-        .with_context(|| format!("{addr} resolves to no address"))
+/// Splits `host`, `host:port`, `[v6]` or `[v6]:port`; a bare IPv6 address is all host.
+fn split_host_port(addr: &str) -> (&str, Option<&str>) {
+    if let Some(rest) = addr.strip_prefix('[') {
+        return match rest.split_once(']') {
+            Some((host, port)) => (host, port.strip_prefix(':')),
+            None => (rest, None),
+        };
+    }
+    match addr.split_once(':') {
+        Some((host, port)) if !port.contains(':') => (host, Some(port)),
+        _ => (addr, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check(advertise: Option<&str>, bound: &str, expected: Result<(&str, u16), &str>) {
+        let bound: SocketAddr = bound.parse().unwrap();
+        let got = advertised(advertise, bound).map_err(|err| err.to_string());
+        let expected = expected
+            .map(|(host, port)| (host.to_owned(), port))
+            .map_err(str::to_owned);
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn advertised_addresses() {
+        check(None, "127.0.0.1:7000", Ok(("127.0.0.1", 7000)));
+        check(
+            Some("chat1.example"),
+            "0.0.0.0:7000",
+            Ok(("chat1.example", 7000)),
+        );
+        check(
+            Some("10.0.0.5:9000"),
+            "0.0.0.0:7000",
+            Ok(("10.0.0.5", 9000)),
+        );
+        check(
+            Some("[2001:db8::5]:9000"),
+            "[::]:7000",
+            Ok(("2001:db8::5", 9000)),
+        );
+        check(Some("2001:db8::5"), "[::]:7000", Ok(("2001:db8::5", 7000)));
+        check(
+            Some("h:x"),
+            "0.0.0.0:7000",
+            Err("bad port \"x\" in --advertise"),
+        );
+        check(
+            None,
+            "0.0.0.0:7000",
+            Err(
+                "listening on 0.0.0.0:7000, which nobody can dial; set --advertise to this \
+                 machine's address",
+            ),
+        );
+    }
 }

@@ -21,6 +21,17 @@ impl Session {
             ));
         }
         validate_user(&user).map_err(invalid)?;
+        let serving = self.shared.serving(&user);
+        if serving != self.shared.name {
+            let view = self.shared.farm.view();
+            if let Some(server) = view.server(&serving) {
+                tracing::debug!(%user, to = %serving, "login redirected");
+                return Ok(Response::Redirect {
+                    server: serving,
+                    addr: server.client_addr.clone(),
+                });
+            }
+        }
         if password.is_empty() || password.len() > MAX_PASSWORD_LEN {
             return Err(ErrorReply::new(
                 ErrorCode::Invalid,

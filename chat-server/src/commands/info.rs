@@ -1,21 +1,62 @@
-//! `who` and `whoami`.
+//! `ring`, `who`, `whois` and `whoami`: what the farm looks like.
 
+use super::invalid;
 use crate::session::Session;
-use chat_proto::{ErrorReply, Response};
+use chat_proto::{validate_user, ErrorCode, ErrorReply, Response};
 
 impl Session {
+    pub(super) fn ring(&self) -> Result<Response, ErrorReply> {
+        Ok(Response::Ring(self.shared.farm.view().ring_info()))
+    }
+
+    /// The users logged in anywhere in the farm, each once.
     pub(super) fn who(&self) -> Result<Response, ErrorReply> {
         self.require_user()?;
-        let users = self.shared.hub.users();
-        Ok(Response::Users(
-            users.into_iter().map(|(user, _sessions)| user).collect(),
-        ))
+        let mut users: Vec<String> = self
+            .shared
+            .hub
+            .users()
+            .into_iter()
+            .map(|(user, _sessions)| user)
+            .collect();
+        users.extend(self.shared.presence.all().into_iter().map(|(user, _)| user));
+        users.sort();
+        users.dedup();
+        Ok(Response::Users(users))
+    }
+
+    pub(super) async fn whois(&self, user: String) -> Result<Response, ErrorReply> {
+        self.require_user()?;
+        validate_user(&user).map_err(invalid)?;
+        if !self.shared.user_exists(&user).await? {
+            return Err(ErrorReply::new(
+                ErrorCode::NoSuchUser,
+                format!("no such user: {user}"),
+            ));
+        }
+        let server = if self.shared.hub.is_online(&user) {
+            Some(self.shared.name.clone())
+        } else {
+            self.shared.presence.servers_of(&user).into_iter().next()
+        };
+        let (home, backup) = self.shared.placement(&user);
+        Ok(Response::WhoIs {
+            user,
+            online: server.is_some(),
+            server,
+            home,
+            backup,
+        })
     }
 
     pub(super) fn whoami(&self) -> Result<Response, ErrorReply> {
+        let user = self.require_user()?;
+        let (home, backup) = self.shared.placement(&user);
         Ok(Response::WhoAmI {
-            user: self.require_user()?,
+            user,
             server: self.shared.name.clone(),
+            home,
+            backup,
         })
     }
 }

@@ -46,6 +46,7 @@ impl Session {
 
     async fn execute(&mut self, request_id: u32, request: Request) -> Outcome {
         match request {
+            Request::Ring => self.ring().into(),
             Request::Login { user, password } => self.login(user, password).await.into(),
             Request::Logout => self.logout_command().into(),
             Request::Send { id, to, text } => self.send(request_id, id, to, text).await,
@@ -55,6 +56,7 @@ impl Session {
             Request::ReadLog { max } => self.read_log(max).await.into(),
             Request::ConfirmLog { ids } => self.confirm_log(ids).await.into(),
             Request::Who => self.who().into(),
+            Request::WhoIs { user } => self.whois(user).await.into(),
             Request::WhoAmI => self.whoami().into(),
             Request::Ping => Ok(Response::Pong).into(),
         }

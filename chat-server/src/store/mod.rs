@@ -10,7 +10,7 @@ mod servers;
 mod users;
 
 pub use inbox::{InboxDelete, InboxRow};
-pub use servers::ServerRow;
+pub use servers::{Registry, ServerRow, ServerState};
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use thiserror::Error;

@@ -1,0 +1,114 @@
+//! The admin socket: console commands from `chat-server admin`, over a local Unix socket.
+//!
+//! The socket is created owner-only, and every connection's peer credentials are checked as
+//! well: only the user running the server (or root) gets an answer. Nothing is exposed on the
+//! network. One connection carries one command line and its answer.
+
+use crate::console;
+use crate::server::Shared;
+use anyhow::{bail, Context};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+/// The longest command line accepted.
+const MAX_LINE: u64 = 4096;
+/// How long a connection may take to send its command line.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Binds the admin socket at `path`. A socket left behind by a server that died is replaced;
+/// one that still answers means a server of this name runs here already, and is an error.
+pub async fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+    if path.exists() {
+        if UnixStream::connect(path).await.is_ok() {
+            bail!(
+                "a server already answers on the admin socket {}; is a server of this name \
+                 running here already?",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove the stale admin socket {}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("cannot create the admin socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot restrict the admin socket {}", path.display()))?;
+    Ok(listener)
+}
+
+/// Removes the admin socket after shutdown.
+pub fn remove(path: &Path) {
+    if let Err(err) = std::fs::remove_file(path) {
+        tracing::debug!(%err, path = %path.display(), "could not remove the admin socket");
+    }
+}
+
+/// Answers admin connections until shutdown.
+pub async fn serve(listener: UnixListener, shared: Arc<Shared>) {
+    // The socket file belongs to the user running this server.
+    let owner = listener
+        .local_addr()
+        .ok()
+        .and_then(|addr| addr.as_pathname().map(Path::to_owned))
+        .and_then(|path| std::fs::metadata(path).ok())
+        .map(|meta| meta.uid());
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    tracing::warn!(%err, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = shared.shutdown.cancelled() => return,
+        };
+        let allowed = stream
+            .peer_cred()
+            .is_ok_and(|cred| cred.uid() == 0 || Some(cred.uid()) == owner);
+        if !allowed {
+            tracing::warn!("admin connection refused: not the server's user");
+            continue;
+        }
+        tokio::spawn(answer(stream, shared.clone()));
+    }
+}
+
+async fn answer(stream: UnixStream, shared: Arc<Shared>) {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let mut reader = BufReader::new(read.take(MAX_LINE));
+    let read = tokio::time::timeout(READ_TIMEOUT, reader.read_line(&mut line)).await;
+    let reply = match read {
+        Ok(Ok(_)) => console::execute(&shared, line.trim()).await,
+        Ok(Err(err)) => format!("error: cannot read the command: {err}"),
+        Err(_) => return,
+    };
+    let _ = write.write_all(format!("{reply}\n").as_bytes()).await;
+    let _ = write.shutdown().await;
+}
+
+/// `chat-server admin`: sends `command` to the server at `path` and returns its answer.
+pub async fn request(path: &Path, command: &str) -> anyhow::Result<String> {
+    let mut stream = UnixStream::connect(path).await.with_context(|| {
+        format!(
+            "cannot reach a server's admin socket at {} (is the server running, as this user?)",
+            path.display()
+        )
+    })?;
+    stream.write_all(format!("{command}\n").as_bytes()).await?;
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .await
+        .context("the server closed the admin socket without answering")?;
+    if answer.is_empty() {
+        bail!("the server refused the admin connection (only its own user may use it)");
+    }
+    Ok(answer)
+}

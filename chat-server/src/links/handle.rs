@@ -1,0 +1,97 @@
+//! The way into a link from anywhere in the server: its bounded outbound queue and its counters.
+
+use crate::outbound::Outbound;
+use chat_proto::PeerFrame;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// How many frames may wait for one peer. A peer that falls this far behind has its link
+/// closed and dialed again: the messages it missed are stored for their recipients, and the
+/// new link starts with a fresh list of who is logged in.
+pub const LINK_QUEUE_LEN: usize = 65_536;
+
+/// A cheap, cloneable handle on one link.
+#[derive(Clone)]
+pub struct LinkHandle {
+    queue: Outbound<PeerFrame>,
+    peer: Arc<str>,
+    stats: Arc<LinkStats>,
+}
+
+/// What crossed a peer's links, in both directions, since this server started.
+#[derive(Debug, Default)]
+pub struct LinkStats {
+    pub frames_out: AtomicU64,
+    pub frames_in: AtomicU64,
+    /// `Deliver` frames: one per message per server, however many recipients it has there.
+    pub delivers_out: AtomicU64,
+    pub delivers_in: AtomicU64,
+}
+
+impl LinkStats {
+    /// Counts a frame written (`out`) or read.
+    pub fn count(&self, frame: &PeerFrame, out: bool) {
+        let (frames, delivers) = if out {
+            (&self.frames_out, &self.delivers_out)
+        } else {
+            (&self.frames_in, &self.delivers_in)
+        };
+        frames.fetch_add(1, Ordering::Relaxed);
+        if matches!(frame, PeerFrame::Deliver { .. }) {
+            delivers.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "frames_out={} frames_in={} delivers_out={} delivers_in={}",
+            self.frames_out.load(Ordering::Relaxed),
+            self.frames_in.load(Ordering::Relaxed),
+            self.delivers_out.load(Ordering::Relaxed),
+            self.delivers_in.load(Ordering::Relaxed),
+        )
+    }
+}
+
+impl LinkHandle {
+    pub fn new(peer: &str, stats: Arc<LinkStats>) -> (LinkHandle, mpsc::Receiver<PeerFrame>) {
+        let (queue, frames) = Outbound::with_capacity(LINK_QUEUE_LEN);
+        let handle = LinkHandle {
+            queue,
+            peer: peer.into(),
+            stats,
+        };
+        (handle, frames)
+    }
+
+    pub fn id(&self) -> u64 {
+        self.queue.id()
+    }
+
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    pub fn stats(&self) -> &LinkStats {
+        &self.stats
+    }
+
+    /// Queues `frame` without waiting. A full queue closes the link; false if not queued.
+    pub fn push(&self, frame: PeerFrame) -> bool {
+        self.queue.push(frame)
+    }
+
+    /// Asks the link to close; the first reason is the one logged.
+    pub fn close(&self, reason: impl Into<String>) {
+        self.queue.close(reason);
+    }
+
+    pub async fn closed(&self) {
+        self.queue.closed().await;
+    }
+
+    pub fn close_reason(&self) -> Option<String> {
+        self.queue.close_reason()
+    }
+}

@@ -1,0 +1,120 @@
+//! One live link: a reader task (this one) and a writer task, fed by the link's bounded queue.
+//!
+//! **Only the writer task writes to the link's socket.** It sends a heartbeat when the link has
+//! been idle for [`HEARTBEAT_EVERY`]; the reader drops a link that stays silent for
+//! [`DEAD_AFTER`], so a hung peer is noticed even when its TCP connection looks fine.
+
+use super::greet::PeerFramed;
+use super::LinkHandle;
+use crate::server::Shared;
+use chat_proto::PeerFrame;
+use futures::stream::{SplitSink, SplitStream};
+use futures::{SinkExt, StreamExt};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+/// How long a link may be idle before the writer sends a heartbeat.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// How long a link may be silent before it counts as dead: three missed heartbeats.
+const DEAD_AFTER: Duration = Duration::from_secs(3);
+/// How long the writer may take to write what is queued once the link closes.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Runs the link to `peer` until it drops or the server shuts down.
+pub async fn run(shared: Arc<Shared>, peer: String, framed: PeerFramed) {
+    let (sink, stream) = framed.split();
+    let (link, queue) = LinkHandle::new(&peer, shared.links.stats_of(&peer));
+    // Who is logged in here goes first, then every change, in order; only then may messages
+    // be routed over the link.
+    shared.hub.watch(link.clone());
+    shared.links.register(link.clone());
+    tracing::info!(%peer, "link up");
+    let writer = tokio::spawn(write_frames(sink, queue, link.clone()));
+    let reason = read_frames(stream, &shared, &link).await;
+    link.close(reason);
+    shared.links.unregister(&link);
+    shared.hub.unwatch(link.id());
+    shared.presence.forget(&peer, link.id());
+    let _ = writer.await;
+    let reason = link.close_reason().unwrap_or_default();
+    tracing::info!(%peer, %reason, "link down");
+}
+
+async fn read_frames(
+    mut stream: SplitStream<PeerFramed>,
+    shared: &Shared,
+    link: &LinkHandle,
+) -> String {
+    loop {
+        let frame = tokio::select! {
+            frame = timeout(DEAD_AFTER, stream.next()) => frame,
+            () = link.closed() => return String::new(),
+            () = shared.drained.cancelled() => return "this server is shutting down".into(),
+        };
+        match frame {
+            Err(_) => return format!("peer silent for {DEAD_AFTER:?}"),
+            Ok(None) => return "peer closed the link".into(),
+            Ok(Some(Err(err))) => return format!("unreadable frame: {err}"),
+            Ok(Some(Ok(frame))) => {
+                link.stats().count(&frame, false);
+                apply(shared, link, frame).await;
+            }
+        }
+    }
+}
+
+/// What a frame from a peer does here.
+async fn apply(shared: &Shared, link: &LinkHandle, frame: PeerFrame) {
+    let peer = link.peer();
+    match frame {
+        PeerFrame::Online { users, reset } => shared.presence.online(peer, link.id(), users, reset),
+        PeerFrame::Offline { users } => shared.presence.offline(peer, link.id(), users),
+        PeerFrame::Deliver {
+            message,
+            recipients,
+        } => shared.delivery.deliver_relayed(peer, message, &recipients),
+        PeerFrame::Acked { user, ids } => shared.delivery.ack_owned(&user, &ids).await,
+        PeerFrame::Heartbeat => {}
+    }
+}
+
+/// The only task that writes to the link's socket.
+async fn write_frames(
+    mut sink: SplitSink<PeerFramed, PeerFrame>,
+    mut queue: mpsc::Receiver<PeerFrame>,
+    link: LinkHandle,
+) {
+    loop {
+        let frame = tokio::select! {
+            frame = timeout(HEARTBEAT_EVERY, queue.recv()) => match frame {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(_) => PeerFrame::Heartbeat,
+            },
+            () = link.closed() => break,
+        };
+        // Write everything already queued with one flush.
+        let written = async {
+            link.stats().count(&frame, true);
+            sink.feed(frame).await?;
+            while let Ok(frame) = queue.try_recv() {
+                link.stats().count(&frame, true);
+                sink.feed(frame).await?;
+            }
+            sink.flush().await
+        };
+        if let Err(err) = written.await {
+            link.close(format!("cannot write: {err}"));
+            return;
+        }
+    }
+    let goodbye = async {
+        while let Ok(frame) = queue.try_recv() {
+            sink.feed(frame).await?;
+        }
+        sink.close().await
+    };
+    let _ = timeout(GOODBYE_TIMEOUT, goodbye).await;
+}

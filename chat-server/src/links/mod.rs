@@ -1,0 +1,139 @@
+//! Persistent links to the other servers of the farm.
+//!
+//! Every pair of live servers keeps exactly one link. **The server that registered later dials
+//! the earlier one** (ties broken by name); the other accepts. Both sides check that rule with
+//! the start times in the hellos, so a view of the registry that is a second old cannot make
+//! two links. A link that drops is dialed again with backoff for as long as its peer is live.
+//!
+//! - `handle`: [`LinkHandle`], a link's bounded outbound queue, and its counters.
+//! - `link`: one link's reader and writer tasks, and what each incoming frame does.
+//! - `dial`: the dialing side: a supervisor that follows the registry, one loop per peer.
+//! - `accept`: the accepting side: the peer listener.
+//! - `greet`: the hellos of both sides.
+
+mod accept;
+mod dial;
+mod greet;
+mod handle;
+mod link;
+
+pub use accept::accept;
+pub use dial::supervise;
+pub use handle::{LinkHandle, LinkStats};
+
+use chat_proto::PeerFrame;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The links of this server.
+pub struct Links {
+    me: String,
+    /// This server's registration time, in milliseconds since the Unix epoch.
+    started_at_ms: i64,
+    state: Mutex<State>,
+    /// Bumped whenever a link comes up or goes down.
+    changed: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The links that are up, by peer name.
+    up: HashMap<String, LinkHandle>,
+    /// Counters per peer; they outlive each link, so that they count across reconnects.
+    stats: HashMap<String, Arc<LinkStats>>,
+    /// The peers that a dial loop is responsible for.
+    dialing: HashSet<String>,
+}
+
+impl Links {
+    pub fn new(me: &str, started_at_ms: i64) -> Links {
+        Links {
+            me: me.to_owned(),
+            started_at_ms,
+            state: Mutex::default(),
+            changed: watch::channel(0).0,
+        }
+    }
+
+    /// Queues `frame` for `peer` without waiting. False if there is no link to it now.
+    pub fn send(&self, peer: &str, frame: PeerFrame) -> bool {
+        let link = self.lock().up.get(peer).cloned();
+        link.is_some_and(|link| link.push(frame))
+    }
+
+    pub fn is_up(&self, peer: &str) -> bool {
+        self.lock().up.contains_key(peer)
+    }
+
+    /// Every peer this server has had a link to, with whether it is up and its counters.
+    pub fn report(&self) -> Vec<(String, bool, Arc<LinkStats>)> {
+        let state = self.lock();
+        let mut report: Vec<_> = state
+            .stats
+            .iter()
+            .map(|(peer, stats)| (peer.clone(), state.up.contains_key(peer), stats.clone()))
+            .collect();
+        report.sort_by(|a, b| a.0.cmp(&b.0));
+        report
+    }
+
+    /// Waits until every one of `peers` has a link up, or `limit` passes.
+    pub async fn wait_up(&self, peers: &[String], limit: Duration) -> bool {
+        let mut changes = self.changed.subscribe();
+        let all_up = async {
+            loop {
+                if peers.iter().all(|peer| self.is_up(peer)) {
+                    return;
+                }
+                if changes.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(limit, all_up).await.is_ok()
+    }
+
+    /// True if this server is the one to dial `peer`: it registered later (ties by name).
+    fn dials(&self, peer: &str, peer_started_at_ms: i64) -> bool {
+        (self.started_at_ms, self.me.as_str()) > (peer_started_at_ms, peer)
+    }
+
+    fn stats_of(&self, peer: &str) -> Arc<LinkStats> {
+        self.lock()
+            .stats
+            .entry(peer.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Makes `link` the link to its peer, closing any older one.
+    fn register(&self, link: LinkHandle) {
+        let old = self.lock().up.insert(link.peer().to_owned(), link);
+        if let Some(old) = old {
+            old.close("replaced by a newer link");
+        }
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// Forgets `link`, unless a newer link to its peer has replaced it.
+    fn unregister(&self, link: &LinkHandle) {
+        let mut state = self.lock();
+        if state
+            .up
+            .get(link.peer())
+            .is_some_and(|current| current.id() == link.id())
+        {
+            state.up.remove(link.peer());
+            drop(state);
+            self.changed.send_modify(|n| *n += 1);
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+}

@@ -1,0 +1,155 @@
+//! Who is logged in on the other servers, as their links report it.
+//!
+//! Each peer's set of users comes from one link: its first frame replaces the set, later frames
+//! change it, and when the link drops the set is forgotten. Frames from a link that has since
+//! been replaced are ignored, so a dying link cannot undo what the new one said.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
+
+#[derive(Default)]
+pub struct Presence {
+    by_server: Mutex<HashMap<String, Remote>>,
+}
+
+struct Remote {
+    link_id: u64,
+    users: HashSet<String>,
+}
+
+impl Presence {
+    /// `users` are logged in on `server`, as link `link_id` says; `reset` replaces what was known.
+    pub fn online(&self, server: &str, link_id: u64, users: Vec<String>, reset: bool) {
+        let mut by_server = self.lock();
+        if reset {
+            by_server.insert(
+                server.to_owned(),
+                Remote {
+                    link_id,
+                    users: users.into_iter().collect(),
+                },
+            );
+        } else if let Some(remote) = by_server.get_mut(server) {
+            if remote.link_id == link_id {
+                remote.users.extend(users);
+            }
+        }
+    }
+
+    pub fn offline(&self, server: &str, link_id: u64, users: Vec<String>) {
+        if let Some(remote) = self.lock().get_mut(server) {
+            if remote.link_id == link_id {
+                for user in &users {
+                    remote.users.remove(user);
+                }
+            }
+        }
+    }
+
+    /// Forgets `server`'s users: its link `link_id` is gone.
+    pub fn forget(&self, server: &str, link_id: u64) {
+        let mut by_server = self.lock();
+        if by_server
+            .get(server)
+            .is_some_and(|remote| remote.link_id == link_id)
+        {
+            by_server.remove(server);
+        }
+    }
+
+    /// The other servers where `user` is logged in, sorted.
+    pub fn servers_of(&self, user: &str) -> Vec<String> {
+        let mut servers: Vec<String> = self
+            .lock()
+            .iter()
+            .filter(|(_, remote)| remote.users.contains(user))
+            .map(|(server, _)| server.clone())
+            .collect();
+        servers.sort();
+        servers
+    }
+
+    /// Which of `users` are logged in on each other server: one lock for a whole group.
+    pub fn locate(&self, users: &[String]) -> BTreeMap<String, Vec<String>> {
+        let by_server = self.lock();
+        let mut found: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (server, remote) in by_server.iter() {
+            let here: Vec<String> = users
+                .iter()
+                .filter(|user| remote.users.contains(*user))
+                .cloned()
+                .collect();
+            if !here.is_empty() {
+                found.insert(server.clone(), here);
+            }
+        }
+        found
+    }
+
+    /// Every (user, server) pair known here, sorted.
+    pub fn all(&self) -> Vec<(String, String)> {
+        let mut pairs: Vec<(String, String)> = self
+            .lock()
+            .iter()
+            .flat_map(|(server, remote)| {
+                remote
+                    .users
+                    .iter()
+                    .map(move |user| (user.clone(), server.clone()))
+            })
+            .collect();
+        pairs.sort();
+        pairs
+    }
+
+    /// How many users each other server has.
+    pub fn counts(&self) -> HashMap<String, usize> {
+        self.lock()
+            .iter()
+            .map(|(server, remote)| (server.clone(), remote.users.len()))
+            .collect()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Remote>> {
+        self.by_server
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|name| name.to_string()).collect()
+    }
+
+    #[test]
+    fn a_replaced_link_cannot_change_what_the_new_one_said() {
+        let presence = Presence::default();
+        presence.online("s2", 1, names(&["alice", "bob"]), true);
+        presence.online("s2", 2, names(&["carol"]), true);
+        presence.offline("s2", 1, names(&["carol"]));
+        presence.online("s2", 1, names(&["dave"]), false);
+        presence.forget("s2", 1);
+        assert_eq!(presence.all(), [("carol".into(), "s2".into())]);
+        presence.forget("s2", 2);
+        assert!(presence.all().is_empty());
+    }
+
+    #[test]
+    fn a_user_on_two_servers_is_found_on_both() {
+        let presence = Presence::default();
+        presence.online("s3", 1, names(&["alice"]), true);
+        presence.online("s2", 2, names(&["alice", "bob"]), true);
+        assert_eq!(presence.servers_of("alice"), ["s2", "s3"]);
+        assert_eq!(presence.servers_of("bob"), ["s2"]);
+        assert!(presence.servers_of("carol").is_empty());
+        let users = names(&["alice", "bob", "carol"]);
+        let located = presence.locate(&users);
+        assert_eq!(located["s2"], ["alice", "bob"]);
+        assert_eq!(located["s3"], ["alice"]);
+        assert_eq!(located.len(), 2);
+    }
+}
