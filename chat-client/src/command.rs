@@ -31,6 +31,10 @@ pub enum Command {
     Groups,
     ReadLog,
     Who,
+    /// `whois <user>`: whether the user is online, where, and their home and backup.
+    WhoIs {
+        user: String,
+    },
     WhoAmI,
     Help,
     Quit,
@@ -48,6 +52,7 @@ impl Command {
             Command::Groups => "groups",
             Command::ReadLog => "readlog",
             Command::Who => "who",
+            Command::WhoIs { .. } => "whois",
             Command::WhoAmI => "whoami",
             Command::Help => "help",
             Command::Quit => "quit",
@@ -81,15 +86,16 @@ pub const USAGE: &[(&str, &str)] = &[
     ("groups", "list all groups and the ones you joined"),
     ("readlog", "show the messages that waited for you"),
     ("who", "list the users who are logged in"),
-    ("whoami", "show your user name and the server you are on"),
+    ("whois <user>", "show whether a user is online, and where"),
+    ("whoami", "show your name, your server, home and backup"),
     ("help", "show this list"),
     ("quit", "leave the chat"),
 ];
 
 /// The command words, for `help` in JSON and for tab completion.
 pub const COMMAND_NAMES: &[&str] = &[
-    "login", "logout", "send", "join", "leave", "groups", "readlog", "who", "whoami", "help",
-    "quit",
+    "login", "logout", "send", "join", "leave", "groups", "readlog", "who", "whois", "whoami",
+    "help", "quit",
 ];
 
 /// Parses one line. A blank line is `Ok(None)`.
@@ -116,6 +122,7 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, ParseError> {
         "groups" => no_arguments(rest, "groups", Command::Groups),
         "readlog" => no_arguments(rest, "readlog", Command::ReadLog),
         "who" => no_arguments(rest, "who", Command::Who),
+        "whois" => one_user(rest, "whois").map(|user| Command::WhoIs { user }),
         "whoami" => no_arguments(rest, "whoami", Command::WhoAmI),
         "help" => no_arguments(rest, "help", Command::Help),
         "quit" => no_arguments(rest, "quit", Command::Quit),
@@ -188,6 +195,18 @@ fn one_group(rest: &str, command: &str) -> Result<String, String> {
     let group = group.strip_prefix('#').unwrap_or(group);
     validate_group(group).map_err(|err| err.to_string())?;
     Ok(group.to_string())
+}
+
+fn one_user(rest: &str, command: &str) -> Result<String, String> {
+    let (user, extra) = split_word(rest);
+    if user.is_empty() {
+        return Err(format!("missing user name; {}", usage(command)));
+    }
+    if !extra.is_empty() {
+        return Err(format!("too many arguments; {}", usage(command)));
+    }
+    validate_user(user).map_err(|err| err.to_string())?;
+    Ok(user.to_string())
 }
 
 fn no_arguments(rest: &str, command: &str, parsed: Command) -> Result<Command, String> {
@@ -331,6 +350,29 @@ mod tests {
             &format!("join {}", "g".repeat(33)),
             "join",
             "group name is longer than 32 characters",
+        );
+    }
+
+    #[test]
+    fn whois_takes_one_user_name() {
+        let whois = |user: &str| Command::WhoIs { user: user.into() };
+        check("whois bob", whois("bob"));
+        check("  whois\tbob  ", whois("bob"));
+        check_error("whois", "whois", "missing user name; usage: whois <user>");
+        check_error(
+            "whois bob carol",
+            "whois",
+            "too many arguments; usage: whois <user>",
+        );
+        check_error(
+            "whois #ops",
+            "whois",
+            "user name may only contain A-Z a-z 0-9 _ . - (found '#')",
+        );
+        check_error(
+            &format!("whois {}", "b".repeat(33)),
+            "whois",
+            "user name is longer than 32 characters",
         );
     }
 

@@ -130,25 +130,6 @@ pub struct Connection {
     writer: JoinHandle<()>,
 }
 
-/// Connects to the first of `servers` that completes the hello, trying them in order.
-///
-/// This is the one place that chooses a server; smarter routing replaces it later.
-pub async fn connect_any(
-    servers: &[String],
-) -> Result<(Connection, mpsc::Receiver<Incoming>), ConnectError> {
-    let mut failures = Vec::new();
-    for addr in servers {
-        match Connection::connect(addr).await {
-            Ok(connected) => return Ok(connected),
-            Err(err) => {
-                tracing::debug!("{err}");
-                failures.push(err);
-            }
-        }
-    }
-    Err(ConnectError::NoneAnswered(failures))
-}
-
 impl Connection {
     /// Connects to `addr` (`host:port`), exchanges hellos and starts the reader and writer.
     pub async fn connect(
@@ -417,10 +398,10 @@ mod tests {
         );
         check(
             Hello {
-                version: 2,
+                version: 99,
                 ..Hello::new("s1")
             },
-            Some("h:1 speaks protocol version 2; this client speaks version 1"),
+            Some("h:1 speaks protocol version 99; this client speaks version 2"),
         );
     }
 

@@ -6,6 +6,8 @@
 //!
 //! - `command`: parsing a typed line into a [`command::Command`], with local validation.
 //! - `connection`: the hello, the reader and writer tasks, and matching replies to requests.
+//! - `farm`: choosing a server: the first that answers, then the user's home at login.
+//! - `input`: where command lines come from, a pipe or the terminal.
 //! - `session`: the loop that runs commands in order and shows and acknowledges messages.
 //! - `seen`: the bounded memory of shown message ids that keeps a message from showing twice.
 //! - `output`: each [`output::Event`] rendered as JSON or as a line for people.
@@ -19,6 +21,8 @@
 
 pub mod command;
 pub mod connection;
+pub mod farm;
+pub mod input;
 pub mod output;
 pub mod seen;
 pub mod session;

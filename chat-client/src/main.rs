@@ -1,9 +1,10 @@
 //! The `chat-client` binary: parses the command line, connects, and runs a session.
 
 use anyhow::Context as _;
-use chat_client::connection::connect_any;
+use chat_client::farm::connect_any;
+use chat_client::input::Input;
 use chat_client::output::{Format, Output};
-use chat_client::session::{Input, Session, CONNECTION};
+use chat_client::session::{Session, CONNECTION};
 use chat_client::terminal::TerminalInput;
 use clap::Parser;
 use std::io::IsTerminal;
@@ -16,7 +17,10 @@ use tokio::io::BufReader;
 /// ended and every command has been answered.
 ///
 /// Commands: login <user> [<password>], logout, send <user> <text>, send #<group> <text>,
-/// join <group>, leave <group>, groups, readlog, who, whoami, help, quit.
+/// join <group>, leave <group>, groups, readlog, who, whois <user>, whoami, help, quit.
+///
+/// A login moves the client to the user's home server on the farm's ring (or the first
+/// successor that answers), following the farm's redirects.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {

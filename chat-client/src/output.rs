@@ -55,9 +55,20 @@ pub enum Answer {
     Who {
         users: Vec<String>,
     },
+    WhoIs {
+        user: String,
+        online: bool,
+        /// Where the user is logged in; `None` (JSON `null`) when offline.
+        server: Option<String>,
+        home: String,
+        /// `None` (JSON `null`) when the ring has a single server.
+        backup: Option<String>,
+    },
     WhoAmI {
         user: String,
         server: String,
+        home: String,
+        backup: Option<String>,
     },
     Help {
         commands: Vec<String>,
@@ -192,8 +203,29 @@ fn render_answer(answer: &Answer) -> String {
             format!("readlog: {count} {noun}")
         }
         Answer::Who { users } => format!("who: {}", list(users.iter().cloned())),
-        Answer::WhoAmI { user, server } => {
-            format!("you are {} on {}", clean(user), clean(server))
+        Answer::WhoIs {
+            user,
+            online,
+            server,
+            home,
+            backup,
+        } => {
+            let status = match (online, server) {
+                (true, Some(server)) => format!("online on {}", clean(server)),
+                (true, None) => "online".to_string(),
+                (false, _) => "offline".to_string(),
+            };
+            let placement = placement(home, backup.as_deref());
+            format!("whois {}: {status} ({placement})", clean(user))
+        }
+        Answer::WhoAmI {
+            user,
+            server,
+            home,
+            backup,
+        } => {
+            let placement = placement(home, backup.as_deref());
+            format!("you are {} on {} ({placement})", clean(user), clean(server))
         }
         Answer::Help { .. } => {
             let width = crate::command::USAGE
@@ -208,6 +240,14 @@ fn render_answer(answer: &Answer) -> String {
             format!("commands:\n{}", lines.join("\n"))
         }
         Answer::Quit => "bye".to_string(),
+    }
+}
+
+/// A user's home and backup servers, for people.
+fn placement(home: &str, backup: Option<&str>) -> String {
+    match backup {
+        Some(backup) => format!("home {}, backup {}", clean(home), clean(backup)),
+        None => format!("home {}, no backup", clean(home)),
     }
 }
 
@@ -463,9 +503,54 @@ mod tests {
             ok(Answer::WhoAmI {
                 user: "alice".into(),
                 server: "s1".into(),
+                home: "s1".into(),
+                backup: Some("s2".into()),
             }),
-            r#"{"type":"ok","command":"whoami","user":"alice","server":"s1"}"#,
-            "you are alice on s1",
+            r#"{"type":"ok","command":"whoami","user":"alice","server":"s1","home":"s1","backup":"s2"}"#,
+            "you are alice on s1 (home s1, backup s2)",
+        );
+        check(
+            ok(Answer::WhoAmI {
+                user: "alice".into(),
+                server: "s2".into(),
+                home: "s1".into(),
+                backup: None,
+            }),
+            r#"{"type":"ok","command":"whoami","user":"alice","server":"s2","home":"s1","backup":null}"#,
+            "you are alice on s2 (home s1, no backup)",
+        );
+        check(
+            ok(Answer::WhoIs {
+                user: "bob".into(),
+                online: true,
+                server: Some("s2".into()),
+                home: "s2".into(),
+                backup: Some("s3".into()),
+            }),
+            r#"{"type":"ok","command":"whois","user":"bob","online":true,"server":"s2","home":"s2","backup":"s3"}"#,
+            "whois bob: online on s2 (home s2, backup s3)",
+        );
+        check(
+            ok(Answer::WhoIs {
+                user: "bob".into(),
+                online: false,
+                server: None,
+                home: "s2".into(),
+                backup: Some("s3".into()),
+            }),
+            r#"{"type":"ok","command":"whois","user":"bob","online":false,"server":null,"home":"s2","backup":"s3"}"#,
+            "whois bob: offline (home s2, backup s3)",
+        );
+        check(
+            ok(Answer::WhoIs {
+                user: "bob".into(),
+                online: false,
+                server: None,
+                home: "s1".into(),
+                backup: None,
+            }),
+            r#"{"type":"ok","command":"whois","user":"bob","online":false,"server":null,"home":"s1","backup":null}"#,
+            "whois bob: offline (home s1, no backup)",
         );
         check(ok(Answer::Quit), r#"{"type":"ok","command":"quit"}"#, "bye");
     }

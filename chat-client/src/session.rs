@@ -6,63 +6,28 @@
 //!
 //! Everything happens on one task. Deliveries are polled before the running command, so a
 //! message that the server sent before a reply is shown before that reply's answer.
+//!
+//! A login may land on another server (see `farm`). The command then hands the new connection
+//! back to the loop, which closes the old one quietly, swaps the new one in, and prints its
+//! `connected` event before the login's answer. The shown message ids outlive the switch.
 
 use crate::command::{parse_line, Command, COMMAND_NAMES};
 use crate::connection::{Connection, Incoming, RequestError};
+use crate::farm::{self, LoginError, Moved};
+use crate::input::Input;
 use crate::output::{Answer, Event, Output};
 use crate::seen::SeenIds;
-use crate::terminal::TerminalInput;
 use chat_proto::codec::MAX_LOG_BATCH;
 use chat_proto::{ChatMessage, MessageId, Request, Response};
 use futures::FutureExt;
 use std::future::Future;
-use std::io;
 use std::pin::Pin;
-use std::sync::{Mutex, MutexGuard};
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, Lines};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::mpsc;
 
 /// The `command` of errors about the connection itself.
 pub const CONNECTION: &str = "connection";
-
-/// Where command lines come from.
-pub enum Input {
-    /// Lines from a pipe or a file. Cannot ask for a password.
-    Lines(Lines<Box<dyn AsyncBufRead + Unpin + Send>>),
-    /// A person at a terminal, through rustyline.
-    Terminal(TerminalInput),
-}
-
-impl Input {
-    /// Reads commands from any buffered reader, one per line.
-    pub fn lines(reader: impl AsyncBufRead + Unpin + Send + 'static) -> Input {
-        let reader: Box<dyn AsyncBufRead + Unpin + Send> = Box::new(reader);
-        Input::Lines(reader.lines())
-    }
-
-    /// The next line, or `None` at the end of the input. Cancel-safe.
-    async fn next_line(&mut self) -> io::Result<Option<String>> {
-        match self {
-            Input::Lines(lines) => lines.next_line().await,
-            Input::Terminal(terminal) => terminal.next_line().await,
-        }
-    }
-
-    /// Asks the person for `user`'s password; `None` when the input is not a terminal.
-    async fn password(&mut self, user: &str) -> io::Result<Option<String>> {
-        match self {
-            Input::Lines(_) => Ok(None),
-            Input::Terminal(terminal) => terminal.password(user).await.map(Some),
-        }
-    }
-
-    /// Gives the terminal back in the state it was found; call once, before exiting.
-    pub async fn finish(self) {
-        if let Input::Terminal(terminal) = self {
-            terminal.finish().await;
-        }
-    }
-}
 
 /// Why [`Session::run`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +56,11 @@ enum Step {
     Quit,
     /// The connection went away while the command waited; the reader reports why.
     Lost,
+    /// A login landed on another server: swap its connection in, then print the answer.
+    Switch {
+        moved: Box<Moved>,
+        answer: Answer,
+    },
 }
 
 /// Why a command produced no answer.
@@ -106,6 +76,16 @@ impl From<RequestError> for Failure {
         match err {
             RequestError::Refused(reply) => Failure::Failed(reply.message),
             RequestError::ConnectionLost => Failure::Lost,
+        }
+    }
+}
+
+impl From<LoginError> for Failure {
+    fn from(err: LoginError) -> Failure {
+        match err {
+            LoginError::Lost => Failure::Lost,
+            LoginError::Failed(message) => Failure::Failed(message),
+            LoginError::Unexpected(response) => unexpected(response),
         }
     }
 }
@@ -135,10 +115,22 @@ fn why_ended(conn: &Connection, ended: Option<Incoming>) -> String {
     }
 }
 
+/// Closes a connection once no command holds it any more.
+async fn close(conn: Arc<Connection>) {
+    match Arc::try_unwrap(conn) {
+        Ok(conn) => conn.close().await,
+        // Dropping the last handle closes its queues, which ends the writer.
+        Err(_) => tracing::warn!("a connection was still in use as it closed"),
+    }
+}
+
 /// What outlives one connection: where to print, and which messages were shown.
 pub struct Session<'a> {
     output: &'a Output,
     seen: Mutex<SeenIds>,
+    /// A user is logged in on the current connection. Another login then stays on it, and
+    /// the server refuses it, instead of moving the session to that user's home.
+    logged_in: AtomicBool,
 }
 
 impl<'a> Session<'a> {
@@ -146,6 +138,7 @@ impl<'a> Session<'a> {
         Session {
             output,
             seen: Mutex::new(SeenIds::default()),
+            logged_in: AtomicBool::new(false),
         }
     }
 
@@ -166,7 +159,7 @@ impl<'a> Session<'a> {
         self.output.emit(&Event::Connected {
             server: connection.server_name().to_string(),
         });
-        let conn = &connection;
+        let mut conn = Arc::new(connection);
         let mut running: Option<Pin<Box<dyn Future<Output = Step> + '_>>> = None;
         let mut input_done = false;
         // Set when a command saw the connection go; the reader's report is on its way.
@@ -178,11 +171,11 @@ impl<'a> Session<'a> {
             tokio::select! {
                 biased;
                 event = incoming.recv() => match event {
-                    Some(Incoming::Message(message)) => self.show_live(conn, message).await,
+                    Some(Incoming::Message(message)) => self.show_live(&conn, message).await,
                     ended => {
                         // A reply that came before the goodbye is shown before it.
                         settle(&mut running);
-                        self.output.error(CONNECTION, why_ended(conn, ended));
+                        self.output.error(CONNECTION, why_ended(&conn, ended));
                         break Exit::Lost;
                     }
                 },
@@ -192,13 +185,25 @@ impl<'a> Session<'a> {
                         Step::Next => {}
                         Step::Quit => break Exit::Quit,
                         Step::Lost => lost = true,
+                        Step::Switch { moved, answer } => {
+                            let old = std::mem::replace(&mut conn, Arc::new(moved.connection));
+                            // The old connection's end is never read, so never reported.
+                            incoming = moved.incoming;
+                            close(old).await;
+                            self.output.emit(&Event::Connected {
+                                server: conn.server_name().to_string(),
+                            });
+                            // The loop shows what the new server delivered before its login
+                            // reply, then this prints the answer.
+                            running = Some(Box::pin(self.emit_answer(answer)));
+                        }
                     }
                 }
                 line = input.next_line(), if running.is_none() && !input_done && !lost => {
                     match line {
                         Ok(Some(line)) => {
                             if let Some(command) = self.prepare(&line, input).await {
-                                running = Some(Box::pin(self.execute(conn, command)));
+                                running = Some(Box::pin(self.execute(conn.clone(), command)));
                             }
                         }
                         Ok(None) => input_done = true,
@@ -212,7 +217,7 @@ impl<'a> Session<'a> {
             }
         };
         drop(running);
-        connection.close().await;
+        close(conn).await;
         exit
     }
 
@@ -251,12 +256,16 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Runs one command and prints its answer.
-    async fn execute(&self, conn: &Connection, command: Command) -> Step {
+    /// Runs one command and prints its answer, unless the loop must switch connections first.
+    async fn execute(&self, conn: Arc<Connection>, command: Command) -> Step {
         let name = command.name();
-        let quit = command == Command::Quit;
-        match self.answer(conn, command).await {
-            Ok(answer) => {
+        match self.answer(&conn, command).await {
+            Ok((answer, Some(moved))) => Step::Switch {
+                moved: Box::new(moved),
+                answer,
+            },
+            Ok((answer, None)) => {
+                let quit = answer == Answer::Quit;
                 self.output.emit(&Event::Ok(answer));
                 if quit {
                     Step::Quit
@@ -272,25 +281,47 @@ impl<'a> Session<'a> {
         }
     }
 
-    async fn answer(&self, conn: &Connection, command: Command) -> Result<Answer, Failure> {
+    /// Prints an answer that had to wait for a switch of connections.
+    async fn emit_answer(&self, answer: Answer) -> Step {
+        self.output.emit(&Event::Ok(answer));
+        Step::Next
+    }
+
+    /// Logs in on the user's home server (see `farm`), or on the current connection when a
+    /// user is logged in there already. Returns the new connection when the login moved.
+    async fn log_in(
+        &self,
+        conn: &Connection,
+        user: String,
+        password: String,
+    ) -> Result<(Answer, Option<Moved>), Failure> {
+        let logged_in = if self.logged_in.load(Ordering::Relaxed) {
+            farm::log_in_here(conn, &user, &password).await?
+        } else {
+            farm::log_in(conn, &user, &password).await?
+        };
+        self.logged_in.store(true, Ordering::Relaxed);
+        let answer = Answer::Login {
+            user: logged_in.user,
+            registered: logged_in.registered,
+            waiting: logged_in.waiting,
+        };
+        Ok((answer, logged_in.moved))
+    }
+
+    /// Runs one command; a login returns the new connection when it moved.
+    async fn answer(
+        &self,
+        conn: &Connection,
+        command: Command,
+    ) -> Result<(Answer, Option<Moved>), Failure> {
         let answer = match command {
             Command::Login { user, password } => {
-                let password = password.unwrap_or_default();
-                match conn.request(Request::Login { user, password }).await? {
-                    Response::LoggedIn {
-                        user,
-                        registered,
-                        waiting,
-                    } => Answer::Login {
-                        user,
-                        registered,
-                        waiting,
-                    },
-                    other => return Err(unexpected(other)),
-                }
+                return self.log_in(conn, user, password.unwrap_or_default()).await
             }
             Command::Logout => {
                 expect_done(conn.request(Request::Logout).await?)?;
+                self.logged_in.store(false, Ordering::Relaxed);
                 Answer::Logout
             }
             Command::Send { to, text } => {
@@ -326,8 +357,34 @@ impl<'a> Session<'a> {
                 Response::Users(users) => Answer::Who { users },
                 other => return Err(unexpected(other)),
             },
+            Command::WhoIs { user } => match conn.request(Request::WhoIs { user }).await? {
+                Response::WhoIs {
+                    user,
+                    online,
+                    server,
+                    home,
+                    backup,
+                } => Answer::WhoIs {
+                    user,
+                    online,
+                    server,
+                    home,
+                    backup,
+                },
+                other => return Err(unexpected(other)),
+            },
             Command::WhoAmI => match conn.request(Request::WhoAmI).await? {
-                Response::WhoAmI { user, server } => Answer::WhoAmI { user, server },
+                Response::WhoAmI {
+                    user,
+                    server,
+                    home,
+                    backup,
+                } => Answer::WhoAmI {
+                    user,
+                    server,
+                    home,
+                    backup,
+                },
                 other => return Err(unexpected(other)),
             },
             Command::Help => Answer::Help {
@@ -335,7 +392,7 @@ impl<'a> Session<'a> {
             },
             Command::Quit => Answer::Quit,
         };
-        Ok(answer)
+        Ok((answer, None))
     }
 
     /// Fetches the log batch by batch: shows each batch, confirms it, then asks for the next.

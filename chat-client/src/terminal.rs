@@ -293,7 +293,8 @@ mod tests {
     #[test]
     fn completes_command_words() {
         check_completion("lo", 0, &["login", "logout"]);
-        check_completion("  wh", 2, &["who", "whoami"]);
+        check_completion("  wh", 2, &["who", "whois", "whoami"]);
+        check_completion("whoi", 0, &["whois"]);
         check_completion("send bo", 7, &[]);
         check_completion("", 0, COMMAND_NAMES);
     }

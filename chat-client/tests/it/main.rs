@@ -2,4 +2,5 @@
 
 mod binary;
 mod fake_server;
+mod farm;
 mod session;

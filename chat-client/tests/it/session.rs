@@ -2,8 +2,10 @@
 
 use crate::fake_server::{messages, FakeServer, OnWho};
 use chat_client::connection::Connection;
+use chat_client::input::Input;
 use chat_client::output::{Format, LineSink, Output};
-use chat_client::session::{Exit, Input, Session};
+use chat_client::session::{Exit, Session};
+use chat_proto::Request;
 use serde_json::{json, Value};
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -29,9 +31,23 @@ impl Captured {
     }
 }
 
+pub fn login(user: &str, password: &str) -> Request {
+    Request::Login {
+        user: user.into(),
+        password: password.into(),
+    }
+}
+
 /// Runs a session over `script` against a fresh fake server; returns its exit and its lines.
 async fn run(on_who: OnWho, script: &str) -> (FakeServer, Exit, Vec<Value>) {
     let server = FakeServer::start(on_who).await;
+    let (exit, lines) = run_on(&server, script).await;
+    server.until_closed().await;
+    (server, exit, lines)
+}
+
+/// Runs a session over `script`, connected first to `server`; returns its exit and its lines.
+pub async fn run_on(server: &FakeServer, script: &str) -> (Exit, Vec<Value>) {
     let captured = Captured::default();
     let output = Output::new(Format::Json, Box::new(captured.clone()));
     let (connection, incoming) = Connection::connect(&server.addr.to_string())
@@ -41,7 +57,7 @@ async fn run(on_who: OnWho, script: &str) -> (FakeServer, Exit, Vec<Value>) {
     let exit = Session::new(&output)
         .run(connection, incoming, &mut input)
         .await;
-    (server, exit, captured.json())
+    (exit, captured.json())
 }
 
 #[tokio::test]
@@ -73,6 +89,11 @@ async fn commands_are_answered_in_order_and_messages_shown_once() {
     ];
     assert_eq!(lines, expected);
 
+    // The server had no ring to give, so the login stayed on this connection.
+    assert_eq!(
+        server.requests()[..2],
+        [Request::Ring, login("alice", "pw")]
+    );
     // The live message was acknowledged; every log batch was confirmed, duplicate included.
     assert_eq!(server.acked(), vec![first.id]);
     assert_eq!(
@@ -121,4 +142,21 @@ async fn quit_stops_reading() {
             json!({"type":"ok","command":"quit"}),
         ]
     );
+}
+
+#[tokio::test]
+async fn whois_and_whoami_report_placements() {
+    let script = "whois bob\nwhois carol\nwhois b@d\nlogin alice pw\nwhoami\n";
+    let (_server, exit, lines) = run(OnWho::Answer, script).await;
+    assert_eq!(exit, Exit::EndOfInput);
+    let expected = vec![
+        json!({"type":"connected","server":"fake"}),
+        json!({"type":"ok","command":"whois","user":"bob","online":true,"server":"s2","home":"s2","backup":"s3"}),
+        json!({"type":"ok","command":"whois","user":"carol","online":false,"server":null,"home":"s1","backup":null}),
+        json!({"type":"error","command":"whois","message":"user name may only contain A-Z a-z 0-9 _ . - (found '@')"}),
+        json!({"type":"message","id":messages()[0].id.to_string(),"from":"bob","to":"alice","text":"hello  alice"}),
+        json!({"type":"ok","command":"login","user":"alice","registered":true,"waiting":3}),
+        json!({"type":"ok","command":"whoami","user":"alice","server":"fake","home":"fake","backup":null}),
+    ];
+    assert_eq!(lines, expected);
 }

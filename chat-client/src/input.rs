@@ -1,0 +1,44 @@
+//! Where command lines come from: a pipe or file, or a person at a terminal.
+
+use crate::terminal::TerminalInput;
+use std::io;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, Lines};
+
+/// A source of commands, read one line at a time.
+pub enum Input {
+    /// Lines from a pipe or a file. Cannot ask for a password.
+    Lines(Lines<Box<dyn AsyncBufRead + Unpin + Send>>),
+    /// A person at a terminal, through rustyline.
+    Terminal(TerminalInput),
+}
+
+impl Input {
+    /// Reads commands from any buffered reader, one per line.
+    pub fn lines(reader: impl AsyncBufRead + Unpin + Send + 'static) -> Input {
+        let reader: Box<dyn AsyncBufRead + Unpin + Send> = Box::new(reader);
+        Input::Lines(reader.lines())
+    }
+
+    /// The next line, or `None` at the end of the input. Cancel-safe.
+    pub(crate) async fn next_line(&mut self) -> io::Result<Option<String>> {
+        match self {
+            Input::Lines(lines) => lines.next_line().await,
+            Input::Terminal(terminal) => terminal.next_line().await,
+        }
+    }
+
+    /// Asks the person for `user`'s password; `None` when the input is not a terminal.
+    pub(crate) async fn password(&mut self, user: &str) -> io::Result<Option<String>> {
+        match self {
+            Input::Lines(_) => Ok(None),
+            Input::Terminal(terminal) => terminal.password(user).await.map(Some),
+        }
+    }
+
+    /// Gives the terminal back in the state it was found; call once, before exiting.
+    pub async fn finish(self) {
+        if let Input::Terminal(terminal) = self {
+            terminal.finish().await;
+        }
+    }
+}
