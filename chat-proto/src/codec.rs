@@ -96,7 +96,9 @@ impl<In, Out: Serialize> Encoder<Out> for FrameCodec<In, Out> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ChatMessage, ClientFrame, Hello, MessageId, Recipient, Request, ServerFrame};
+    use crate::{
+        ChatMessage, ClientFrame, Hello, LinkHello, MessageId, Recipient, Request, ServerFrame,
+    };
     use proptest::prelude::*;
 
     type ServerSide = FrameCodec<ClientFrame, ServerFrame>;
@@ -200,7 +202,27 @@ mod tests {
         FrameCodec::<Hello, Hello>::new(1024)
             .encode(Hello::new("s1"), &mut buf)
             .unwrap();
-        assert_eq!(&buf[4..], b"CHAT\x01\x02s1\x00");
+        // Magic, the version as a one-byte varint, the name with its length, an empty refusal.
+        let version = u8::try_from(crate::PROTOCOL_VERSION).unwrap();
+        assert!(version < 0x80);
+        assert_eq!(
+            &buf[4..],
+            [b"CHAT".as_slice(), &[version, 2], b"s1", &[0]].concat()
+        );
+    }
+
+    #[test]
+    fn link_hello_layout_is_stable() {
+        let mut buf = BytesMut::new();
+        FrameCodec::<LinkHello, LinkHello>::new(1024)
+            .encode(LinkHello::new("s1", 5), &mut buf)
+            .unwrap();
+        // As the client hello, with the start time (zigzag varint) before the refusal.
+        let version = u8::try_from(crate::PROTOCOL_VERSION).unwrap();
+        assert_eq!(
+            &buf[4..],
+            [b"LINK".as_slice(), &[version, 2], b"s1", &[10, 0]].concat()
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ async fn console_answers_admin_commands() {
 
     assert_eq!(
         server.console_line("active-users").await,
-        "alice sessions=1 server=s1"
+        "alice server=s1 sessions=1"
     );
     assert_eq!(server.console_line("users").await, "alice");
     assert_eq!(server.console_line("users #ops").await, "alice");

@@ -70,7 +70,7 @@ async fn another_protocol_version_gets_a_clear_refusal() {
     let reply = framed.next().await.unwrap().unwrap();
     assert_eq!(
         reply.refusal,
-        "protocol version 99 is not supported; this server speaks version 1"
+        "protocol version 99 is not supported; this server speaks version 2"
     );
     still_serves(&server).await;
 }

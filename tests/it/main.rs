@@ -3,6 +3,7 @@
 
 mod accounts;
 mod admin;
+mod farm;
 mod hostile;
 mod messaging;
 mod offline;

@@ -100,6 +100,23 @@ impl Client {
         answer
     }
 
+    /// Repeats a command until its `ok` answer satisfies `check`, for views that other servers
+    /// update a moment later (who is online where). Fails after [`EVENT_TIMEOUT`].
+    pub async fn ok_until(&mut self, line: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+        loop {
+            let answer = self.ok(line).await;
+            if check(&answer) {
+                return answer;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "`{line}` still answers {answer}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// Types a command that must fail, and returns its error message.
     pub async fn error(&mut self, line: &str) -> String {
         let answer = self.command(line).await;
@@ -140,9 +157,17 @@ impl Client {
 
     /// Takes every message event received so far with this text.
     pub fn take_messages(&mut self, text: &str) -> Vec<Value> {
+        self.take_events(|ev| ev["type"] == "message" && ev["text"] == text)
+    }
+
+    /// Takes every event received so far that `matches`, in order, without waiting.
+    pub fn take_events(&mut self, matches: impl Fn(&Value) -> bool) -> Vec<Value> {
+        while let Ok(event) = self.events.try_recv() {
+            self.unclaimed.push(event);
+        }
         let (taken, rest) = std::mem::take(&mut self.unclaimed)
             .into_iter()
-            .partition(|ev| ev["type"] == "message" && ev["text"] == text);
+            .partition(|ev| matches(ev));
         self.unclaimed = rest;
         taken
     }

@@ -8,11 +8,13 @@
 
 mod client;
 mod db;
+mod farm;
 mod raw;
 mod server;
 
 pub use client::Client;
 pub use db::TestDb;
+pub use farm::Farm;
 pub use raw::RawConn;
 pub use server::Server;
 

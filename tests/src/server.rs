@@ -1,4 +1,5 @@
 use crate::{binary, TestDb, EVENT_TIMEOUT};
+use std::path::PathBuf;
 use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
@@ -9,6 +10,8 @@ pub struct Server {
     pub name: String,
     /// Where clients connect.
     pub addr: String,
+    /// Where `chat-server admin` reaches it.
+    pub admin_socket: PathBuf,
     child: Child,
     console: ChildStdin,
     output: Lines<BufReader<ChildStdout>>,
@@ -22,10 +25,14 @@ impl Server {
 
     /// Starts a server with extra flags.
     pub async fn start_with(db: &TestDb, name: &str, flags: &[&str]) -> Server {
+        let admin_socket =
+            std::env::temp_dir().join(format!("chat-test-{}.sock", uuid::Uuid::now_v7().simple()));
         let mut child = Command::new(binary("chat-server"))
             .args(["--name", name, "--listen", "127.0.0.1:0"])
             .args(flags)
             .args(["--peer-listen", "127.0.0.1:0", "--database-url", &db.url])
+            .arg("--admin-socket")
+            .arg(&admin_socket)
             .env_remove("DATABASE_URL")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -48,6 +55,7 @@ impl Server {
         Server {
             name: name.to_owned(),
             addr,
+            admin_socket,
             child,
             console,
             output,
@@ -65,6 +73,30 @@ impl Server {
             .expect("console answer in time")
             .expect("read the console")
             .expect("console output ended")
+    }
+
+    /// Runs `chat-server admin <command>` against this server, as an operator would, and
+    /// returns its answer without the final newline.
+    pub async fn admin(&self, command: &str) -> String {
+        let output = Command::new(binary("chat-server"))
+            .arg("admin")
+            .arg("--socket")
+            .arg(&self.admin_socket)
+            .args(command.split_whitespace())
+            .output();
+        let output = timeout(EVENT_TIMEOUT, output)
+            .await
+            .expect("chat-server admin answered in time")
+            .expect("run chat-server admin");
+        assert!(
+            output.status.success(),
+            "chat-server admin {command} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout)
+            .expect("admin output is UTF-8")
+            .trim_end()
+            .to_owned()
     }
 
     /// Kills the server at once, as a crash would.
@@ -85,6 +117,13 @@ impl Server {
             .expect("chat-server stopped in time")
             .expect("wait for chat-server");
         assert!(status.success(), "chat-server exited with {status}");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // A server that was killed leaves its admin socket behind.
+        let _ = std::fs::remove_file(&self.admin_socket);
     }
 }
 

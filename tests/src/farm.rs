@@ -1,0 +1,107 @@
+use crate::{Client, Server, TestDb, EVENT_TIMEOUT};
+use chat_proto::ring::DEFAULT_VNODES;
+use chat_proto::Ring;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How often [`Farm::converged`] asks the servers again.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Servers `s1`, `s2`, ... sharing one database.
+pub struct Farm {
+    pub db: TestDb,
+    pub servers: Vec<Server>,
+}
+
+impl Farm {
+    /// Starts `n` servers one after the other and waits until they are all linked.
+    pub async fn start(n: usize) -> Farm {
+        let mut farm = Farm {
+            db: TestDb::new().await,
+            servers: Vec::new(),
+        };
+        for _ in 0..n {
+            farm.add().await;
+        }
+        farm
+    }
+
+    /// Starts the next server and waits until every server sees it live and linked.
+    pub async fn add(&mut self) -> &Server {
+        let name = format!("s{}", self.servers.len() + 1);
+        let server = Server::start(&self.db, &name).await;
+        self.servers.push(server);
+        self.converged().await;
+        self.servers.last().expect("just added")
+    }
+
+    pub fn server(&self, name: &str) -> &Server {
+        self.servers
+            .iter()
+            .find(|server| server.name == name)
+            .unwrap_or_else(|| panic!("no server {name} in the farm"))
+    }
+
+    /// The ring that clients should compute for this farm.
+    pub fn ring(&self) -> Ring {
+        Ring::new(
+            self.servers.iter().map(|server| &server.name),
+            DEFAULT_VNODES,
+        )
+    }
+
+    /// A client that was given only `seed`'s address, logged in as `user`, and the server it
+    /// landed on.
+    pub async fn login_via(&self, seed: &str, user: &str) -> (Client, String) {
+        let mut client = Client::connect(self.server(seed)).await;
+        client.ok(&format!("login {user} pw-{user}")).await;
+        let landed = client
+            .take_events(|ev| ev["type"] == "connected")
+            .last()
+            .map_or_else(
+                || seed.to_owned(),
+                |ev| ev["server"].as_str().unwrap_or("").to_owned(),
+            );
+        (client, landed)
+    }
+
+    /// Waits until every server sees every other one live, with a link up.
+    pub async fn converged(&self) {
+        let deadline = Instant::now() + EVENT_TIMEOUT;
+        loop {
+            let mut all = true;
+            for server in &self.servers {
+                let report = server.admin("servers").await;
+                all &= self.servers.iter().all(|other| {
+                    let link = if other.name == server.name {
+                        "self"
+                    } else {
+                        "up"
+                    };
+                    report.lines().any(|line| {
+                        line.starts_with(&format!("{} live ", other.name))
+                            && line.contains(&format!(" link={link} "))
+                    })
+                });
+            }
+            if all {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the farm did not converge in time"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// `n` user names (`<prefix>0`, `<prefix>1`, ...) whose home is `server`.
+    pub fn users_homed_on(&self, server: &str, prefix: &str, n: usize) -> Vec<String> {
+        let ring = self.ring();
+        (0..)
+            .map(|i| format!("{prefix}{i}"))
+            .filter(|user| ring.home(user) == Some(server))
+            .take(n)
+            .collect()
+    }
+}
