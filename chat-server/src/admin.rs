@@ -7,7 +7,7 @@
 use crate::console;
 use crate::server::Shared;
 use anyhow::{bail, Context};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +18,31 @@ use tokio::net::{UnixListener, UnixStream};
 const MAX_LINE: u64 = 4096;
 /// How long a connection may take to send its command line.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The effective user id of this process (the owner of `/proc/self`), on Linux.
+pub fn my_uid() -> Option<u32> {
+    std::fs::metadata("/proc/self").ok().map(|meta| meta.uid())
+}
+
+/// Creates `dir` for this user alone, or checks that it is so: owned by this user and closed
+/// to everyone else. Another user could otherwise plant a socket there first.
+pub fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => return Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(err) => return Err(err).with_context(|| format!("cannot create {}", dir.display())),
+    }
+    let meta = std::fs::symlink_metadata(dir)
+        .with_context(|| format!("cannot inspect {}", dir.display()))?;
+    if !meta.is_dir() || Some(meta.uid()) != my_uid() || meta.mode() & 0o077 != 0 {
+        bail!(
+            "{} must be a directory of this user's own, closed to others (mode 700); \
+             remove it or choose --admin-socket",
+            dir.display()
+        );
+    }
+    Ok(())
+}
 
 /// Binds the admin socket at `path`. A socket left behind by a server that died is replaced;
 /// one that still answers means a server of this name runs here already, and is an error.
@@ -49,13 +74,7 @@ pub fn remove(path: &Path) {
 
 /// Answers admin connections until shutdown.
 pub async fn serve(listener: UnixListener, shared: Arc<Shared>) {
-    // The socket file belongs to the user running this server.
-    let owner = listener
-        .local_addr()
-        .ok()
-        .and_then(|addr| addr.as_pathname().map(Path::to_owned))
-        .and_then(|path| std::fs::metadata(path).ok())
-        .map(|meta| meta.uid());
+    let owner = my_uid();
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -93,8 +112,18 @@ async fn answer(stream: UnixStream, shared: Arc<Shared>) {
     let _ = write.shutdown().await;
 }
 
-/// `chat-server admin`: sends `command` to the server at `path` and returns its answer.
+/// `chat-server admin`: sends `command` to the server at `path` and returns its answer. The
+/// socket must belong to this user or to root, so that nobody else can answer in its place.
 pub async fn request(path: &Path, command: &str) -> anyhow::Result<String> {
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.uid() != 0 && Some(meta.uid()) != my_uid() {
+            bail!(
+                "{} belongs to another user (uid {}); not talking to it",
+                path.display(),
+                meta.uid()
+            );
+        }
+    }
     let mut stream = UnixStream::connect(path).await.with_context(|| {
         format!(
             "cannot reach a server's admin socket at {} (is the server running, as this user?)",

@@ -66,12 +66,13 @@ pub struct Config {
     pub max_batch: usize,
 
     /// Milliseconds without a heartbeat after which a server counts as down. Servers
-    /// heartbeat every second.
-    #[arg(long, default_value_t = 3000)]
+    /// heartbeat every second; give every server of the farm the same value, or they will
+    /// disagree about the ring.
+    #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1500..=600_000))]
     pub heartbeat_timeout_ms: u64,
 
-    /// The admin socket (a Unix socket, owner only). Default: chat-server-NAME.sock in
-    /// $XDG_RUNTIME_DIR, or in the temporary directory.
+    /// The admin socket (a Unix socket, owner only). Default: NAME.sock in the private
+    /// directory $XDG_RUNTIME_DIR/chat-server, or else /tmp/chat-server-UID.
     #[arg(long)]
     pub admin_socket: Option<PathBuf>,
 
@@ -90,7 +91,7 @@ impl Config {
     }
 
     pub fn heartbeat_timeout(&self) -> Duration {
-        Duration::from_millis(self.heartbeat_timeout_ms.max(1))
+        Duration::from_millis(self.heartbeat_timeout_ms)
     }
 
     pub fn admin_socket(&self) -> PathBuf {
@@ -100,10 +101,21 @@ impl Config {
     }
 }
 
-/// Where a server called `name` puts its admin socket unless told otherwise.
+/// Where a server called `name` puts its admin socket unless told otherwise: in a directory of
+/// its user's own (see [`admin_dir`]).
 pub fn default_admin_socket(name: &str) -> PathBuf {
-    let dir = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    dir.join(format!("chat-server-{name}.sock"))
+    admin_dir().join(format!("{name}.sock"))
+}
+
+/// The private directory of the default admin sockets: `$XDG_RUNTIME_DIR/chat-server`, or
+/// `chat-server-UID` in the temporary directory.
+pub fn admin_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) => PathBuf::from(dir).join("chat-server"),
+        None => {
+            let uid =
+                crate::admin::my_uid().map_or_else(|| "user".to_owned(), |uid| uid.to_string());
+            std::env::temp_dir().join(format!("chat-server-{uid}"))
+        }
+    }
 }

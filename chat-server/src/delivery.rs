@@ -25,7 +25,9 @@ use crate::links::Links;
 use crate::outbound::Outbound;
 use crate::presence::Presence;
 use crate::store::{InboxDelete, InboxRow, Store};
-use chat_proto::{ChatMessage, MessageId, PeerFrame, RequestId, Response, ServerFrame};
+use chat_proto::{
+    ChatMessage, ErrorCode, ErrorReply, MessageId, PeerFrame, RequestId, Response, ServerFrame,
+};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -36,6 +38,9 @@ use tokio_util::sync::CancellationToken;
 
 /// How many jobs may wait for the writer before submitters wait for room.
 const JOB_QUEUE_LEN: usize = 65_536;
+/// The most recipients in one relayed frame: 4096 names of at most 32 bytes and a message of
+/// at most 4 KiB stay far below the link's frame limit.
+const MAX_RELAY_RECIPIENTS: usize = 4096;
 /// How many recently finished message ids are remembered, to answer retried sends, and how
 /// many relayed ones, to route their acknowledgements.
 const RECENT_IDS: usize = 100_000;
@@ -81,6 +86,8 @@ struct State {
     recent: Recent<bool>,
     /// Messages relayed here by another server, and which server owns each.
     relayed: Recent<String>,
+    /// The writer has taken its final sweep: nothing submitted now could be stored.
+    closed: bool,
 }
 
 struct Pending {
@@ -118,6 +125,18 @@ impl Delivery {
         let message = Arc::new(message);
         {
             let mut state = lock(&self.state);
+            if state.closed {
+                drop(state);
+                let refusal = ErrorReply::new(
+                    ErrorCode::ShuttingDown,
+                    "the server is shutting down; send again in a moment",
+                );
+                waiter.session.push(ServerFrame::Reply {
+                    id: waiter.request,
+                    result: Err(refusal),
+                });
+                return;
+            }
             if let Some(pending) = state.pending.get_mut(&id) {
                 pending.waiters.push(waiter);
                 return;
@@ -146,11 +165,14 @@ impl Delivery {
     fn route(&self, message: &ChatMessage, recipients: &[String]) {
         self.push_local(message, recipients);
         for (server, users) in self.routes.presence.locate(recipients) {
-            let frame = PeerFrame::Deliver {
-                message: message.clone(),
-                recipients: users,
-            };
-            self.routes.links.send(&server, frame);
+            // One frame per server, unless its recipients would not fit in one.
+            for users in users.chunks(MAX_RELAY_RECIPIENTS) {
+                let frame = PeerFrame::Deliver {
+                    message: message.clone(),
+                    recipients: users.to_vec(),
+                };
+                self.routes.links.send(&server, frame);
+            }
         }
     }
 
@@ -280,7 +302,12 @@ impl Delivery {
         while let Some(job) = jobs.recv().await {
             batch.push(job);
         }
-        batch.extend(lock(&self.state).pending.keys().map(|&id| Job::Persist(id)));
+        {
+            // From here on, submit refuses: everything pending now is in this last batch.
+            let mut state = lock(&self.state);
+            state.closed = true;
+            batch.extend(state.pending.keys().map(|&id| Job::Persist(id)));
+        }
         let n_jobs = batch.len();
         self.write_batch(&store, batch).await;
         tracing::info!(n_jobs, "delivery writer flushed and stopped");

@@ -6,7 +6,7 @@
 //! **This server is always live in its own view**, even while the database is unreachable, so
 //! that it keeps serving its users.
 
-use crate::store::{Registry, ServerState, Store};
+use crate::store::{Registry, ServerState, Store, StoreError};
 use chat_proto::{Ring, RingInfo, ServerAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,23 +88,35 @@ impl FarmView {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("another server has registered as {0} since this one started")]
+    Replaced(String),
+}
+
 /// The latest view of the farm, shared by everything that routes.
 pub struct Farm {
     me: String,
+    /// When this server registered, to recognise its own row.
+    started_at_ms: i64,
     heartbeat_timeout: Duration,
     view: watch::Sender<Arc<FarmView>>,
 }
 
 impl Farm {
     /// A farm view with this server alone, until the first read of the registry.
-    pub fn new(me: &str, heartbeat_timeout: Duration) -> Farm {
+    pub fn new(me: &str, started_at_ms: i64, heartbeat_timeout: Duration) -> Farm {
         let alone = Registry {
+            ours: true,
             vnodes: chat_proto::ring::DEFAULT_VNODES,
             servers: Vec::new(),
         };
         let (view, _) = watch::channel(Arc::new(FarmView::new(me, alone)));
         Farm {
             me: me.to_owned(),
+            started_at_ms,
             heartbeat_timeout,
             view,
         }
@@ -119,9 +131,15 @@ impl Farm {
         self.view.subscribe()
     }
 
-    /// Heartbeats once and takes in the registry.
-    pub async fn refresh(&self, store: &Store) -> Result<(), crate::store::StoreError> {
-        let registry = store.heartbeat(&self.me, self.heartbeat_timeout).await?;
+    /// Heartbeats once and takes in the registry. Fails if another process has registered
+    /// under this server's name since it started.
+    pub async fn refresh(&self, store: &Store) -> Result<(), RefreshError> {
+        let registry = store
+            .heartbeat(&self.me, self.started_at_ms, self.heartbeat_timeout)
+            .await?;
+        if !registry.ours {
+            return Err(RefreshError::Replaced(self.me.clone()));
+        }
         let view = FarmView::new(&self.me, registry);
         self.view.send_if_modified(|current| {
             let changed = current.servers != view.servers || current.vnodes != view.vnodes;
@@ -133,7 +151,8 @@ impl Farm {
         Ok(())
     }
 
-    /// Heartbeats every [`HEARTBEAT_INTERVAL`] until `shutdown`.
+    /// Heartbeats every [`HEARTBEAT_INTERVAL`] until `shutdown`. Shuts the server down if
+    /// another server has taken its name.
     pub async fn run(self: Arc<Self>, store: Store, shutdown: CancellationToken) {
         let mut ticks = tokio::time::interval(HEARTBEAT_INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -149,6 +168,11 @@ impl Farm {
                     failing = false;
                 }
                 Ok(()) => {}
+                Err(err @ RefreshError::Replaced(_)) => {
+                    tracing::error!(%err, "shutting down");
+                    shutdown.cancel();
+                    return;
+                }
                 Err(err) if !failing => {
                     tracing::warn!(%err, "heartbeat failed");
                     failing = true;
@@ -175,6 +199,7 @@ mod tests {
 
     fn view(me: &str, servers: &[(&str, bool)]) -> FarmView {
         let registry = Registry {
+            ours: true,
             vnodes: 8,
             servers: servers
                 .iter()

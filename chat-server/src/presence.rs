@@ -18,10 +18,14 @@ struct Remote {
 }
 
 impl Presence {
-    /// `users` are logged in on `server`, as link `link_id` says; `reset` replaces what was known.
+    /// `users` are logged in on `server`, as link `link_id` says; `reset` replaces what was known,
+    /// unless a newer link (link ids only grow) has already spoken.
     pub fn online(&self, server: &str, link_id: u64, users: Vec<String>, reset: bool) {
         let mut by_server = self.lock();
-        if reset {
+        let newer_known = by_server
+            .get(server)
+            .is_some_and(|remote| remote.link_id > link_id);
+        if reset && !newer_known {
             by_server.insert(
                 server.to_owned(),
                 Remote {
@@ -130,6 +134,7 @@ mod tests {
         let presence = Presence::default();
         presence.online("s2", 1, names(&["alice", "bob"]), true);
         presence.online("s2", 2, names(&["carol"]), true);
+        presence.online("s2", 1, names(&["erin"]), true);
         presence.offline("s2", 1, names(&["carol"]));
         presence.online("s2", 1, names(&["dave"]), false);
         presence.forget("s2", 1);

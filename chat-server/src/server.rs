@@ -103,13 +103,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             peer_addr,
         )?,
     };
+    if config.admin_socket.is_none() {
+        admin::ensure_private_dir(&crate::config::admin_dir())?;
+    }
     let admin_listener = admin::bind(&config.admin_socket()).await?;
     let started_at_ms = store
         .register_server(&row)
         .await
         .context("cannot register in server_info")?;
 
-    let farm = Arc::new(Farm::new(&config.name, config.heartbeat_timeout()));
+    let farm = Arc::new(Farm::new(
+        &config.name,
+        started_at_ms,
+        config.heartbeat_timeout(),
+    ));
     farm.refresh(&store)
         .await
         .context("cannot read the registry")?;

@@ -1,9 +1,13 @@
 //! A farm of servers on one database: placement on the ring, relaying over the links, and the
 //! farm-wide views.
 
-use chat_proto::{Request, Response};
-use chat_tests::{Farm, RawConn};
+use chat_proto::{FrameCodec, LinkHello, Request, Response, MAX_FRAME_LEN};
+use chat_tests::{Farm, RawConn, EVENT_TIMEOUT};
+use futures::{SinkExt, StreamExt};
 use serde_json::json;
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tokio_util::codec::Framed;
 
 /// The value of `key=` on the line of `links` output about `peer`.
 fn link_counter(links: &str, peer: &str, key: &str) -> u64 {
@@ -245,4 +249,35 @@ async fn chat_server_admin_reaches_a_background_server() {
     assert!(servers.ends_with("ring: 2 live, V=64"), "{servers}");
     let unknown = farm.server("s1").admin("frobnicate").await;
     assert_eq!(unknown, "unknown command: frobnicate (try help)");
+}
+
+#[tokio::test]
+async fn a_link_from_a_server_not_in_the_registry_is_refused() {
+    let farm = Farm::start(2).await;
+    let stream = TcpStream::connect(&farm.server("s1").peer_addr)
+        .await
+        .expect("connect to the peer port");
+    let mut framed = Framed::new(
+        stream,
+        FrameCodec::<LinkHello, LinkHello>::new(MAX_FRAME_LEN),
+    );
+    // A name that sorts after every real server and a start time in the future: by the dial
+    // rule it is its to dial, so only the registry check can refuse it.
+    framed
+        .send(LinkHello::new("s9", i64::MAX))
+        .await
+        .expect("send hello");
+    let answer = timeout(EVENT_TIMEOUT, framed.next())
+        .await
+        .expect("an answer in time")
+        .expect("an answer")
+        .expect("a readable answer");
+    assert_eq!(
+        answer.refusal,
+        "s9 is not a live server of the registry, or has restarted since"
+    );
+    // The farm is unaffected.
+    let links = farm.server("s1").admin("links").await;
+    assert!(!links.contains("s9"), "{links}");
+    assert!(links.starts_with("s2 up "), "{links}");
 }

@@ -10,6 +10,8 @@ pub struct Server {
     pub name: String,
     /// Where clients connect.
     pub addr: String,
+    /// Where other servers link.
+    pub peer_addr: String,
     /// Where `chat-server admin` reaches it.
     pub admin_socket: PathBuf,
     child: Child,
@@ -47,14 +49,18 @@ impl Server {
             .expect("chat-server did not get ready in time")
             .expect("read chat-server output")
             .expect("chat-server exited before it was ready");
-        let addr = ready
-            .split_whitespace()
-            .find_map(|field| field.strip_prefix("client="))
-            .unwrap_or_else(|| panic!("unexpected first line from chat-server: {ready}"))
-            .to_owned();
+        let field = |key: &str| {
+            ready
+                .split_whitespace()
+                .find_map(|field| field.strip_prefix(key))
+                .unwrap_or_else(|| panic!("unexpected first line from chat-server: {ready}"))
+                .to_owned()
+        };
+        let (addr, peer_addr) = (field("client="), field("peer="));
         Server {
             name: name.to_owned(),
             addr,
+            peer_addr,
             admin_socket,
             child,
             console,

@@ -57,7 +57,8 @@ async fn dial_loop(shared: Arc<Shared>, peer: String) {
         if shared.shutdown.is_cancelled() {
             break;
         }
-        match timeout(DIAL_TIMEOUT, dial(&shared, &peer, &state.peer_addr)).await {
+        let dialed = dial(&shared, &peer, &state.peer_addr, state.started_at_ms);
+        match timeout(DIAL_TIMEOUT, dialed).await {
             Ok(Ok(framed)) => {
                 backoff = MIN_BACKOFF;
                 last_error.clear();
@@ -75,11 +76,19 @@ async fn dial_loop(shared: Arc<Shared>, peer: String) {
     shared.links.lock().dialing.remove(&peer);
 }
 
-async fn dial(shared: &Shared, peer: &str, addr: &str) -> Result<super::greet::PeerFramed, String> {
+async fn dial(
+    shared: &Shared,
+    peer: &str,
+    addr: &str,
+    started_at_ms: i64,
+) -> Result<super::greet::PeerFramed, String> {
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|err| format!("cannot connect: {err}"))?;
-    shared.links.greet_as_dialer(stream, peer).await
+    shared
+        .links
+        .greet_as_dialer(stream, peer, started_at_ms)
+        .await
 }
 
 /// Logs a failure to dial, but not the same failure again and again.

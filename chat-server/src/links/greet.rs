@@ -22,11 +22,12 @@ impl Links {
         LinkHello::new(&self.me, self.started_at_ms)
     }
 
-    /// Opens a link to `peer` over `stream`.
+    /// Opens a link over `stream` to `peer`, registered at `started_at_ms`.
     pub(super) async fn greet_as_dialer(
         &self,
         stream: TcpStream,
         peer: &str,
+        started_at_ms: i64,
     ) -> Result<PeerFramed, String> {
         let mut framed = framed(stream);
         framed
@@ -41,14 +42,14 @@ impl Links {
         if hello.name != peer {
             return Err(format!("expected {peer}, but {} answered", hello.name));
         }
+        if hello.started_at_ms != started_at_ms {
+            return Err(format!("{peer} has restarted since the registry was read"));
+        }
         Ok(framed.map_codec(FrameCodec::retype))
     }
 
-    /// Accepts a link over `stream`; returns it with the dialer's name.
-    pub(super) async fn greet_as_acceptor(
-        &self,
-        stream: TcpStream,
-    ) -> Result<(PeerFramed, String), String> {
+    /// Reads a dialer's hello and checks it. A dialer that fails the checks is told why.
+    pub(super) async fn hear_dialer(&self, stream: TcpStream) -> Result<Dialer, String> {
         let mut framed = framed(stream);
         let hello = read_hello(&mut framed).await?;
         let refusal = match check_hello(&hello) {
@@ -58,21 +59,37 @@ impl Links {
                 "{} registered after {}, so {} dials",
                 self.me, hello.name, self.me
             ),
-            Ok(()) => {
-                framed
-                    .send(self.hello())
-                    .await
-                    .map_err(|err| format!("hello not sent: {err}"))?;
-                return Ok((framed.map_codec(FrameCodec::retype), hello.name));
-            }
+            Ok(()) => return Ok(Dialer { framed, hello }),
         };
+        self.refuse(Dialer { framed, hello }, refusal.clone()).await;
+        Err(refusal)
+    }
+
+    /// Answers the dialer's hello: the link is up.
+    pub(super) async fn accept(&self, dialer: Dialer) -> Result<PeerFramed, String> {
+        let mut framed = dialer.framed;
+        framed
+            .send(self.hello())
+            .await
+            .map_err(|err| format!("hello not sent: {err}"))?;
+        Ok(framed.map_codec(FrameCodec::retype))
+    }
+
+    /// Tells the dialer why there will be no link.
+    pub(super) async fn refuse(&self, dialer: Dialer, refusal: String) {
+        let mut framed = dialer.framed;
         let reply = LinkHello {
-            refusal: refusal.clone(),
+            refusal,
             ..self.hello()
         };
         let _ = timeout(HELLO_TIMEOUT, framed.send(reply)).await;
-        Err(refusal)
     }
+}
+
+/// A dialer whose hello passed the checks, waiting for the answer.
+pub struct Dialer {
+    framed: HelloFramed,
+    pub hello: LinkHello,
 }
 
 fn framed(stream: TcpStream) -> HelloFramed {

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 /// How many frames may wait for one peer. A peer that falls this far behind has its link
 /// closed and dialed again: the messages it missed are stored for their recipients, and the
 /// new link starts with a fresh list of who is logged in.
-pub const LINK_QUEUE_LEN: usize = 65_536;
+pub const LINK_QUEUE_LEN: usize = 16_384;
 
 /// A cheap, cloneable handle on one link.
 #[derive(Clone)]

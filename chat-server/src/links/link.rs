@@ -95,7 +95,9 @@ async fn write_frames(
             },
             () = link.closed() => break,
         };
-        // Write everything already queued with one flush.
+        // Write everything already queued with one flush. A peer that stops reading fills the
+        // socket's buffer; the write is then abandoned when the link closes (its reader gives
+        // up after `DEAD_AFTER`), rather than blocking forever.
         let written = async {
             link.stats().count(&frame, true);
             sink.feed(frame).await?;
@@ -105,9 +107,12 @@ async fn write_frames(
             }
             sink.flush().await
         };
-        if let Err(err) = written.await {
-            link.close(format!("cannot write: {err}"));
-            return;
+        tokio::select! {
+            result = written => if let Err(err) = result {
+                link.close(format!("cannot write: {err}"));
+                return;
+            },
+            () = link.closed() => break,
         }
     }
     let goodbye = async {

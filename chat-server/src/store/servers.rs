@@ -28,6 +28,9 @@ pub struct ServerState {
 
 /// The registry at one moment.
 pub struct Registry {
+    /// The row still belongs to the caller: no other process has registered under its name
+    /// since.
+    pub ours: bool,
     /// The ring's positions per server.
     pub vnodes: u32,
     /// Every server that ever registered, sorted by name.
@@ -59,13 +62,20 @@ impl Store {
         Ok(registered.get(0))
     }
 
-    /// Renews this server's heartbeat and reads the whole registry, in one round trip.
-    /// Liveness is judged by the database's clock, so the servers' clocks need not agree.
-    pub async fn heartbeat(&self, name: &str, timeout: Duration) -> Result<Registry, StoreError> {
+    /// Renews the heartbeat of this server (`name`, registered at `started_at_ms`) and reads the
+    /// whole registry, in one round trip. Liveness is judged by the database's clock, so the
+    /// servers' clocks need not agree.
+    pub async fn heartbeat(
+        &self,
+        name: &str,
+        started_at_ms: i64,
+        timeout: Duration,
+    ) -> Result<Registry, StoreError> {
         let conn = self.conn().await?;
         let beat = conn
             .prepare_cached(
-                "UPDATE server_info SET last_heartbeat = now(), alive = true WHERE name = $1",
+                "UPDATE server_info SET last_heartbeat = now(), alive = true \
+                 WHERE name = $1 AND (extract(epoch FROM started_at) * 1000)::bigint = $2",
             )
             .await?;
         let read = conn
@@ -79,9 +89,9 @@ impl Store {
             .await?;
         // Both statements go out pipelined on the one connection.
         let timeout_secs = timeout.as_secs_f64();
-        let (beat_params, read_params): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) =
-            ([&name], [&timeout_secs]);
-        let (_, rows) = futures::try_join!(
+        let (beat_params, read_params): ([&(dyn ToSql + Sync); 2], [&(dyn ToSql + Sync); 1]) =
+            ([&name, &started_at_ms], [&timeout_secs]);
+        let (n_beats, rows) = futures::try_join!(
             conn.execute(&beat, &beat_params),
             conn.query(&read, &read_params)
         )?;
@@ -98,7 +108,11 @@ impl Store {
                 live: row.get(6),
             })
             .collect();
-        Ok(Registry { vnodes, servers })
+        Ok(Registry {
+            ours: n_beats == 1,
+            vnodes,
+            servers,
+        })
     }
 
     /// Marks the server as gone after a clean shutdown.
