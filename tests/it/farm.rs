@@ -281,3 +281,19 @@ async fn a_link_from_a_server_not_in_the_registry_is_refused() {
     assert!(!links.contains("s9"), "{links}");
     assert!(links.starts_with("s2 up "), "{links}");
 }
+
+#[tokio::test]
+async fn links_come_back_after_a_server_crashes_and_restarts() {
+    let mut farm = Farm::start(2).await;
+    let on_s1 = farm.users_homed_on("s1", "one", 1).remove(0);
+    let on_s2 = farm.users_homed_on("s2", "two", 1).remove(0);
+    farm.restart("s2").await;
+
+    let (mut one, _) = farm.login_via("s1", &on_s1).await;
+    let (mut two, landed) = farm.login_via("s1", &on_s2).await;
+    assert_eq!(landed, "s2");
+    one.ok(&format!("send {on_s2} after the restart")).await;
+    two.message("after the restart").await;
+    two.ok(&format!("send {on_s1} and back")).await;
+    one.message("and back").await;
+}

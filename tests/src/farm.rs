@@ -35,6 +35,18 @@ impl Farm {
         self.servers.last().expect("just added")
     }
 
+    /// Kills `name` as a crash would, starts it again, and waits until the farm is linked.
+    pub async fn restart(&mut self, name: &str) {
+        let idx = self
+            .servers
+            .iter()
+            .position(|server| server.name == name)
+            .unwrap_or_else(|| panic!("no server {name} in the farm"));
+        self.servers[idx].kill().await;
+        self.servers[idx] = Server::start(&self.db, name).await;
+        self.converged().await;
+    }
+
     pub fn server(&self, name: &str) -> &Server {
         self.servers
             .iter()
