@@ -339,7 +339,10 @@ impl Delivery {
                 }
             }
         }
-        store_with_retry(store, &rows, &deletes).await;
+        // While the database is away the writer keeps trying, but the senders are told at once
+        // that their messages are not stored yet, rather than being left waiting.
+        let tell_unavailable = || self.refuse_waiters(&writing);
+        store_with_retry(store, &rows, &deletes, tell_unavailable).await;
         let mut finished = Vec::new();
         let mut late_deletes = Vec::new();
         {
@@ -361,16 +364,49 @@ impl Delivery {
             tell_sent(id, waiters);
         }
         if !late_deletes.is_empty() {
-            store_with_retry(store, &[], &late_deletes).await;
+            store_with_retry(store, &[], &late_deletes, || {}).await;
+        }
+    }
+
+    /// Tells the waiters of these messages that they are not stored yet. The messages stay
+    /// pending: they are stored once the database is back, and a resend with the same id
+    /// waits for that.
+    fn refuse_waiters(&self, ids: &[MessageId]) {
+        let mut refused = Vec::new();
+        {
+            let mut state = lock(&self.state);
+            for id in ids {
+                if let Some(pending) = state.pending.get_mut(id) {
+                    refused.append(&mut pending.waiters);
+                }
+            }
+        }
+        for waiter in refused {
+            let refusal = ErrorReply::new(
+                ErrorCode::Unavailable,
+                "not stored yet: the database is unreachable; the server keeps trying, and \
+                 sending again is safe",
+            );
+            waiter.session.push(ServerFrame::Reply {
+                id: waiter.request,
+                result: Err(refusal),
+            });
         }
     }
 }
 
-/// Applies a batch, retrying with backoff until the database takes it.
-async fn store_with_retry(store: &Store, rows: &[InboxRow], deletes: &[InboxDelete]) {
+/// Applies a batch, retrying with backoff until the database takes it. Calls `on_failure`
+/// once, after the first failed attempt.
+async fn store_with_retry(
+    store: &Store,
+    rows: &[InboxRow],
+    deletes: &[InboxDelete],
+    on_failure: impl FnOnce(),
+) {
     if rows.is_empty() && deletes.is_empty() {
         return;
     }
+    let mut on_failure = Some(on_failure);
     let mut backoff = Duration::from_millis(50);
     loop {
         match store.apply_inbox_batch(rows, deletes).await {
@@ -378,6 +414,9 @@ async fn store_with_retry(store: &Store, rows: &[InboxRow], deletes: &[InboxDele
             Err(err) => {
                 tracing::warn!(%err, n_rows = rows.len(), n_deletes = deletes.len(),
                     "storing a batch of messages failed; retrying in {backoff:?}");
+                if let Some(on_failure) = on_failure.take() {
+                    on_failure();
+                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }

@@ -7,3 +7,4 @@ mod farm;
 mod hostile;
 mod messaging;
 mod offline;
+mod outage;

@@ -100,13 +100,14 @@ impl Client {
         answer
     }
 
-    /// Repeats a command until its `ok` answer satisfies `check`, for views that other servers
-    /// update a moment later (who is online where). Fails after [`EVENT_TIMEOUT`].
+    /// Repeats a command until it succeeds with an answer that satisfies `check`: for views
+    /// that other servers update a moment later (who is online where), and for a service that
+    /// is coming back. Fails after [`EVENT_TIMEOUT`].
     pub async fn ok_until(&mut self, line: &str, check: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
         loop {
-            let answer = self.ok(line).await;
-            if check(&answer) {
+            let answer = self.command(line).await;
+            if answer["type"] == "ok" && check(&answer) {
                 return answer;
             }
             assert!(

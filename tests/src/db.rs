@@ -30,6 +30,22 @@ impl TestDb {
         TestDb { url }
     }
 
+    /// The `host:port` of the database server.
+    pub fn host_port(&self) -> String {
+        let after_scheme = self
+            .url
+            .split_once("://")
+            .map_or(&*self.url, |(_, rest)| rest);
+        let authority = after_scheme.split('/').next().unwrap_or_default();
+        let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+        host_port.to_owned()
+    }
+
+    /// This database's URL with `host_port` in place of the server's address.
+    pub fn url_via(&self, host_port: &str) -> String {
+        self.url.replacen(&self.host_port(), host_port, 1)
+    }
+
     /// Runs one query and returns the first column of each row as text.
     pub async fn query_strings(&self, sql: &str) -> Vec<String> {
         let (client, connection) = tokio_postgres::connect(&self.url, NoTls)

@@ -9,12 +9,14 @@
 mod client;
 mod db;
 mod farm;
+mod proxy;
 mod raw;
 mod server;
 
 pub use client::Client;
 pub use db::TestDb;
 pub use farm::Farm;
+pub use proxy::Proxy;
 pub use raw::RawConn;
 pub use server::Server;
 

@@ -27,12 +27,22 @@ impl Server {
 
     /// Starts a server with extra flags.
     pub async fn start_with(db: &TestDb, name: &str, flags: &[&str]) -> Server {
+        Server::start_on(&db.url, name, flags).await
+    }
+
+    /// Starts a server on the database at `database_url`, with extra flags.
+    pub async fn start_on(database_url: &str, name: &str, flags: &[&str]) -> Server {
         let admin_socket =
             std::env::temp_dir().join(format!("chat-test-{}.sock", uuid::Uuid::now_v7().simple()));
         let mut child = Command::new(binary("chat-server"))
             .args(["--name", name, "--listen", "127.0.0.1:0"])
             .args(flags)
-            .args(["--peer-listen", "127.0.0.1:0", "--database-url", &db.url])
+            .args([
+                "--peer-listen",
+                "127.0.0.1:0",
+                "--database-url",
+                database_url,
+            ])
             .arg("--admin-socket")
             .arg(&admin_socket)
             .env_remove("DATABASE_URL")

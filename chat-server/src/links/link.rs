@@ -16,9 +16,11 @@ use tokio::sync::mpsc;
 use tokio::time::timeout;
 
 /// How long a link may be idle before the writer sends a heartbeat.
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
-/// How long a link may be silent before it counts as dead: three missed heartbeats.
-const DEAD_AFTER: Duration = Duration::from_secs(3);
+const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
+/// How long a link may be silent before it counts as dead: three missed heartbeats. Servers
+/// notice a hung peer well before its clients do (they miss three pings a second apart), so
+/// that a client failing over is not redirected back to the hung server.
+const DEAD_AFTER: Duration = Duration::from_millis(1500);
 /// How long the writer may take to write what is queued once the link closes.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -12,13 +12,17 @@ mod users;
 pub use inbox::{InboxDelete, InboxRow};
 pub use servers::{Registry, ServerRow, ServerState};
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use std::time::Duration;
 use thiserror::Error;
 use tokio_postgres::NoTls;
 
 mod embedded {
     refinery::embed_migrations!("../migrations");
 }
+
+/// How long getting a connection may take, and how long TCP waits on a silent database.
+const DB_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Servers that start together take this Postgres advisory lock before migrating, so that only
 /// one of them applies a migration and the others wait and then find it applied.
@@ -45,9 +49,18 @@ pub struct Store {
 impl Store {
     /// Connects to `url`, applies any pending migration, and returns the pool.
     pub async fn open(url: &str, pool_size: usize) -> Result<Store, StoreError> {
-        let config: tokio_postgres::Config = url
+        let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|err| StoreError::Config(format!("DATABASE_URL does not parse: {err}")))?;
+        // A database that stops answering must fail requests, not hang them: bounded connects,
+        // and TCP that gives up on a peer that went silent.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(DB_TIMEOUT);
+        }
+        config
+            .keepalives(true)
+            .keepalives_idle(DB_TIMEOUT)
+            .tcp_user_timeout(DB_TIMEOUT);
         migrate(&config).await?;
         let manager = Manager::from_config(
             config,
@@ -58,6 +71,10 @@ impl Store {
         );
         let pool = Pool::builder(manager)
             .max_size(pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(DB_TIMEOUT))
+            .create_timeout(Some(DB_TIMEOUT))
+            .recycle_timeout(Some(DB_TIMEOUT))
             .build()
             .map_err(|err| StoreError::Config(err.to_string()))?;
         Ok(Store { pool })
