@@ -6,8 +6,11 @@
 //! session, in the order it arrived, as [`Incoming`] events.
 //!
 //! When the connection ends, the reader queues [`Incoming::Lost`] or [`Incoming::Closing`]
-//! *before* it fails the requests still waiting, so the session learns why first.
+//! *before* it fails the requests still waiting, so the session learns why first. A server
+//! that stops answering is noticed by the heartbeat (see `heartbeat`), which ends the
+//! connection the same way.
 
+use crate::heartbeat::{self, Heartbeat};
 use chat_proto::{
     ChatMessage, ClientFrame, ErrorReply, FrameCodec, Hello, MessageId, Request, RequestId,
     Response, ServerFrame, MAX_FRAME_LEN, PROTOCOL_VERSION,
@@ -22,9 +25,9 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::codec::Framed;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
-/// How long the TCP connect and the hello may take together.
+/// How long the TCP connect and the hello may take together, by default.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long closing may wait for queued frames (acknowledgements above all) to be written.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -36,7 +39,25 @@ const ACK_QUEUE: usize = 1024;
 const INCOMING_QUEUE: usize = 256;
 
 type ServerFramed = Framed<TcpStream, FrameCodec<ServerFrame, ClientFrame>>;
-type Reply = Result<Response, ErrorReply>;
+pub(crate) type Reply = Result<Response, ErrorReply>;
+
+/// How a connection is made and watched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// How long the TCP connect and the hello may take together.
+    pub timeout: Duration,
+    /// How the server is pinged; `None` sends no pings and trusts the socket alone.
+    pub heartbeat: Option<Heartbeat>,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> ConnectOptions {
+        ConnectOptions {
+            timeout: CONNECT_TIMEOUT,
+            heartbeat: Some(Heartbeat::default()),
+        }
+    }
+}
 
 /// Why a connection could not be made.
 #[derive(Debug, Error)]
@@ -46,8 +67,8 @@ pub enum ConnectError {
         addr: String,
         source: std::io::Error,
     },
-    #[error("{addr} did not answer within {} seconds", CONNECT_TIMEOUT.as_secs())]
-    Timeout { addr: String },
+    #[error("{addr} did not answer within {}", duration_text(*.after))]
+    Timeout { addr: String, after: Duration },
     #[error("{addr} is not a chat server")]
     NotChatServer { addr: String },
     #[error("{addr} refused the connection: {reason}")]
@@ -67,6 +88,15 @@ pub enum ConnectError {
     },
     #[error("no server answered ({})", join_errors(.0))]
     NoneAnswered(Vec<ConnectError>),
+}
+
+/// A timeout as people say it: whole seconds when it is, milliseconds otherwise.
+fn duration_text(duration: Duration) -> String {
+    match (duration.as_secs(), duration.subsec_millis()) {
+        (1, 0) => "1 second".to_string(),
+        (secs, 0) => format!("{secs} seconds"),
+        _ => format!("{} ms", duration.as_millis()),
+    }
 }
 
 fn join_errors(errors: &[ConnectError]) -> String {
@@ -99,14 +129,18 @@ pub enum Incoming {
     Lost(String),
 }
 
-/// State shared by the [`Connection`] handle and its reader and writer tasks.
-struct Shared {
+/// State shared by the [`Connection`] handle and its reader, writer and heartbeat tasks.
+pub(crate) struct Shared {
     /// The requests waiting for a reply. `None` once the connection has ended, so that no
     /// request can start waiting for a reply that will never come.
     pending: Mutex<Option<HashMap<RequestId, oneshot::Sender<Reply>>>>,
-    /// Why the writer stopped, when it stopped on an error.
-    write_error: Mutex<Option<String>>,
-    /// Cancelled when the writer cannot write, or when the handle closes the connection.
+    /// The id of the next request, from the session or the heartbeat.
+    next_id: AtomicU32,
+    /// Why the connection was ended from this side (the writer could not write, the heartbeat
+    /// gave up); the first reason wins.
+    end_reason: Mutex<Option<String>>,
+    /// Cancelled when the connection must end: the writer cannot write, the heartbeat gave up,
+    /// or the handle closes or drops the connection. Every task stops on it.
     stop: CancellationToken,
 }
 
@@ -115,6 +149,36 @@ impl Shared {
         self.pending
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Starts waiting for the reply to a new request; `None` once the connection has ended.
+    pub(crate) fn expect_reply(&self) -> Option<(RequestId, oneshot::Receiver<Reply>)> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (reply_tx, reply_rx) = oneshot::channel();
+        self.pending().as_mut()?.insert(id, reply_tx);
+        Some((id, reply_rx))
+    }
+
+    /// Stops waiting for the reply to `id`; a reply that comes later is ignored.
+    pub(crate) fn forget(&self, id: RequestId) {
+        if let Some(pending) = self.pending().as_mut() {
+            pending.remove(&id);
+        }
+    }
+
+    /// Ends the connection from this side, for `reason` unless another came first.
+    pub(crate) fn end(&self, reason: String) {
+        let mut slot = self
+            .end_reason
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        slot.get_or_insert(reason);
+        drop(slot);
+        self.stop.cancel();
+    }
+
+    pub(crate) fn stop(&self) -> &CancellationToken {
+        &self.stop
     }
 }
 
@@ -125,27 +189,32 @@ pub struct Connection {
     frames: mpsc::Sender<ClientFrame>,
     acks: mpsc::Sender<MessageId>,
     shared: Arc<Shared>,
-    next_id: AtomicU32,
     reader: JoinHandle<()>,
     writer: JoinHandle<()>,
+    /// Ends every task when the handle is dropped without [`Connection::close`].
+    stop_on_drop: DropGuard,
 }
 
 impl Connection {
-    /// Connects to `addr` (`host:port`), exchanges hellos and starts the reader and writer.
+    /// Connects to `addr` (`host:port`), exchanges hellos and starts the reader and writer,
+    /// and the heartbeat when `options` ask for one.
     pub async fn connect(
         addr: &str,
+        options: &ConnectOptions,
     ) -> Result<(Connection, mpsc::Receiver<Incoming>), ConnectError> {
-        let handshake = tokio::time::timeout(CONNECT_TIMEOUT, handshake(addr));
+        let handshake = tokio::time::timeout(options.timeout, handshake(addr));
         let (framed, server_name) = handshake.await.map_err(|_| ConnectError::Timeout {
             addr: addr.to_string(),
+            after: options.timeout,
         })??;
-        Ok(Connection::start(addr, server_name, framed))
+        Ok(Connection::start(addr, server_name, framed, options))
     }
 
     fn start(
         addr: &str,
         server_name: String,
         framed: ServerFramed,
+        options: &ConnectOptions,
     ) -> (Connection, mpsc::Receiver<Incoming>) {
         let (sink, stream) = framed.split();
         let (frames_tx, frames_rx) = mpsc::channel(FRAME_QUEUE);
@@ -153,18 +222,23 @@ impl Connection {
         let (incoming_tx, incoming_rx) = mpsc::channel(INCOMING_QUEUE);
         let shared = Arc::new(Shared {
             pending: Mutex::new(Some(HashMap::new())),
-            write_error: Mutex::new(None),
+            next_id: AtomicU32::new(1),
+            end_reason: Mutex::new(None),
             stop: CancellationToken::new(),
         });
         let writer = tokio::spawn(write_frames(sink, frames_rx, acks_rx, shared.clone()));
         let reader = tokio::spawn(read_frames(stream, incoming_tx, shared.clone()));
+        if let Some(beat) = options.heartbeat {
+            // The heartbeat holds a weak sender, so it never keeps the writer's queue open.
+            tokio::spawn(heartbeat::run(beat, shared.clone(), frames_tx.downgrade()));
+        }
         let connection = Connection {
             addr: addr.to_string(),
             server_name,
             frames: frames_tx,
             acks: acks_tx,
+            stop_on_drop: shared.stop.clone().drop_guard(),
             shared,
-            next_id: AtomicU32::new(1),
             reader,
             writer,
         };
@@ -183,11 +257,8 @@ impl Connection {
 
     /// Sends one request and waits for its reply.
     pub async fn request(&self, body: Request) -> Result<Response, RequestError> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (reply_tx, reply_rx) = oneshot::channel();
-        match self.shared.pending().as_mut() {
-            Some(pending) => pending.insert(id, reply_tx),
-            None => return Err(RequestError::ConnectionLost),
+        let Some((id, reply_rx)) = self.shared.expect_reply() else {
+            return Err(RequestError::ConnectionLost);
         };
         let frame = ClientFrame::Request { id, body };
         if self.frames.send(frame).await.is_err() {
@@ -212,9 +283,9 @@ impl Connection {
         let Connection {
             frames,
             acks,
-            shared,
             reader,
             writer,
+            stop_on_drop,
             ..
         } = self;
         drop(frames);
@@ -222,7 +293,8 @@ impl Connection {
         if tokio::time::timeout(CLOSE_TIMEOUT, writer).await.is_err() {
             tracing::debug!("gave up writing the last frames");
         }
-        shared.stop.cancel();
+        // Dropping the guard stops the reader and the heartbeat.
+        drop(stop_on_drop);
         reader.abort();
     }
 }
@@ -282,11 +354,27 @@ fn check_hello(addr: &str, hello: &Hello) -> Result<(), ConnectError> {
 }
 
 /// The writer task: the only code that writes to the socket after the hello.
+///
+/// It writes until both queues are closed and drained, or until the connection is stopped
+/// (then it gives up at once, even halfway through a write to a server that stopped reading).
 async fn write_frames(
+    sink: futures::stream::SplitSink<ServerFramed, ClientFrame>,
+    frames: mpsc::Receiver<ClientFrame>,
+    acks: mpsc::Receiver<MessageId>,
+    shared: Arc<Shared>,
+) {
+    let stop = shared.stop.clone();
+    tokio::select! {
+        () = write_queued(sink, frames, acks, &shared) => {}
+        () = stop.cancelled() => tracing::debug!("the writer stopped"),
+    }
+}
+
+async fn write_queued(
     mut sink: futures::stream::SplitSink<ServerFramed, ClientFrame>,
     mut frames: mpsc::Receiver<ClientFrame>,
     mut acks: mpsc::Receiver<MessageId>,
-    shared: Arc<Shared>,
+    shared: &Shared,
 ) {
     loop {
         let frame = tokio::select! {
@@ -306,13 +394,7 @@ async fn write_frames(
         };
         if let Err(err) = sink.send(frame).await {
             tracing::debug!("cannot write to the server: {err}");
-            let mut slot = shared
-                .write_error
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            *slot = Some(format!("cannot write: {err}"));
-            drop(slot);
-            shared.stop.cancel();
+            shared.end(format!("cannot write: {err}"));
             return;
         }
     }
@@ -332,7 +414,7 @@ async fn read_frames(
             frame = stream.next() => frame,
             () = shared.stop.cancelled() => {
                 let why = shared
-                    .write_error
+                    .end_reason
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner())
                     .clone();
@@ -354,9 +436,8 @@ async fn read_frames(
                 match waiter {
                     // The request's caller may have given up; that is not an error.
                     Some(waiter) => drop(waiter.send(result)),
-                    None => {
-                        tracing::warn!("the server replied to request {id}, which is not waiting")
-                    }
+                    // A ping answered after the heartbeat gave up on it, say.
+                    None => tracing::debug!("a reply to request {id}, which no longer waits"),
                 }
             }
         }
@@ -408,12 +489,23 @@ mod tests {
     #[test]
     fn no_server_answered_lists_each_failure() {
         let err = ConnectError::NoneAnswered(vec![
-            ConnectError::Timeout { addr: "a:1".into() },
+            ConnectError::Timeout {
+                addr: "a:1".into(),
+                after: CONNECT_TIMEOUT,
+            },
             ConnectError::NotChatServer { addr: "b:2".into() },
         ]);
         assert_eq!(
             err.to_string(),
             "no server answered (a:1 did not answer within 5 seconds; b:2 is not a chat server)"
         );
+    }
+
+    #[test]
+    fn timeouts_read_naturally() {
+        assert_eq!(duration_text(Duration::from_secs(1)), "1 second");
+        assert_eq!(duration_text(Duration::from_secs(5)), "5 seconds");
+        assert_eq!(duration_text(Duration::from_millis(1500)), "1500 ms");
+        assert_eq!(duration_text(Duration::from_millis(200)), "200 ms");
     }
 }

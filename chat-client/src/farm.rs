@@ -7,10 +7,11 @@
 //! `Redirect`, which the client follows a bounded number of times.
 //!
 //! Nothing here prints. Connections made on the way and not kept are closed here; the one the
-//! login lands on is handed to the session, which swaps it in.
+//! login lands on is handed to the session, which swaps it in. Staying connected once logged
+//! in (failover, return home) is `failover`'s business.
 
-use crate::connection::{ConnectError, Connection, Incoming, RequestError};
-use chat_proto::{Request, Response, RingInfo};
+use crate::connection::{ConnectError, ConnectOptions, Connection, Incoming, RequestError};
+use chat_proto::{ErrorCode, Request, Response, RingInfo};
 use tokio::sync::mpsc;
 
 /// How many `Redirect` answers in a row a login follows before it gives up.
@@ -19,10 +20,11 @@ pub const MAX_REDIRECTS: usize = 2;
 /// Connects to the first of `servers` that completes the hello, trying them in order.
 pub async fn connect_any(
     servers: &[String],
+    options: &ConnectOptions,
 ) -> Result<(Connection, mpsc::Receiver<Incoming>), ConnectError> {
     let mut failures = Vec::new();
     for addr in servers {
-        match Connection::connect(addr).await {
+        match Connection::connect(addr, options).await {
             Ok(connected) => return Ok(connected),
             Err(err) => {
                 tracing::debug!("{err}");
@@ -48,12 +50,15 @@ pub struct LoggedIn {
     pub waiting: u64,
     /// `None` when the login happened on the current connection.
     pub moved: Option<Moved>,
+    /// The ring the login was placed with, when the farm gave one.
+    pub ring: Option<RingInfo>,
 }
 
 /// Why a login failed. The current connection stays as it was in every case but `Lost`.
 #[derive(Debug)]
 pub enum LoginError {
-    /// The current connection ended; its reader reports why.
+    /// The current connection ended, or its server is shutting down: the login should run
+    /// again after a failover.
     Lost,
     /// The login was refused, or no server could take it; the message is for people.
     Failed(String),
@@ -67,8 +72,10 @@ pub async fn log_in(
     current: &Connection,
     user: &str,
     password: &str,
+    options: &ConnectOptions,
 ) -> Result<LoggedIn, LoginError> {
-    let mut target = place(current, user).await?;
+    let ring = fetch_ring(current).await.map_err(|_| LoginError::Lost)?;
+    let mut target = place(current, ring.as_ref(), user, options).await;
     let mut n_redirects = 0;
     loop {
         let request = Request::Login {
@@ -88,6 +95,7 @@ pub async fn log_in(
                     registered,
                     waiting,
                     moved: target.into_moved(),
+                    ring,
                 })
             }
             Ok(other) => {
@@ -104,7 +112,7 @@ pub async fn log_in(
         }
         n_redirects += 1;
         tracing::debug!("{user} is redirected to {server} at {addr}");
-        target = match Connection::connect(&addr).await {
+        target = match Connection::connect(&addr, options).await {
             Ok((connection, incoming)) => Target::Moved(Moved {
                 connection,
                 incoming,
@@ -138,6 +146,7 @@ pub async fn log_in_here(
             registered,
             waiting,
             moved: None,
+            ring: None,
         }),
         Ok(other) => Err(LoginError::Unexpected(other)),
         Err(err) => Err(Target::Current(current).fail(err).await),
@@ -175,6 +184,12 @@ impl Target<'_> {
     /// The login failed on this target: closes it, and says why.
     async fn fail(self, err: RequestError) -> LoginError {
         match (err, self) {
+            // The current server is going down; the session runs the login again elsewhere.
+            (RequestError::Refused(reply), Target::Current(_))
+                if reply.code == ErrorCode::ShuttingDown =>
+            {
+                LoginError::Lost
+            }
             (RequestError::Refused(reply), target) => {
                 target.close().await;
                 LoginError::Failed(reply.message)
@@ -195,34 +210,43 @@ impl Target<'_> {
 /// Picks where `user` logs in: the first of their successors on the ring that is the current
 /// server or answers a connection. The current server when the ring is unknown or empty, or
 /// when no successor answers (the server may then redirect the login).
-async fn place<'a>(current: &'a Connection, user: &str) -> Result<Target<'a>, LoginError> {
-    let Some(ring_info) = fetch_ring(current).await? else {
-        return Ok(Target::Current(current));
+async fn place<'a>(
+    current: &'a Connection,
+    ring_info: Option<&RingInfo>,
+    user: &str,
+    options: &ConnectOptions,
+) -> Target<'a> {
+    let Some(ring_info) = ring_info else {
+        return Target::Current(current);
     };
     let ring = ring_info.ring();
     for server in ring.successors(user) {
         if server == current.server_name() {
-            return Ok(Target::Current(current));
+            return Target::Current(current);
         }
         let Some(addr) = ring_info.addr_of(server) else {
             continue;
         };
-        match Connection::connect(addr).await {
+        match Connection::connect(addr, options).await {
             Ok((connection, incoming)) => {
-                return Ok(Target::Moved(Moved {
+                return Target::Moved(Moved {
                     connection,
                     incoming,
-                }))
+                })
             }
             Err(err) => tracing::debug!("{user} cannot log in on {server}: {err}"),
         }
     }
-    Ok(Target::Current(current))
+    Target::Current(current)
 }
 
-/// The farm's ring as the current server sees it; `None` when it has none to give.
-async fn fetch_ring(current: &Connection) -> Result<Option<RingInfo>, LoginError> {
-    match current.request(Request::Ring).await {
+/// The connection ended before a reply came.
+#[derive(Debug)]
+pub struct Lost;
+
+/// The farm's ring as `server` sees it; `None` when it has none to give.
+pub async fn fetch_ring(server: &Connection) -> Result<Option<RingInfo>, Lost> {
+    match server.request(Request::Ring).await {
         Ok(Response::Ring(info)) if !info.servers.is_empty() => Ok(Some(info)),
         Ok(Response::Ring(_)) => Ok(None),
         Ok(other) => {
@@ -230,9 +254,9 @@ async fn fetch_ring(current: &Connection) -> Result<Option<RingInfo>, LoginError
             Ok(None)
         }
         Err(RequestError::Refused(reply)) => {
-            tracing::debug!("no ring from {}: {reply}", current.server_name());
+            tracing::debug!("no ring from {}: {reply}", server.server_name());
             Ok(None)
         }
-        Err(RequestError::ConnectionLost) => Err(LoginError::Lost),
+        Err(RequestError::ConnectionLost) => Err(Lost),
     }
 }

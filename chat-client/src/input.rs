@@ -19,6 +19,11 @@ impl Input {
         Input::Lines(reader.lines())
     }
 
+    /// A person typing at a terminal, who may type ahead while the client fails over.
+    pub(crate) fn is_terminal(&self) -> bool {
+        matches!(self, Input::Terminal(_))
+    }
+
     /// The next line, or `None` at the end of the input. Cancel-safe.
     pub(crate) async fn next_line(&mut self) -> io::Result<Option<String>> {
         match self {

@@ -6,9 +6,14 @@
 //!
 //! - `command`: parsing a typed line into a [`command::Command`], with local validation.
 //! - `connection`: the hello, the reader and writer tasks, and matching replies to requests.
+//! - `heartbeat`: pinging the server, and ending the connection when it stops answering.
 //! - `farm`: choosing a server: the first that answers, then the user's home at login.
+//! - `failover`: coming back after a lost server (the user's ring order, backoff, logging in
+//!   again), and looking at home while logged in elsewhere.
 //! - `input`: where command lines come from, a pipe or the terminal.
-//! - `session`: the loop that runs commands in order and shows and acknowledges messages.
+//! - `session`: the loop that runs commands in order, shows and acknowledges messages, and
+//!   fails over when the connection is lost.
+//! - `execute`: what each command does on a connection, and which commands run again.
 //! - `seen`: the bounded memory of shown message ids that keeps a message from showing twice.
 //! - `output`: each [`output::Event`] rendered as JSON or as a line for people.
 //! - `terminal`: the interactive prompt (rustyline) on its own thread.
@@ -17,11 +22,16 @@
 //! and unknown commands are answered locally. **It never acknowledges a message before showing
 //! it**, and never confirms a `readlog` batch before showing the whole batch. **It never
 //! writes logs to standard output**, which belongs to the events. **Only the writer task
-//! writes to the socket.**
+//! writes to the socket.** **A command that was not answered runs again after a failover,
+//! and a `send` keeps its message id across attempts**, so that nothing the user was told is
+//! sent is lost or shown twice. **The password is kept in memory only**, to log in again.
 
 pub mod command;
 pub mod connection;
+mod execute;
+pub mod failover;
 pub mod farm;
+pub mod heartbeat;
 pub mod input;
 pub mod output;
 pub mod seen;

@@ -2,12 +2,14 @@
 
 use anyhow::Context as _;
 use chat_client::farm::connect_any;
+use chat_client::heartbeat::Heartbeat;
 use chat_client::input::Input;
 use chat_client::output::{Format, Output};
-use chat_client::session::{Session, CONNECTION};
+use chat_client::session::{Config, Session, CONNECTION};
 use chat_client::terminal::TerminalInput;
 use clap::Parser;
 use std::io::IsTerminal;
+use std::time::Duration;
 use tokio::io::BufReader;
 
 /// A command-line chat client.
@@ -21,6 +23,12 @@ use tokio::io::BufReader;
 ///
 /// A login moves the client to the user's home server on the farm's ring (or the first
 /// successor that answers), following the farm's redirects.
+///
+/// When the server is lost (it closes the connection, says goodbye, or stops answering pings),
+/// the client moves by itself to the next server in the user's ring order (home, backup, then
+/// clockwise), logs in again, runs again the command that was waiting, and shows what was
+/// stored meanwhile. It prints one `connected` line for the new server. While logged in away
+/// from home, it moves back home once home takes the user again.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
@@ -36,6 +44,48 @@ struct Cli {
     /// Print one JSON object per line (each with a "type" field) instead of lines for people.
     #[arg(long)]
     json: bool,
+
+    /// Ping the server this often, in milliseconds. Each ping may take this long to answer.
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    ping_interval_ms: u64,
+
+    /// How many pings in a row may go unanswered before the server counts as dead and the
+    /// client moves to another.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 3,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    ping_misses: u32,
+
+    /// While logged in, refresh the farm's ring this often, in milliseconds; away from home,
+    /// also try home this often, and move there once it takes the user again.
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    home_poll_ms: u64,
+}
+
+impl Cli {
+    fn config(&self) -> Config {
+        Config {
+            seeds: self.servers.clone(),
+            heartbeat: Some(Heartbeat {
+                interval: Duration::from_millis(self.ping_interval_ms),
+                misses: self.ping_misses,
+            }),
+            home_poll: Duration::from_millis(self.home_poll_ms),
+        }
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -74,9 +124,10 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         let stdin = BufReader::new(tokio::io::stdin());
         (Input::lines(stdin), Output::stdout(format))
     };
-    let code = match connect_any(&cli.servers).await {
+    let config = cli.config();
+    let code = match connect_any(&cli.servers, &config.connect_options()).await {
         Ok((connection, incoming)) => {
-            let session = Session::new(&output);
+            let session = Session::new(&output, config);
             session.run(connection, incoming, &mut input).await.code()
         }
         Err(err) => {

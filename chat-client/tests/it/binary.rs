@@ -1,6 +1,8 @@
 //! The `chat-client` binary in pipe mode: exit codes and printed lines.
 
-use crate::fake_server::{FakeServer, OnWho};
+use crate::fake_server::{messages, FakeServer, OnWho};
+use crate::farm::user_placed;
+use chat_proto::Request;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -60,5 +62,70 @@ async fn no_server_answering_exits_one() {
     assert!(
         lines[0].starts_with("error: no server answered (cannot connect to 127.0.0.1:1: "),
         "{lines:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_ping_flags_decide_when_a_hung_server_is_left() {
+    let home = FakeServer::start_named("s1", OnWho::Hang).await;
+    let backup = FakeServer::start_named("s2", OnWho::Answer).await;
+    let ring = [
+        ("s1", &*home.addr.to_string()),
+        ("s2", &*backup.addr.to_string()),
+    ];
+    home.set_ring(&ring);
+    backup.set_ring(&ring);
+    let user = user_placed(&["s1", "s2"], &["s1", "s2"]);
+    let args = [
+        "--server",
+        &home.addr.to_string(),
+        "--json",
+        "--ping-interval-ms",
+        "100",
+        "--ping-misses",
+        "2",
+        // No look at the hung home, so that every ping it gets is counted.
+        "--home-poll-ms",
+        "600000",
+    ];
+    let args = args.iter().map(|arg| arg.to_string()).collect();
+    let input = format!("login {user} pw\nwho\n").leak();
+
+    let (code, lines) = run_binary(args, input).await;
+    assert_eq!(code, Some(0), "{lines:#?}");
+    let [first, second, third] = messages();
+    let message = |id: chat_proto::MessageId, rest: &str| {
+        format!(r#"{{"type":"message","id":"{id}",{rest}}}"#)
+    };
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"type":"connected","server":"s1"}"#.to_string(),
+            message(
+                first.id,
+                r#""from":"bob","to":"alice","text":"hello  alice""#
+            ),
+            format!(
+                r#"{{"type":"ok","command":"login","user":"{user}","registered":true,"waiting":3}}"#
+            ),
+            r#"{"type":"connected","server":"s2"}"#.to_string(),
+            message(
+                second.id,
+                r#""from":"carol","group":"ops","text":"deploy?","offline":true"#
+            ),
+            message(
+                third.id,
+                r#""from":"bob","to":"alice","text":"are you there","offline":true"#
+            ),
+            r#"{"type":"ok","command":"who","users":["alice","bob"]}"#.to_string(),
+        ]
+    );
+    // The hung home was left once it had been silent for two ping intervals: after one or two
+    // unanswered pings, depending on where in the ping cycle it hung.
+    let hung_at = home.frames_before(&Request::Who);
+    let unanswered = home.pings_after(hung_at);
+    assert!(
+        (1..=2).contains(&unanswered),
+        "{unanswered} unanswered pings"
     );
 }

@@ -2,7 +2,9 @@
 //!
 //! It answers every request from a fixed script and records every frame the client sends, so
 //! that tests can check acknowledgements, confirmations and where the client logged in. Each
-//! connection is served on its own task.
+//! connection is served on its own task. Tests can also make it misbehave: crash (every
+//! connection ends at once), stay down (connections close before the hello), hang (it reads
+//! but never answers), or answer a send with a crash or with "shutting down".
 
 use chat_proto::codec::MAX_CLIENT_FRAME_LEN;
 use chat_proto::{
@@ -17,22 +19,39 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::codec::Framed;
 
-/// How the fake server ends a connection when the client asks `who`.
+/// How the fake server answers the first `who`; later ones are answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnWho {
     Answer,
     Hangup,
     SayClosing,
+    /// Hangs, as [`FakeServer::hang`], leaving the `who` unanswered.
+    Hang,
 }
 
-/// How the fake server answers requests; tests may change it before the client connects.
+/// How the fake server answers the next `send`; later ones are answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnSend {
+    Answer,
+    /// Records the send, then goes down without answering.
+    Crash,
+    /// Refuses it with `ErrorCode::ShuttingDown`, and stays up.
+    SayShuttingDown,
+}
+
+/// How the fake server answers requests; tests may change it at any time.
 #[derive(Debug, Clone)]
 struct Script {
     on_who: OnWho,
+    on_send: OnSend,
     /// The answer to `Ring`; `None` refuses the request, as an older server would.
     ring: Option<RingInfo>,
     /// Answers every login with a `Redirect` to this server name and address.
     redirect: Option<(String, String)>,
+    /// Closes every new connection before the hello, as a server that is not running.
+    down: bool,
+    /// Reads and records frames but answers none, as a server that hangs.
+    hung: bool,
 }
 
 pub struct FakeServer {
@@ -43,6 +62,12 @@ pub struct FakeServer {
     script: Arc<Mutex<Script>>,
     /// How many connections are being served.
     open: Arc<watch::Sender<usize>>,
+    /// How many connections were accepted, up or down.
+    accepted: Arc<watch::Sender<usize>>,
+    /// Bumped by a crash; every connection ends when it changes.
+    crashes: Arc<watch::Sender<u64>>,
+    /// How many frames were recorded, to wait on.
+    n_received: Arc<watch::Sender<usize>>,
 }
 
 /// Three messages with fixed ids: the first is delivered live at login and again in the log.
@@ -77,8 +102,11 @@ impl FakeServer {
         let received = Arc::new(Mutex::new(Vec::new()));
         let script = Arc::new(Mutex::new(Script {
             on_who,
+            on_send: OnSend::Answer,
             ring: None,
             redirect: None,
+            down: false,
+            hung: false,
         }));
         let server = FakeServer {
             addr,
@@ -86,17 +114,37 @@ impl FakeServer {
             received,
             script,
             open: Arc::new(watch::Sender::new(0)),
+            accepted: Arc::new(watch::Sender::new(0)),
+            crashes: Arc::new(watch::Sender::new(0)),
+            n_received: Arc::new(watch::Sender::new(0)),
         };
-        let (name, record, script, open) = (
+        let (name, record, script, open, accepted, crashes, n_received) = (
             server.name.clone(),
             server.received.clone(),
             server.script.clone(),
             server.open.clone(),
+            server.accepted.clone(),
+            server.crashes.clone(),
+            server.n_received.clone(),
         );
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
+                accepted.send_modify(|n_accepted| *n_accepted += 1);
+                if script.lock().expect("not poisoned").down {
+                    drop(socket);
+                    continue;
+                }
                 open.send_modify(|n_open| *n_open += 1);
-                let served = serve(socket, name.clone(), record.clone(), script.clone());
+                let served = serve(
+                    socket,
+                    name.clone(),
+                    Recorder {
+                        frames: record.clone(),
+                        n_received: n_received.clone(),
+                    },
+                    script.clone(),
+                    crashes.clone(),
+                );
                 let open = open.clone();
                 tokio::spawn(async move {
                     served.await;
@@ -118,8 +166,58 @@ impl FakeServer {
             .expect("the server is still there");
     }
 
+    /// Waits until the frames the client sent satisfy `done`.
+    pub async fn until_received(&self, done: impl Fn(&[ClientFrame]) -> bool) {
+        let mut n_received = self.n_received.subscribe();
+        let reached = async {
+            while !done(&self.received()) {
+                n_received
+                    .changed()
+                    .await
+                    .expect("the server is still there");
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), reached)
+            .await
+            .expect("the client sends it in time");
+    }
+
+    /// Waits until this server has accepted at least `n` connections in all.
+    pub async fn until_accepted(&self, n: usize) {
+        let mut accepted = self.accepted.subscribe();
+        let reached = accepted.wait_for(|n_accepted| *n_accepted >= n);
+        tokio::time::timeout(Duration::from_secs(10), reached)
+            .await
+            .expect("the client connects in time")
+            .expect("the server is still there");
+    }
+
     fn script(&self) -> std::sync::MutexGuard<'_, Script> {
         self.script.lock().expect("not poisoned")
+    }
+
+    /// Goes down: every connection ends at once, and new ones close before the hello.
+    pub fn crash(&self) {
+        crash(&self.script, &self.crashes);
+    }
+
+    /// Stays down from the start, or after a crash, until [`FakeServer::come_back`].
+    pub fn go_down(&self) {
+        self.script().down = true;
+    }
+
+    pub fn come_back(&self) {
+        self.script().down = false;
+    }
+
+    /// Stops answering anything, on open connections and new ones (which still get a hello).
+    pub fn hang(&self) {
+        self.script().hung = true;
+    }
+
+    /// How to answer the next `send`.
+    pub fn on_send(&self, on_send: OnSend) {
+        self.script().on_send = on_send;
     }
 
     /// Answers `Ring` with these servers, given as name and address.
@@ -146,15 +244,55 @@ impl FakeServer {
         self.received.lock().expect("not poisoned").clone()
     }
 
-    /// Every request the client sent, in order.
+    /// Every request the client sent, in order, except the heartbeat's pings.
     pub fn requests(&self) -> Vec<Request> {
         self.received()
             .into_iter()
             .filter_map(|frame| match frame {
+                ClientFrame::Request {
+                    body: Request::Ping,
+                    ..
+                } => None,
                 ClientFrame::Request { body, .. } => Some(body),
                 ClientFrame::Ack { .. } => None,
             })
             .collect()
+    }
+
+    /// The ids of every `send`, in order.
+    pub fn sends(&self) -> Vec<MessageId> {
+        self.requests()
+            .into_iter()
+            .filter_map(|request| match request {
+                Request::Send { id, .. } => Some(id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// How many frames the client sent before its first `request`.
+    pub fn frames_before(&self, request: &Request) -> usize {
+        self.received()
+            .iter()
+            .position(|frame| matches!(frame, ClientFrame::Request { body, .. } if body == request))
+            .expect("the client sent that request")
+    }
+
+    /// How many pings the client sent after the first `after` frames.
+    pub fn pings_after(&self, after: usize) -> usize {
+        self.received()
+            .iter()
+            .skip(after)
+            .filter(|frame| {
+                matches!(
+                    frame,
+                    ClientFrame::Request {
+                        body: Request::Ping,
+                        ..
+                    }
+                )
+            })
+            .count()
     }
 
     /// The user of every login request, redirected or not, in order.
@@ -191,11 +329,46 @@ impl FakeServer {
     }
 }
 
+/// Where a connection records the frames it gets.
+struct Recorder {
+    frames: Arc<Mutex<Vec<ClientFrame>>>,
+    n_received: Arc<watch::Sender<usize>>,
+}
+
+impl Recorder {
+    fn record(&self, frame: ClientFrame) {
+        self.frames.lock().expect("not poisoned").push(frame);
+        self.n_received.send_modify(|n_received| *n_received += 1);
+    }
+}
+
 async fn serve(
     socket: TcpStream,
     name: String,
-    record: Arc<Mutex<Vec<ClientFrame>>>,
+    record: Recorder,
     script: Arc<Mutex<Script>>,
+    crashes: Arc<watch::Sender<u64>>,
+) {
+    let mut crashed = crashes.subscribe();
+    tokio::select! {
+        () = converse(socket, name, record, script, &crashes) => {}
+        _ = crashed.changed() => {}
+    }
+}
+
+/// Goes down: ends every connection and closes new ones before the hello.
+fn crash(script: &Mutex<Script>, crashes: &watch::Sender<u64>) {
+    script.lock().expect("not poisoned").down = true;
+    crashes.send_modify(|n_crashes| *n_crashes += 1);
+}
+
+/// Takes the hello, then answers frames until the client goes.
+async fn converse(
+    socket: TcpStream,
+    name: String,
+    record: Recorder,
+    script_handle: Arc<Mutex<Script>>,
+    crashes: &watch::Sender<u64>,
 ) {
     let mut framed = Framed::new(
         socket,
@@ -211,11 +384,24 @@ async fn serve(
     let [first, second, third] = messages();
     let mut log_batches = vec![(vec![third], false), (vec![first.clone(), second], true)];
     while let Some(Ok(frame)) = framed.next().await {
-        record.lock().expect("not poisoned").push(frame.clone());
+        record.record(frame.clone());
         let ClientFrame::Request { id, body } = frame else {
             continue;
         };
-        let script = script.lock().expect("not poisoned").clone();
+        let script = {
+            let mut current = script_handle.lock().expect("not poisoned");
+            let now = current.clone();
+            // Misbehaving is for the first request of its kind only.
+            match body {
+                Request::Who => current.on_who = OnWho::Answer,
+                Request::Send { .. } => current.on_send = OnSend::Answer,
+                _ => {}
+            }
+            now
+        };
+        if script.hung {
+            continue;
+        }
         let result =
             match body {
                 Request::Ring => script.ring.clone().map(Response::Ring).ok_or_else(|| {
@@ -239,13 +425,22 @@ async fn serve(
                         })
                     }
                 },
-                Request::Send { id, to, .. } => match to {
-                    Recipient::User(recipient) if recipient == "nobody" => Err(ErrorReply::new(
-                        ErrorCode::NoSuchUser,
-                        "no such user \"nobody\"",
+                Request::Send { id, to, .. } => match (script.on_send, to) {
+                    (OnSend::Crash, _) => {
+                        // The server dies with the message received but not answered.
+                        crash(&script_handle, crashes);
+                        return;
+                    }
+                    (OnSend::SayShuttingDown, _) => Err(ErrorReply::new(
+                        ErrorCode::ShuttingDown,
+                        "the server is shutting down; send again in a moment",
                     )),
-                    _ => Ok(Response::Sent { id }),
+                    (OnSend::Answer, Recipient::User(recipient)) if recipient == "nobody" => Err(
+                        ErrorReply::new(ErrorCode::NoSuchUser, "no such user \"nobody\""),
+                    ),
+                    (OnSend::Answer, _) => Ok(Response::Sent { id }),
                 },
+                Request::Ping => Ok(Response::Pong),
                 Request::ReadLog { .. } => {
                     let (messages, more) = log_batches.pop().unwrap_or_default();
                     Ok(Response::Log { messages, more })
@@ -256,6 +451,10 @@ async fn serve(
                 | Request::Logout => Ok(Response::Done),
                 Request::Who => match script.on_who {
                     OnWho::Answer => Ok(Response::Users(vec!["alice".into(), "bob".into()])),
+                    OnWho::Hang => {
+                        script_handle.lock().expect("not poisoned").hung = true;
+                        continue;
+                    }
                     OnWho::Hangup => return,
                     OnWho::SayClosing => {
                         let closing = ServerFrame::Closing {
@@ -280,7 +479,7 @@ async fn serve(
                     home: "s1".into(),
                     backup: None,
                 }),
-                Request::WhoAmI => Ok(who_am_i(&record, &name, script.ring.as_ref())),
+                Request::WhoAmI => Ok(who_am_i(&record.frames, &name, script.ring.as_ref())),
                 other => Err(ErrorReply::new(
                     ErrorCode::Invalid,
                     format!("the fake server does not do {other:?}"),

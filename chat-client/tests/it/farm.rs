@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 const DEAD: &str = "127.0.0.1:1";
 
 /// A user name whose successors on the ring of `servers` begin with `order`.
-fn user_placed(servers: &[&str], order: &[&str]) -> String {
+pub fn user_placed(servers: &[&str], order: &[&str]) -> String {
     let ring = Ring::new(servers, DEFAULT_VNODES);
     (0..10_000)
         .map(|idx| format!("user{idx}"))
@@ -23,21 +23,21 @@ fn user_placed(servers: &[&str], order: &[&str]) -> String {
         .expect("some user has that placement")
 }
 
-fn connected(server: &str) -> Value {
+pub fn connected(server: &str) -> Value {
     json!({"type":"connected","server":server})
 }
 
 /// The message every fake server delivers at login, before its reply.
-fn delivered_at_login() -> Value {
+pub fn delivered_at_login() -> Value {
     let first = &messages()[0];
     json!({"type":"message","id":first.id.to_string(),"from":"bob","to":"alice","text":"hello  alice"})
 }
 
-fn logged_in(user: &str) -> Value {
+pub fn logged_in(user: &str) -> Value {
     json!({"type":"ok","command":"login","user":user,"registered":true,"waiting":3})
 }
 
-async fn farm(names: &[&str]) -> Vec<FakeServer> {
+pub async fn farm(names: &[&str]) -> Vec<FakeServer> {
     let mut servers = Vec::new();
     for name in names {
         servers.push(FakeServer::start_named(name, OnWho::Answer).await);

@@ -4,11 +4,12 @@ use crate::fake_server::{messages, FakeServer, OnWho};
 use chat_client::connection::Connection;
 use chat_client::input::Input;
 use chat_client::output::{Format, LineSink, Output};
-use chat_client::session::{Exit, Session};
+use chat_client::session::{Config, Exit, Session};
 use chat_proto::Request;
 use serde_json::{json, Value};
 use std::io;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Collects printed lines for the test to read.
 #[derive(Clone, Default)]
@@ -48,13 +49,24 @@ async fn run(on_who: OnWho, script: &str) -> (FakeServer, Exit, Vec<Value>) {
 
 /// Runs a session over `script`, connected first to `server`; returns its exit and its lines.
 pub async fn run_on(server: &FakeServer, script: &str) -> (Exit, Vec<Value>) {
+    let config = Config {
+        // No looks at the ring, so that the requests each server got are exactly the test's.
+        home_poll: Duration::from_secs(600),
+        ..Config::new(vec![server.addr.to_string()])
+    };
+    run_with(server, config, script).await
+}
+
+/// Runs a session with `config` over `script`, connected first to `server`.
+pub async fn run_with(server: &FakeServer, config: Config, script: &str) -> (Exit, Vec<Value>) {
     let captured = Captured::default();
     let output = Output::new(Format::Json, Box::new(captured.clone()));
-    let (connection, incoming) = Connection::connect(&server.addr.to_string())
-        .await
-        .expect("the fake server answers");
+    let (connection, incoming) =
+        Connection::connect(&server.addr.to_string(), &config.connect_options())
+            .await
+            .expect("the fake server answers");
     let mut input = Input::lines(io::Cursor::new(script.as_bytes().to_vec()));
-    let exit = Session::new(&output)
+    let exit = Session::new(&output, config)
         .run(connection, incoming, &mut input)
         .await;
     (exit, captured.json())
@@ -103,31 +115,36 @@ async fn commands_are_answered_in_order_and_messages_shown_once() {
 }
 
 #[tokio::test]
-async fn a_dropped_connection_ends_the_session_with_an_error() {
+async fn a_dropped_connection_is_replaced_and_the_command_runs_again() {
+    // The fake hangs up on the first `who` only; it is the only server there is.
     let (server, exit, lines) = run(OnWho::Hangup, "who\nwhoami\n").await;
-    assert_eq!(exit, Exit::Lost);
-    let expected = format!(
-        "connection to {} lost: the server closed the connection",
-        server.addr
+    assert_eq!(exit, Exit::EndOfInput);
+    assert_eq!(
+        lines,
+        vec![
+            json!({"type":"connected","server":"fake"}),
+            json!({"type":"connected","server":"fake"}),
+            json!({"type":"ok","command":"who","users":["alice","bob"]}),
+            json!({"type":"ok","command":"whoami","user":"","server":"fake","home":"fake","backup":null}),
+        ]
     );
     assert_eq!(
-        lines.last(),
-        Some(&json!({"type":"error","command":"connection","message":expected}))
+        server.requests(),
+        vec![Request::Who, Request::Ring, Request::Who, Request::WhoAmI]
     );
-    assert_eq!(lines.len(), 2, "{lines:#?}");
 }
 
 #[tokio::test]
-async fn the_servers_goodbye_is_reported() {
-    let (server, exit, lines) = run(OnWho::SayClosing, "who\n").await;
-    assert_eq!(exit, Exit::Lost);
-    let expected = format!(
-        "{} closed the connection: the server is shutting down",
-        server.addr
-    );
+async fn the_servers_goodbye_leads_to_a_reconnect() {
+    let (_server, exit, lines) = run(OnWho::SayClosing, "who\n").await;
+    assert_eq!(exit, Exit::EndOfInput);
     assert_eq!(
-        lines.last(),
-        Some(&json!({"type":"error","command":"connection","message":expected}))
+        lines,
+        vec![
+            json!({"type":"connected","server":"fake"}),
+            json!({"type":"connected","server":"fake"}),
+            json!({"type":"ok","command":"who","users":["alice","bob"]}),
+        ]
     );
 }
 

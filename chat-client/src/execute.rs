@@ -1,0 +1,299 @@
+//! What each command does on a connection: its requests, their replies, and its answer.
+//!
+//! The session loop runs every command as a [`Job`]. A job whose connection goes away, or
+//! whose server answers that it is shutting down, ends in [`Step::Retry`], and the loop runs
+//! it again after the failover. A `send` keeps the message id it was given when it was typed,
+//! so the server stores the message once however many attempts it takes.
+
+use crate::command::{Command, COMMAND_NAMES};
+use crate::connection::{Connection, RequestError};
+use crate::failover::Credentials;
+use crate::farm::{self, LoginError, Moved};
+use crate::output::{Answer, Event};
+use crate::session::Session;
+use chat_proto::codec::MAX_LOG_BATCH;
+use chat_proto::{ErrorCode, MessageId, Request, Response};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// A command ready to run, with what must stay the same when it runs again.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    command: Command,
+    /// The id a `send` uses on every attempt, chosen once, when the command was typed.
+    message_id: MessageId,
+    /// How many messages a `readlog` has shown so far, over every attempt.
+    shown: AtomicU64,
+}
+
+/// Something for the session loop to run on the current connection, one at a time.
+#[derive(Debug, Clone)]
+pub(crate) enum Job {
+    Command(Arc<Prepared>),
+    /// The automatic fetch of the offline log after a reconnect: `readlog` without its answer.
+    FetchLog,
+}
+
+impl Job {
+    pub(crate) fn command(command: Command) -> Job {
+        Job::Command(Arc::new(Prepared {
+            command,
+            message_id: MessageId::new(),
+            shown: AtomicU64::new(0),
+        }))
+    }
+
+    /// A `readlog`, which does all that the automatic fetch would.
+    pub(crate) fn is_read_log(&self) -> bool {
+        matches!(self, Job::Command(prepared) if prepared.command == Command::ReadLog)
+    }
+}
+
+/// What a finished job means for the loop.
+pub(crate) enum Step {
+    Next,
+    Quit,
+    /// The job could not finish on this connection: fail over, then run it again.
+    Retry,
+    /// A login landed on another server: swap its connection in, then print the answer.
+    Switch {
+        moved: Box<Moved>,
+        answer: Answer,
+    },
+}
+
+/// Why a command produced no answer.
+enum Failure {
+    /// Answered with an error line.
+    Failed(String),
+    /// Not answered: the connection is gone, or its server is going down.
+    Retry,
+}
+
+impl From<RequestError> for Failure {
+    fn from(err: RequestError) -> Failure {
+        match err {
+            RequestError::Refused(reply) if reply.code == ErrorCode::ShuttingDown => Failure::Retry,
+            RequestError::Refused(reply) => Failure::Failed(reply.message),
+            RequestError::ConnectionLost => Failure::Retry,
+        }
+    }
+}
+
+impl From<LoginError> for Failure {
+    fn from(err: LoginError) -> Failure {
+        match err {
+            LoginError::Lost => Failure::Retry,
+            LoginError::Failed(message) => Failure::Failed(message),
+            LoginError::Unexpected(response) => unexpected(response),
+        }
+    }
+}
+
+/// The reply did not fit the request: answered as an error, the connection stays open.
+fn unexpected(response: Response) -> Failure {
+    tracing::warn!("unexpected reply from the server: {response:?}");
+    Failure::Failed("the server sent an unexpected reply".to_string())
+}
+
+fn expect_done(response: Response) -> Result<(), Failure> {
+    match response {
+        Response::Done => Ok(()),
+        other => Err(unexpected(other)),
+    }
+}
+
+impl Session<'_> {
+    /// Runs one job and prints its answer, unless the loop must switch connections first.
+    pub(crate) async fn execute(&self, conn: Arc<Connection>, job: Job) -> Step {
+        let prepared = match job {
+            Job::FetchLog => return self.fetch_log(&conn).await,
+            Job::Command(prepared) => prepared,
+        };
+        let name = prepared.command.name();
+        match self.answer(&conn, &prepared).await {
+            Ok((answer, Some(moved))) => Step::Switch {
+                moved: Box::new(moved),
+                answer,
+            },
+            Ok((answer, None)) => {
+                let quit = answer == Answer::Quit;
+                self.output.emit(&Event::Ok(answer));
+                if quit {
+                    Step::Quit
+                } else {
+                    Step::Next
+                }
+            }
+            Err(Failure::Failed(message)) => {
+                self.output.error(name, message);
+                Step::Next
+            }
+            Err(Failure::Retry) => Step::Retry,
+        }
+    }
+
+    /// Prints an answer that had to wait for a switch of connections.
+    pub(crate) async fn emit_answer(&self, answer: Answer) -> Step {
+        self.output.emit(&Event::Ok(answer));
+        Step::Next
+    }
+
+    /// Shows what waited for the user, as `readlog` does, but prints no answer: a failure
+    /// leaves the messages on the server for the next fetch or `readlog`.
+    async fn fetch_log(&self, conn: &Connection) -> Step {
+        match self.read_log(conn, &AtomicU64::new(0)).await {
+            Ok(_) => Step::Next,
+            Err(Failure::Retry) => Step::Retry,
+            Err(Failure::Failed(message)) => {
+                tracing::debug!("the automatic log fetch failed: {message}");
+                Step::Next
+            }
+        }
+    }
+
+    /// Logs in on the user's home server (see `farm`), or on the current connection when a
+    /// user is logged in there already. Returns the new connection when the login moved.
+    async fn log_in(
+        &self,
+        conn: &Connection,
+        user: String,
+        password: String,
+    ) -> Result<(Answer, Option<Moved>), Failure> {
+        let logged_in = if self.is_logged_in() {
+            farm::log_in_here(conn, &user, &password).await?
+        } else {
+            let options = self.config.connect_options();
+            farm::log_in(conn, &user, &password, &options).await?
+        };
+        let credentials = Credentials {
+            user: logged_in.user.clone(),
+            password,
+        };
+        self.logged_in_as(credentials, logged_in.ring);
+        let answer = Answer::Login {
+            user: logged_in.user,
+            registered: logged_in.registered,
+            waiting: logged_in.waiting,
+        };
+        Ok((answer, logged_in.moved))
+    }
+
+    /// Runs one command; a login returns the new connection when it moved.
+    async fn answer(
+        &self,
+        conn: &Connection,
+        prepared: &Prepared,
+    ) -> Result<(Answer, Option<Moved>), Failure> {
+        let answer = match prepared.command.clone() {
+            Command::Login { user, password } => {
+                return self.log_in(conn, user, password.unwrap_or_default()).await
+            }
+            Command::Logout => {
+                expect_done(conn.request(Request::Logout).await?)?;
+                self.logged_out();
+                Answer::Logout
+            }
+            Command::Send { to, text } => {
+                let id = prepared.message_id;
+                match conn.request(Request::Send { id, to, text }).await? {
+                    Response::Sent { id } => Answer::Send { id },
+                    other => return Err(unexpected(other)),
+                }
+            }
+            Command::Join { group } => {
+                let request = Request::Join {
+                    group: group.clone(),
+                };
+                expect_done(conn.request(request).await?)?;
+                Answer::Join { group }
+            }
+            Command::Leave { group } => {
+                let request = Request::Leave {
+                    group: group.clone(),
+                };
+                expect_done(conn.request(request).await?)?;
+                Answer::Leave { group }
+            }
+            Command::Groups => match conn.request(Request::Groups).await? {
+                Response::Groups { all, joined } => Answer::Groups {
+                    groups: all,
+                    joined,
+                },
+                other => return Err(unexpected(other)),
+            },
+            Command::ReadLog => self.read_log(conn, &prepared.shown).await?,
+            Command::Who => match conn.request(Request::Who).await? {
+                Response::Users(users) => Answer::Who { users },
+                other => return Err(unexpected(other)),
+            },
+            Command::WhoIs { user } => match conn.request(Request::WhoIs { user }).await? {
+                Response::WhoIs {
+                    user,
+                    online,
+                    server,
+                    home,
+                    backup,
+                } => Answer::WhoIs {
+                    user,
+                    online,
+                    server,
+                    home,
+                    backup,
+                },
+                other => return Err(unexpected(other)),
+            },
+            Command::WhoAmI => match conn.request(Request::WhoAmI).await? {
+                Response::WhoAmI {
+                    user,
+                    server,
+                    home,
+                    backup,
+                } => Answer::WhoAmI {
+                    user,
+                    server,
+                    home,
+                    backup,
+                },
+                other => return Err(unexpected(other)),
+            },
+            Command::Help => Answer::Help {
+                commands: COMMAND_NAMES.iter().map(|name| name.to_string()).collect(),
+            },
+            Command::Quit => Answer::Quit,
+        };
+        Ok((answer, None))
+    }
+
+    /// Fetches the log batch by batch: shows each batch, confirms it, then asks for the next.
+    ///
+    /// A batch is confirmed only after it has been shown, so a client that dies midway leaves
+    /// the rest on the server. `shown` counts the messages shown, over every attempt;
+    /// duplicates are confirmed but neither shown again nor counted.
+    async fn read_log(&self, conn: &Connection, shown: &AtomicU64) -> Result<Answer, Failure> {
+        loop {
+            let request = Request::ReadLog { max: MAX_LOG_BATCH };
+            let (messages, more) = match conn.request(request).await? {
+                Response::Log { messages, more } => (messages, more),
+                other => return Err(unexpected(other)),
+            };
+            if messages.is_empty() {
+                // An empty batch that claims more would make this loop spin: stop here.
+                break;
+            }
+            let ids: Vec<MessageId> = messages.iter().map(|message| message.id).collect();
+            for message in messages {
+                if self.show(message, true) {
+                    shown.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            expect_done(conn.request(Request::ConfirmLog { ids }).await?)?;
+            if !more {
+                break;
+            }
+        }
+        Ok(Answer::ReadLog {
+            count: shown.load(Ordering::Relaxed),
+        })
+    }
+}

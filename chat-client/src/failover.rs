@@ -1,0 +1,504 @@
+//! Staying connected: a reconnect after the server is lost, and the way back home.
+//!
+//! A **reconnect** ([`reconnect`]) walks the farm in the user's ring order (home, backup, then
+//! clockwise; see [`candidates`]) with the last ring the session knows, the lost server last.
+//! It refreshes the ring from the first server that answers, since the lost server drops out
+//! of the farm's ring a few seconds after it dies, then logs the user in again with the
+//! remembered credentials, following redirects as a login does. When no server takes the
+//! user, it pauses (a jittered exponential [`Backoff`]) and walks again, until one does.
+//!
+//! A **look at home** ([`check_home`]) runs every so often while a user is logged in. It
+//! refreshes the ring from the current server, even at home, so that a reconnect starts from
+//! the farm as it is (a restarted server may have a new address). When the user's home by that
+//! ring is another server, it tries to log in there, following no redirect, so that a home
+//! which does not agree leaves the user where they are.
+//!
+//! Nothing here prints; the session reports what it is handed.
+
+use crate::connection::{ConnectOptions, Connection, RequestError};
+use crate::farm::{self, Moved, MAX_REDIRECTS};
+use chat_proto::{ErrorCode, Request, Response, RingInfo};
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How long a connection made while failing over or looking at home may take to answer: short,
+/// so that one hung server does not stall the walk.
+pub const FAILOVER_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// The pause before the first attempt of a reconnect, before jitter.
+pub const FIRST_PAUSE: Duration = Duration::from_millis(100);
+/// The longest pause between two attempts.
+pub const MAX_PAUSE: Duration = Duration::from_secs(2);
+
+/// A logged-in user's name and password, kept in memory only, to log in again after a loss.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl Credentials {
+    fn login(&self) -> Request {
+        Request::Login {
+            user: self.user.clone(),
+            password: self.password.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The server a connection was lost to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LostServer {
+    pub name: String,
+    /// The address it was dialed at.
+    pub addr: String,
+}
+
+/// What a reconnect starts from.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The servers named at start.
+    pub seeds: Vec<String>,
+    /// The newest ring the session knows.
+    pub ring: Option<RingInfo>,
+    /// Who to log in again; `None` when nobody was logged in.
+    pub credentials: Option<Credentials>,
+    /// The server just lost, tried last.
+    pub lost: Option<LostServer>,
+    pub options: ConnectOptions,
+}
+
+/// How the login went after a reconnect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Relogin {
+    /// Nobody was logged in.
+    NotNeeded,
+    LoggedIn,
+    /// The server refused the remembered credentials; the message is for people.
+    Refused(String),
+}
+
+/// A new connection after a loss.
+pub struct Reconnected {
+    pub moved: Moved,
+    /// The newest ring seen on the way, if any.
+    pub ring: Option<RingInfo>,
+    pub relogin: Relogin,
+}
+
+/// Connects again, and logs in again when someone was logged in. Keeps trying until a server
+/// takes the session.
+pub async fn reconnect(plan: Plan) -> Reconnected {
+    let mut backoff = Backoff::new(FIRST_PAUSE, MAX_PAUSE);
+    let mut ring = plan.ring.clone();
+    loop {
+        // Even the first attempt waits a little, so that the many clients of a server that
+        // just died do not all arrive at the next one in the same moment.
+        tokio::time::sleep(backoff.pause()).await;
+        if let Some(reconnected) = attempt(&plan, &mut ring).await {
+            return reconnected;
+        }
+    }
+}
+
+/// One walk over the candidates; `None` when no server took the session.
+async fn attempt(plan: &Plan, ring: &mut Option<RingInfo>) -> Option<Reconnected> {
+    let user = plan
+        .credentials
+        .as_ref()
+        .map(|credentials| credentials.user.as_str());
+    for addr in candidates(ring.as_ref(), &plan.seeds, user, plan.lost.as_ref()) {
+        let (connection, incoming) = match Connection::connect(&addr, &plan.options).await {
+            Ok(connected) => connected,
+            Err(err) => {
+                tracing::debug!("failover: {err}");
+                continue;
+            }
+        };
+        match farm::fetch_ring(&connection).await {
+            Ok(Some(fresh)) => *ring = Some(fresh),
+            Ok(None) => {}
+            Err(farm::Lost) => {
+                connection.close().await;
+                continue;
+            }
+        }
+        let moved = Moved {
+            connection,
+            incoming,
+        };
+        let Some(credentials) = &plan.credentials else {
+            return Some(Reconnected {
+                moved,
+                ring: ring.clone(),
+                relogin: Relogin::NotNeeded,
+            });
+        };
+        let (moved, relogin) = match renew_login(moved, credentials, &plan.options).await {
+            Renewal::LoggedIn(moved) => (moved, Relogin::LoggedIn),
+            Renewal::Refused(moved, message) => (moved, Relogin::Refused(message)),
+            Renewal::Unreachable => continue,
+        };
+        return Some(Reconnected {
+            moved,
+            ring: ring.clone(),
+            relogin,
+        });
+    }
+    None
+}
+
+/// The addresses a reconnect tries, in order, each once.
+///
+/// For a logged-in user: their successors on the ring (home, backup, then clockwise), then
+/// the seeds. Otherwise: the seeds, then every server of the ring. The lost server comes last
+/// either way: it may come back, but the others are likelier to answer.
+pub fn candidates(
+    ring: Option<&RingInfo>,
+    seeds: &[String],
+    user: Option<&str>,
+    lost: Option<&LostServer>,
+) -> Vec<String> {
+    let ring_addrs: Vec<String> = match (ring, user) {
+        (Some(info), Some(user)) => info
+            .ring()
+            .successors(user)
+            .filter_map(|server| info.addr_of(server))
+            .map(String::from)
+            .collect(),
+        (Some(info), None) => info
+            .servers
+            .iter()
+            .map(|server| server.addr.clone())
+            .collect(),
+        (None, _) => Vec::new(),
+    };
+    let (first, then) = match user {
+        Some(_) => (ring_addrs, seeds.to_vec()),
+        None => (seeds.to_vec(), ring_addrs),
+    };
+    let mut order: Vec<String> = Vec::new();
+    for addr in first.into_iter().chain(then) {
+        if !order.contains(&addr) {
+            order.push(addr);
+        }
+    }
+    let Some(lost) = lost else {
+        return order;
+    };
+    let lost_addrs = [
+        Some(lost.addr.as_str()),
+        ring.and_then(|info| info.addr_of(&lost.name)),
+    ];
+    let (mut order, mut last): (Vec<String>, Vec<String>) = order
+        .into_iter()
+        .partition(|addr| !lost_addrs.contains(&Some(addr.as_str())));
+    if last.is_empty() {
+        last.push(lost.addr.clone());
+    }
+    order.extend(last);
+    order
+}
+
+/// How a login on a new connection went.
+enum Renewal {
+    LoggedIn(Moved),
+    /// Refused for good (a wrong password, say); the connection stays usable.
+    Refused(Moved, String),
+    /// This server, or the one it redirected to, cannot take the user now.
+    Unreachable,
+}
+
+/// Logs in on `target`, following redirects as a login does.
+async fn renew_login(
+    mut target: Moved,
+    credentials: &Credentials,
+    options: &ConnectOptions,
+) -> Renewal {
+    for _ in 0..=MAX_REDIRECTS {
+        let addr = match target.connection.request(credentials.login()).await {
+            Ok(Response::LoggedIn { .. }) => return Renewal::LoggedIn(target),
+            Ok(Response::Redirect { server, addr }) => {
+                tracing::debug!("failover: {} is redirected to {server}", credentials.user);
+                addr
+            }
+            Ok(other) => {
+                tracing::warn!("unexpected answer to a login: {other:?}");
+                target.connection.close().await;
+                return Renewal::Unreachable;
+            }
+            Err(RequestError::Refused(reply)) if !retryable(reply.code) => {
+                return Renewal::Refused(target, reply.message)
+            }
+            Err(err) => {
+                tracing::debug!(
+                    "failover: login on {} failed: {err}",
+                    target.connection.addr()
+                );
+                target.connection.close().await;
+                return Renewal::Unreachable;
+            }
+        };
+        target.connection.close().await;
+        target = match Connection::connect(&addr, options).await {
+            Ok((connection, incoming)) => Moved {
+                connection,
+                incoming,
+            },
+            Err(err) => {
+                tracing::debug!("failover: {err}");
+                return Renewal::Unreachable;
+            }
+        };
+    }
+    target.connection.close().await;
+    Renewal::Unreachable
+}
+
+/// Whether a refused login may succeed on another server or a little later.
+fn retryable(code: ErrorCode) -> bool {
+    matches!(code, ErrorCode::Unavailable | ErrorCode::ShuttingDown)
+}
+
+/// What one look at home found.
+pub struct HomeCheck {
+    /// The ring from the current server; `None` when it gave none.
+    pub ring: Option<RingInfo>,
+    /// A connection logged in at home, to switch to.
+    pub moved: Option<Moved>,
+}
+
+/// Waits `wait`, refreshes the ring from `current`, and when the user's home by that ring is
+/// another server, tries to log in there.
+pub async fn check_home(
+    current: Arc<Connection>,
+    credentials: Credentials,
+    options: ConnectOptions,
+    wait: Duration,
+) -> HomeCheck {
+    tokio::time::sleep(wait).await;
+    let ring = farm::fetch_ring(&current).await.unwrap_or(None);
+    let here = current.server_name().to_string();
+    // Let the connection go before dialing, so that a switch is never held up by this look.
+    drop(current);
+    let moved = match &ring {
+        Some(info) => go_home(info, &here, &credentials, &options).await,
+        None => None,
+    };
+    HomeCheck { ring, moved }
+}
+
+/// Logs in at the user's home by `info` when that is not `here`; `None` when it will not do.
+async fn go_home(
+    info: &RingInfo,
+    here: &str,
+    credentials: &Credentials,
+    options: &ConnectOptions,
+) -> Option<Moved> {
+    let ring = info.ring();
+    let home = ring.home(&credentials.user)?;
+    if home == here {
+        return None;
+    }
+    let addr = info.addr_of(home)?;
+    let (connection, incoming) = match Connection::connect(addr, options).await {
+        Ok(connected) => connected,
+        Err(err) => {
+            tracing::debug!("home {home} is not back: {err}");
+            return None;
+        }
+    };
+    match connection.request(credentials.login()).await {
+        Ok(Response::LoggedIn { .. }) => Some(Moved {
+            connection,
+            incoming,
+        }),
+        other => {
+            tracing::debug!(
+                "home {home} did not take {} back: {other:?}",
+                credentials.user
+            );
+            connection.close().await;
+            None
+        }
+    }
+}
+
+/// Pauses that double from a first step up to a cap, each drawn at random from the upper half
+/// of its step, so that clients that lost the same server spread out.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    step: Duration,
+    cap: Duration,
+}
+
+impl Backoff {
+    pub fn new(first: Duration, cap: Duration) -> Backoff {
+        Backoff { step: first, cap }
+    }
+
+    /// The next pause, between half the current step and the whole of it; then doubles the
+    /// step, up to the cap.
+    pub fn pause(&mut self) -> Duration {
+        let step = self.step.min(self.cap);
+        self.step = step.saturating_mul(2).min(self.cap);
+        let half = step / 2;
+        half + half.mul_f64(random_fraction())
+    }
+}
+
+/// A number in `[0, 1)` that differs between processes and between calls: the standard
+/// library's randomly keyed hasher over the clock and the process id. Good enough to spread
+/// reconnects; not for anything secret.
+fn random_fraction() -> f64 {
+    let mut hasher = RandomState::new().build_hasher();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos())
+        .unwrap_or_default();
+    hasher.write_u128(nanos);
+    hasher.write_u32(std::process::id());
+    // The top 53 bits fill an f64's mantissa exactly.
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chat_proto::ring::DEFAULT_VNODES;
+    use chat_proto::{Ring, ServerAddr};
+
+    fn ring_info(names: &[&str]) -> RingInfo {
+        RingInfo {
+            vnodes: DEFAULT_VNODES,
+            servers: names
+                .iter()
+                .map(|name| ServerAddr {
+                    name: name.to_string(),
+                    addr: format!("{name}:1"),
+                })
+                .collect(),
+        }
+    }
+
+    /// A user whose successors on the ring of s1, s2, s3 are s1, s2, s3 in that order.
+    fn user_in_order() -> String {
+        let ring = Ring::new(["s1", "s2", "s3"], DEFAULT_VNODES);
+        (0..10_000)
+            .map(|idx| format!("user{idx}"))
+            .find(|user| ring.successors(user).eq(["s1", "s2", "s3"]))
+            .expect("some user has that placement")
+    }
+
+    fn lost(name: &str, addr: &str) -> LostServer {
+        LostServer {
+            name: name.into(),
+            addr: addr.into(),
+        }
+    }
+
+    #[track_caller]
+    fn check(
+        ring: Option<&RingInfo>,
+        seeds: &[&str],
+        user: Option<&str>,
+        lost: Option<&LostServer>,
+        expected: &[&str],
+    ) {
+        let seeds: Vec<String> = seeds.iter().map(|seed| seed.to_string()).collect();
+        assert_eq!(candidates(ring, &seeds, user, lost), expected);
+    }
+
+    #[test]
+    fn a_user_walks_the_ring_with_the_lost_server_last() {
+        let ring = ring_info(&["s1", "s2", "s3"]);
+        let user = user_in_order();
+        let user = Some(user.as_str());
+        check(
+            Some(&ring),
+            &["seed:9"],
+            user,
+            None,
+            &["s1:1", "s2:1", "s3:1", "seed:9"],
+        );
+        let lost_home = lost("s1", "s1:1");
+        check(
+            Some(&ring),
+            &["s2:1"],
+            user,
+            Some(&lost_home),
+            &["s2:1", "s3:1", "s1:1"],
+        );
+        // Dialed under another address than the ring's, the lost server still goes last.
+        let lost_backup = lost("s2", "localhost:2");
+        check(
+            Some(&ring),
+            &["localhost:2"],
+            user,
+            Some(&lost_backup),
+            &["s1:1", "s3:1", "s2:1", "localhost:2"],
+        );
+    }
+
+    #[test]
+    fn without_a_user_the_seeds_come_first() {
+        let ring = ring_info(&["s1", "s2"]);
+        check(
+            Some(&ring),
+            &["s2:1", "x:1"],
+            None,
+            None,
+            &["s2:1", "x:1", "s1:1"],
+        );
+        let gone = lost("s1", "s1:1");
+        check(None, &["s1:1", "x:1"], None, Some(&gone), &["x:1", "s1:1"]);
+        // A server reached by a redirect, known neither from the seeds nor a ring.
+        let elsewhere = lost("s9", "s9:1");
+        check(None, &["x:1"], None, Some(&elsewhere), &["x:1", "s9:1"]);
+    }
+
+    #[test]
+    fn pauses_double_up_to_the_cap_with_jitter() {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        let steps = [100, 200, 400, 800, 1600, 2000, 2000];
+        for step in steps {
+            let step = Duration::from_millis(step);
+            let pause = backoff.pause();
+            assert!(
+                pause >= step / 2 && pause <= step,
+                "{pause:?} for a step of {step:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn jitter_spreads() {
+        let fractions: Vec<f64> = (0..50).map(|_| random_fraction()).collect();
+        assert!(fractions
+            .iter()
+            .all(|fraction| (0.0..1.0).contains(fraction)));
+        let mut distinct = fractions.clone();
+        distinct.sort_by(f64::total_cmp);
+        distinct.dedup();
+        assert!(distinct.len() > 45, "{fractions:?}");
+    }
+
+    #[test]
+    fn passwords_stay_out_of_debug_output() {
+        let credentials = Credentials {
+            user: "alice".into(),
+            password: "secret".into(),
+        };
+        assert!(!format!("{credentials:?}").contains("secret"));
+    }
+}

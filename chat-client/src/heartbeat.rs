@@ -1,0 +1,100 @@
+//! Noticing a server that hangs: a ping every interval, and a connection ended when the server
+//! has not answered for [`Heartbeat::misses`] intervals.
+//!
+//! A crashed server closes its sockets, and the reader notices at once. A hung one (stopped,
+//! deadlocked, cut off by the network) leaves the socket open and silent, so the client asks:
+//! it sends `Request::Ping` once per interval and waits up to one interval for the reply. Once
+//! the last answer is `misses` intervals old (three missed heartbeats, by default three
+//! seconds), the connection is ended from this side, and the reader reports it as lost like any
+//! other end. A server that hangs is therefore left 2 to 3 intervals after it stopped.
+//!
+//! The heartbeat never writes to the socket itself: its pings go through the writer's queue,
+//! like every request. A queue too full to take a ping counts as a miss, since a writer that
+//! cannot get rid of its frames is stuck on the same server.
+
+use crate::connection::Shared;
+use chat_proto::{ClientFrame, Request};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::time::Instant;
+
+/// How often the server is pinged, and how many unanswered pings in a row end the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// Between two pings, and how long each may wait for its answer.
+    pub interval: Duration,
+    /// Unanswered pings in a row after which the server counts as dead; at least one.
+    pub misses: u32,
+}
+
+impl Default for Heartbeat {
+    fn default() -> Heartbeat {
+        Heartbeat {
+            interval: Duration::from_millis(1000),
+            misses: 3,
+        }
+    }
+}
+
+/// Pings until the connection stops, or ends it when the server stops answering.
+pub(crate) async fn run(
+    heartbeat: Heartbeat,
+    shared: Arc<Shared>,
+    frames: mpsc::WeakSender<ClientFrame>,
+) {
+    let stop = shared.stop().clone();
+    tokio::select! {
+        () = ping(heartbeat, &shared, frames) => {}
+        () = stop.cancelled() => {}
+    }
+}
+
+async fn ping(heartbeat: Heartbeat, shared: &Shared, frames: mpsc::WeakSender<ClientFrame>) {
+    let misses = heartbeat.misses.max(1);
+    let silence_limit = heartbeat.interval * misses;
+    // The hello has just shown that the server is alive: the first ping waits one interval.
+    let mut last_answer = Instant::now();
+    let mut next_ping = last_answer + heartbeat.interval;
+    loop {
+        tokio::time::sleep_until(next_ping).await;
+        let sent_at = Instant::now();
+        if sent_at.duration_since(last_answer) >= silence_limit {
+            shared.end(format!("no answer to {misses} pings in a row"));
+            return;
+        }
+        next_ping = sent_at + heartbeat.interval;
+        // The session has let the connection go: nothing to watch any more.
+        let Some(frames) = frames.upgrade() else {
+            return;
+        };
+        let Some((id, reply)) = shared.expect_reply() else {
+            return;
+        };
+        let frame = ClientFrame::Request {
+            id,
+            body: Request::Ping,
+        };
+        let queued = match frames.try_send(frame) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => false,
+            Err(TrySendError::Closed(_)) => return,
+        };
+        drop(frames);
+        let answered = queued
+            && match tokio::time::timeout_at(next_ping, reply).await {
+                // Any reply, even a refusal, shows that the server still reads and answers.
+                Ok(Ok(_)) => true,
+                // The connection ended: the reader reports why.
+                Ok(Err(_)) => return,
+                Err(_) => false,
+            };
+        if answered {
+            last_answer = Instant::now();
+        } else {
+            shared.forget(id);
+            tracing::debug!("a ping went unanswered");
+        }
+    }
+}
