@@ -45,8 +45,10 @@ impl Client {
         tokio::spawn(async move {
             let mut lines = BufReader::new(stdout).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                let event: Value = serde_json::from_str(&line)
+                let mut event: Value = serde_json::from_str(&line)
                     .unwrap_or_else(|err| panic!("chat-client printed non-JSON {line:?}: {err}"));
+                // When the harness read it, for measuring failovers.
+                event["_at_ms"] = Value::from(crate::now_ms());
                 if tx.send(event).is_err() {
                     break;
                 }

@@ -37,14 +37,29 @@ impl Farm {
 
     /// Kills `name` as a crash would, starts it again, and waits until the farm is linked.
     pub async fn restart(&mut self, name: &str) {
-        let idx = self
-            .servers
-            .iter()
-            .position(|server| server.name == name)
-            .unwrap_or_else(|| panic!("no server {name} in the farm"));
-        self.servers[idx].kill().await;
-        self.servers[idx] = Server::start(&self.db, name).await;
+        self.server_mut(name).kill().await;
+        self.start_again(name).await;
         self.converged().await;
+    }
+
+    /// Starts `name` again after it was killed; returns once it is ready.
+    pub async fn start_again(&mut self, name: &str) {
+        *self.server_mut(name) = Server::start(&self.db, name).await;
+    }
+
+    pub fn server_mut(&mut self, name: &str) -> &mut Server {
+        self.servers
+            .iter_mut()
+            .find(|server| server.name == name)
+            .unwrap_or_else(|| panic!("no server {name} in the farm"))
+    }
+
+    /// Every server's client address, for a client that may fail over to any of them.
+    pub fn addrs(&self) -> Vec<&str> {
+        self.servers
+            .iter()
+            .map(|server| server.addr.as_str())
+            .collect()
     }
 
     pub fn server(&self, name: &str) -> &Server {

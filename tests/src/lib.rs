@@ -42,3 +42,11 @@ pub fn binary(name: &str) -> PathBuf {
     );
     path
 }
+
+/// Milliseconds since the harness first asked, on a monotonic clock: event times and the
+/// moments a test acts are compared on it.
+pub fn now_ms() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let epoch = EPOCH.get_or_init(std::time::Instant::now);
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}

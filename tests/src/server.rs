@@ -120,6 +120,16 @@ impl Server {
         let _ = self.child.kill().await;
     }
 
+    /// Freezes the server (SIGSTOP): it holds its sockets open and answers nothing.
+    pub fn freeze(&self) {
+        signal(self.pid(), "STOP");
+    }
+
+    /// Resumes a frozen server (SIGCONT).
+    pub fn thaw(&self) {
+        signal(self.pid(), "CONT");
+    }
+
     /// The process id, for signals.
     pub fn pid(&self) -> u32 {
         self.child.id().expect("the server is running")

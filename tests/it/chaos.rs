@@ -1,0 +1,280 @@
+//! The chaos test: servers are killed, frozen, resumed and restarted while clients chat, and
+//! every message that was acknowledged as sent must be seen exactly once by each recipient.
+//!
+//! `CHAOS_CYCLES` sets how many times a server is hit (default 4, the short version that
+//! `scripts/test` runs; a few hundred for the long one). `CHAOS_SEED` replays a run.
+
+use chat_tests::{now_ms, Client, Farm};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio::time::{timeout, Duration};
+
+const USERS_PER_SERVER: usize = 2;
+const GROUP: &str = "chaos";
+/// How long a failover or a return home may take before the test gives up on it.
+const MOVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// The goals, in milliseconds, for the 99th percentile.
+const GOAL_FAILOVER_KILL_MS: u64 = 2000;
+const GOAL_FAILOVER_FREEZE_MS: u64 = 4000;
+const GOAL_RETURN_MS: u64 = 3000;
+
+/// A small deterministic random source (xorshift), so that a failing run can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+/// What one chatting client reports when it stops.
+struct Report {
+    user: String,
+    /// The messages it was told were sent: id and recipients.
+    sent: Vec<(String, Vec<String>)>,
+    /// How many times it showed each message id.
+    shown: HashMap<String, usize>,
+}
+
+/// A client's move to another server, seen by the harness at `at_ms`.
+struct Moved {
+    user: String,
+    server: String,
+    at_ms: u64,
+}
+
+/// Sends messages as `user` until `stop`, then reads the log and reports.
+async fn chat(
+    mut client: Client,
+    user: String,
+    others: Vec<String>,
+    seed: u64,
+    stop: Arc<AtomicBool>,
+    moves: mpsc::UnboundedSender<Moved>,
+) -> Report {
+    let mut rng = Rng(seed | 1);
+    let mut sent = Vec::new();
+    let mut shown: HashMap<String, usize> = HashMap::new();
+    let mut collect = |client: &mut Client| {
+        for event in client.take_events(|ev| ev["type"] == "connected" || ev["type"] == "message") {
+            if event["type"] == "connected" {
+                let _ = moves.send(Moved {
+                    user: user.clone(),
+                    server: event["server"].as_str().unwrap_or_default().to_owned(),
+                    at_ms: event["_at_ms"].as_u64().unwrap_or_default(),
+                });
+            } else if let Some(id) = event["id"].as_str() {
+                *shown.entry(id.to_owned()).or_default() += 1;
+            }
+        }
+    };
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let (line, recipients) = if rng.below(3) == 0 {
+            (format!("send #{GROUP} g-{user}-{n}"), others.clone())
+        } else {
+            let to = others[rng.below(others.len())].clone();
+            (format!("send {to} d-{user}-{n}"), vec![to])
+        };
+        let answer = client.command(&line).await;
+        if answer["type"] == "ok" {
+            let id = answer["id"].as_str().expect("sent has an id").to_owned();
+            sent.push((id, recipients));
+        }
+        collect(&mut client);
+    }
+    // Whatever was stored for this user while it moved, or while its acks were lost.
+    client.ok_until("readlog", |_| true).await;
+    collect(&mut client);
+    client.ok("quit").await;
+    collect(&mut client);
+    Report { user, sent, shown }
+}
+
+fn percentiles(name: &str, samples: &mut [u64]) -> u64 {
+    samples.sort_unstable();
+    let at = |p: f64| {
+        if samples.is_empty() {
+            return 0;
+        }
+        let idx = ((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1;
+        samples[idx]
+    };
+    println!(
+        "{name}: n={} p50={}ms p90={}ms p99={}ms max={}ms",
+        samples.len(),
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        samples.last().copied().unwrap_or(0)
+    );
+    at(0.99)
+}
+
+/// Waits until every user in `who` has moved to a server accepted by `to`, after `since_ms`;
+/// returns how long each took from `since_ms`.
+async fn wait_moves(
+    moves: &mut mpsc::UnboundedReceiver<Moved>,
+    who: &[String],
+    since_ms: u64,
+    to: impl Fn(&str, &str) -> bool,
+) -> Vec<u64> {
+    let mut waiting: HashSet<&String> = who.iter().collect();
+    let mut took = Vec::new();
+    while !waiting.is_empty() {
+        let moved = timeout(MOVE_TIMEOUT, moves.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{waiting:?} did not move within {MOVE_TIMEOUT:?}"))
+            .expect("the clients are running");
+        if moved.at_ms >= since_ms && to(&moved.user, &moved.server) && waiting.remove(&moved.user)
+        {
+            took.push(moved.at_ms - since_ms);
+        }
+    }
+    took
+}
+
+#[tokio::test]
+async fn nothing_is_lost_or_doubled_while_servers_die_hang_and_return() {
+    let cycles = env_number("CHAOS_CYCLES", 4);
+    let seed = env_number("CHAOS_SEED", now_ms() ^ u64::from(std::process::id()));
+    println!("chaos: {cycles} cycles, CHAOS_SEED={seed}");
+    let mut rng = Rng(seed | 1);
+    let mut farm = Farm::start(3).await;
+    let ring = farm.ring();
+    let names: Vec<String> = farm.servers.iter().map(|s| s.name.clone()).collect();
+    let users: Vec<String> = names
+        .iter()
+        .flat_map(|server| farm.users_homed_on(server, &format!("{server}u"), USERS_PER_SERVER))
+        .collect();
+    let home: HashMap<String, String> = users
+        .iter()
+        .map(|user| (user.clone(), ring.home(user).expect("a home").to_owned()))
+        .collect();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (moves_tx, mut moves) = mpsc::unbounded_channel();
+    // Everyone is logged in and in the group before anyone sends.
+    let mut clients = Vec::new();
+    for user in &users {
+        let mut client = Client::spawn(&farm.addrs());
+        client.ok(&format!("login {user} pw-{user}")).await;
+        client.ok(&format!("join {GROUP}")).await;
+        clients.push(client);
+    }
+    let mut chatters = Vec::new();
+    for (idx, (client, user)) in clients.into_iter().zip(&users).enumerate() {
+        let others = users.iter().filter(|u| *u != user).cloned().collect();
+        let task = chat(
+            client,
+            user.clone(),
+            others,
+            seed.wrapping_add(idx as u64 * 7919),
+            stop.clone(),
+            moves_tx.clone(),
+        );
+        chatters.push(tokio::spawn(task));
+    }
+    drop(moves_tx);
+
+    let mut kill_failovers = Vec::new();
+    let mut freeze_failovers = Vec::new();
+    let mut returns = Vec::new();
+    for cycle in 0..cycles {
+        let victim = names[rng.below(names.len())].clone();
+        let affected: Vec<String> = users
+            .iter()
+            .filter(|user| home[*user] == victim)
+            .cloned()
+            .collect();
+        // Every run both kills and freezes: every other hit is a freeze.
+        let freeze = cycle % 2 == 1;
+        println!(
+            "cycle {cycle}: {} {victim}",
+            if freeze { "freeze" } else { "kill -9" }
+        );
+        let hit_ms = now_ms();
+        if freeze {
+            farm.server(&victim).freeze();
+        } else {
+            farm.server_mut(&victim).kill().await;
+        }
+        let away = |_: &str, server: &str| server != victim;
+        let took = wait_moves(&mut moves, &affected, hit_ms, away).await;
+        if freeze {
+            freeze_failovers.extend(took);
+        } else {
+            kill_failovers.extend(took);
+        }
+
+        let back_ms = now_ms();
+        if freeze {
+            farm.server(&victim).thaw();
+        } else {
+            farm.start_again(&victim).await;
+        }
+        let home_again = |user: &str, server: &str| home[user] == server;
+        returns.extend(wait_moves(&mut moves, &affected, back_ms, home_again).await);
+        farm.converged().await;
+    }
+
+    stop.store(true, Ordering::Relaxed);
+    let mut reports = Vec::new();
+    for chatter in chatters {
+        reports.push(chatter.await.expect("a chatting client"));
+    }
+    let shown: HashMap<&str, &HashMap<String, usize>> = reports
+        .iter()
+        .map(|report| (report.user.as_str(), &report.shown))
+        .collect();
+    let (mut n_checked, mut lost, mut doubled) = (0, Vec::new(), Vec::new());
+    for report in &reports {
+        for (id, recipients) in &report.sent {
+            for recipient in recipients {
+                n_checked += 1;
+                match shown[recipient.as_str()].get(id).copied().unwrap_or(0) {
+                    1 => {}
+                    0 => lost.push(format!("{id} from {} to {recipient}", report.user)),
+                    n => doubled.push(format!("{id} to {recipient} shown {n} times")),
+                }
+            }
+        }
+    }
+    let n_sent: usize = reports.iter().map(|report| report.sent.len()).sum();
+    println!(
+        "messages acknowledged: {n_sent}; deliveries checked: {n_checked}; lost: {}; doubled: {}",
+        lost.len(),
+        doubled.len()
+    );
+    let p99_kill = percentiles("failover after kill -9", &mut kill_failovers);
+    let p99_freeze = percentiles("failover after SIGSTOP", &mut freeze_failovers);
+    let p99_return = percentiles("back home after restart or SIGCONT", &mut returns);
+    assert!(lost.is_empty(), "lost: {lost:#?}");
+    assert!(doubled.is_empty(), "doubled: {doubled:#?}");
+    assert!(n_sent > 0, "no message was acknowledged");
+    assert!(
+        p99_kill <= GOAL_FAILOVER_KILL_MS,
+        "failover after kill: p99 {p99_kill} ms"
+    );
+    assert!(
+        p99_freeze <= GOAL_FAILOVER_FREEZE_MS,
+        "failover after freeze: p99 {p99_freeze} ms"
+    );
+    assert!(
+        p99_return <= GOAL_RETURN_MS,
+        "return home: p99 {p99_return} ms"
+    );
+}
