@@ -127,6 +127,7 @@ fn percentiles(name: &str, samples: &mut [u64]) -> u64 {
 /// Waits until every user in `who` has moved to a server accepted by `to`, after `since_ms`;
 /// returns how long each took from `since_ms`.
 async fn wait_moves(
+    what: &str,
     moves: &mut mpsc::UnboundedReceiver<Moved>,
     who: &[String],
     since_ms: u64,
@@ -137,7 +138,7 @@ async fn wait_moves(
     while !waiting.is_empty() {
         let moved = timeout(MOVE_TIMEOUT, moves.recv())
             .await
-            .unwrap_or_else(|_| panic!("{waiting:?} did not move within {MOVE_TIMEOUT:?}"))
+            .unwrap_or_else(|_| panic!("{what}: {waiting:?} did not move within {MOVE_TIMEOUT:?}"))
             .expect("the clients are running");
         if moved.at_ms >= since_ms && to(&moved.user, &moved.server) && waiting.remove(&moved.user)
         {
@@ -213,7 +214,7 @@ async fn nothing_is_lost_or_doubled_while_servers_die_hang_and_return() {
             farm.server_mut(&victim).kill().await;
         }
         let away = |_: &str, server: &str| server != victim;
-        let took = wait_moves(&mut moves, &affected, hit_ms, away).await;
+        let took = wait_moves("failover", &mut moves, &affected, hit_ms, away).await;
         if freeze {
             freeze_failovers.extend(took);
         } else {
@@ -227,7 +228,7 @@ async fn nothing_is_lost_or_doubled_while_servers_die_hang_and_return() {
             farm.start_again(&victim).await;
         }
         let home_again = |user: &str, server: &str| home[user] == server;
-        returns.extend(wait_moves(&mut moves, &affected, back_ms, home_again).await);
+        returns.extend(wait_moves("return home", &mut moves, &affected, back_ms, home_again).await);
         farm.converged().await;
     }
 

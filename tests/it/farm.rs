@@ -297,3 +297,27 @@ async fn links_come_back_after_a_server_crashes_and_restarts() {
     two.ok(&format!("send {on_s1} and back")).await;
     one.message("and back").await;
 }
+
+#[tokio::test]
+async fn a_hung_servers_users_leave_who_within_the_heartbeat_timeout() {
+    let farm = Farm::start(2).await;
+    let watcher = farm.users_homed_on("s1", "watcher", 1).remove(0);
+    let ghost = farm.users_homed_on("s2", "ghost", 1).remove(0);
+    let (mut watching, _) = farm.login_via("s1", &watcher).await;
+    // A bare connection, which does not fail over: its user must vanish with its server.
+    let mut raw = RawConn::connect(&farm.server("s2").addr).await;
+    raw.login(&ghost).await;
+    let both = json!([ghost.clone(), watcher.clone()]);
+    watching.ok_until("who", |who| who["users"] == both).await;
+
+    farm.server("s2").freeze();
+    let frozen_at = std::time::Instant::now();
+    let alone = json!([watcher.clone()]);
+    watching.ok_until("who", |who| who["users"] == alone).await;
+    let took = frozen_at.elapsed();
+    farm.server("s2").thaw();
+    assert!(
+        took <= std::time::Duration::from_millis(3500),
+        "{ghost} stayed in `who` for {took:?} after its server hung"
+    );
+}

@@ -24,6 +24,11 @@ mod embedded {
 /// How long getting a connection may take, and how long TCP waits on a silent database.
 const DB_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How long a statement waits for a row lock before it fails.
+const LOCK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long Postgres lets a transaction sit idle (its server hung) before ending it.
+const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Servers that start together take this Postgres advisory lock before migrating, so that only
 /// one of them applies a migration and the others wait and then find it applied.
 const MIGRATION_LOCK: i64 = 0x6368_6174_6d69_6772; // "chatmigr"
@@ -61,6 +66,17 @@ impl Store {
             .keepalives(true)
             .keepalives_idle(DB_TIMEOUT)
             .tcp_user_timeout(DB_TIMEOUT);
+        // A server frozen (SIGSTOP) in the middle of a transaction keeps its row locks until
+        // Postgres ends that transaction; until then, whatever waits on them (another server
+        // confirming the same user's log, say) gives up after the lock timeout rather than
+        // hanging its session.
+        let options = format!(
+            "{} -c lock_timeout={}ms -c idle_in_transaction_session_timeout={}ms",
+            config.get_options().unwrap_or_default(),
+            LOCK_TIMEOUT.as_millis(),
+            IDLE_IN_TRANSACTION_TIMEOUT.as_millis()
+        );
+        config.options(options.trim());
         migrate(&config).await?;
         let manager = Manager::from_config(
             config,
@@ -88,6 +104,8 @@ impl Store {
 async fn migrate(config: &tokio_postgres::Config) -> Result<(), StoreError> {
     let (mut client, connection) = config.connect(NoTls).await?;
     let driver = tokio::spawn(connection);
+    // Waiting for another server's migration is expected: no lock timeout here.
+    client.batch_execute("SET lock_timeout = 0").await?;
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await?;
