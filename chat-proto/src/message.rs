@@ -296,4 +296,6 @@ pub enum ErrorCode {
     Unavailable,
     /// The server is going down.
     ShuttingDown,
+    /// Too many requests too fast, or too many failed logins: wait, then try again.
+    TooFast,
 }

@@ -76,6 +76,15 @@ pub struct Config {
     #[arg(long)]
     pub admin_socket: Option<PathBuf>,
 
+    /// The most client connections at once; more are refused at the hello, with a reason.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Frames a second that one client connection may send on average (bursts of twice as
+    /// many); beyond that its requests are refused as too fast, and a flood is disconnected.
+    #[arg(long, default_value_t = 1000)]
+    pub max_frames_per_sec: u32,
+
     /// Seconds to finish in-flight work after SIGINT or SIGTERM before exiting anyway.
     #[arg(long, default_value_t = 10)]
     pub shutdown_timeout_secs: u64,

@@ -15,6 +15,7 @@
 //! - `hub`: who is logged in here.
 //! - `store`: the PostgreSQL store and its migrations; the only module that speaks SQL.
 //! - `password`: argon2id hashing off the async threads.
+//! - `limits`: the request rate per connection, and delays after failed logins.
 //! - `console`: admin commands, on standard input and through `admin`.
 //! - `admin`: the admin socket, local and owner-only, and the `chat-server admin` client.
 //!
@@ -27,6 +28,7 @@ pub mod console;
 pub mod delivery;
 pub mod farm;
 pub mod hub;
+pub mod limits;
 pub mod links;
 pub mod outbound;
 pub mod password;

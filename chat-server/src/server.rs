@@ -4,6 +4,7 @@ use crate::config::Config;
 use crate::delivery::{Delivery, DeliveryConfig, Routes};
 use crate::farm::Farm;
 use crate::hub::Hub;
+use crate::limits::LoginThrottle;
 use crate::links::{self, Links};
 use crate::presence::Presence;
 use crate::store::{ServerRow, Store, StoreError};
@@ -14,6 +15,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -39,6 +41,11 @@ pub struct Shared {
     pub shutdown_grace: Duration,
     /// Every session, link and dial loop, so that shutdown can wait for them.
     pub tracker: TaskTracker,
+    /// One permit per client connection, up to `--max-connections`.
+    pub connections: Arc<Semaphore>,
+    /// Frames a second per client connection, on average.
+    pub max_frames_per_sec: u32,
+    pub login_throttle: LoginThrottle,
 }
 
 impl Shared {
@@ -147,6 +154,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         drained: CancellationToken::new(),
         shutdown_grace: config.shutdown_timeout(),
         tracker: tracker.clone(),
+        connections: Arc::new(Semaphore::new(config.max_connections.max(1))),
+        max_frames_per_sec: config.max_frames_per_sec,
+        login_throttle: LoginThrottle::default(),
     });
     tracker.spawn(farm.clone().run(store.clone(), shutdown.clone()));
     tracker.spawn(links::supervise(shared.clone()));
@@ -176,7 +186,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     );
     let serve_clients = shared.clone();
     accept_loop(listener, shared.clone(), move |stream, addr| {
-        session::serve(stream, addr, serve_clients.clone())
+        let permit = serve_clients.connections.clone().try_acquire_owned().ok();
+        session::serve(stream, addr, serve_clients.clone(), permit)
     })
     .await;
 

@@ -4,6 +4,7 @@
 //! socket. The writer task owns the socket's write half and drains the session's bounded
 //! [`Outbound`] queue. A bad frame closes this one connection, with its reason logged.
 
+use crate::limits::RateLimit;
 use crate::outbound::Outbound;
 use crate::server::Shared;
 use chat_proto::{
@@ -12,14 +13,17 @@ use chat_proto::{
 use futures::{SinkExt, StreamExt};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::time::timeout;
 use tokio_util::codec::Framed;
 
 /// How long a new connection has to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many frames in a row may be refused as too fast before the connection counts as a
+/// flood and is closed.
+const MAX_REFUSED_IN_A_ROW: u32 = 1000;
 /// How long the goodbye (queued frames and the `Closing` frame) may take to write.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -34,10 +38,19 @@ pub struct Session {
     pub peer: SocketAddr,
 }
 
-/// Serves one client connection until either side closes it.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+/// Serves one client connection until either side closes it. Without a connection `permit`
+/// the client is refused at the hello: the server has too many.
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    permit: Option<OwnedSemaphorePermit>,
+) {
     let _ = stream.set_nodelay(true);
-    let framed = match greet(stream, &shared.name).await {
+    let refusal = permit.is_none().then(|| {
+        "this server has too many connections; try another server or again later".to_owned()
+    });
+    let framed = match greet(stream, &shared.name, refusal).await {
         Ok(framed) => framed,
         Err(reason) => {
             tracing::info!(%peer, %reason, "connection refused at hello");
@@ -53,10 +66,27 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         user: None,
         peer,
     };
+    let mut rate = RateLimit::new(shared.max_frames_per_sec, shared.max_frames_per_sec * 2);
+    let mut refused_in_a_row = 0;
     loop {
         tokio::select! {
             frame = frames.next() => match frame {
-                Some(Ok(frame)) => session.handle(frame).await,
+                Some(Ok(frame)) if rate.allow(Instant::now()) => {
+                    refused_in_a_row = 0;
+                    session.handle(frame).await;
+                }
+                Some(Ok(frame)) => {
+                    refused_in_a_row += 1;
+                    if refused_in_a_row > MAX_REFUSED_IN_A_ROW {
+                        tracing::warn!(%peer, "closing connection: flooding");
+                        outbound.close(format!(
+                            "flooding: more than {} frames a second",
+                            shared.max_frames_per_sec
+                        ));
+                        break;
+                    }
+                    session.refuse_too_fast(frame).await;
+                }
                 Some(Err(err)) => {
                     tracing::warn!(%peer, %err, "closing connection: unreadable frame");
                     outbound.close(format!("unreadable frame: {err}"));
@@ -81,8 +111,13 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let _ = writer.await;
 }
 
-/// Exchanges hellos, refusing a client that speaks another protocol version.
-async fn greet(stream: TcpStream, server_name: &str) -> Result<ClientFramed, String> {
+/// Exchanges hellos, refusing a client that speaks another protocol version, or any client
+/// when there is a `refusal`.
+async fn greet(
+    stream: TcpStream,
+    server_name: &str,
+    refusal: Option<String>,
+) -> Result<ClientFramed, String> {
     let mut framed = Framed::new(
         stream,
         FrameCodec::<Hello, Hello>::new(MAX_CLIENT_FRAME_LEN),
@@ -96,11 +131,16 @@ async fn greet(stream: TcpStream, server_name: &str) -> Result<ClientFramed, Str
     if hello.magic != Hello::MAGIC {
         return Err("not a chat client".into());
     }
-    if hello.version != PROTOCOL_VERSION {
-        let refusal = format!(
-            "protocol version {} is not supported; this server speaks version {PROTOCOL_VERSION}",
-            hello.version
-        );
+    let refusal = refusal.or_else(|| {
+        (hello.version != PROTOCOL_VERSION).then(|| {
+            format!(
+                "protocol version {} is not supported; this server speaks version \
+                 {PROTOCOL_VERSION}",
+                hello.version
+            )
+        })
+    });
+    if let Some(refusal) = refusal {
         let reply = Hello {
             refusal: refusal.clone(),
             ..Hello::new(server_name)

@@ -6,6 +6,7 @@ mod admin;
 mod chaos;
 mod farm;
 mod hostile;
+mod limits;
 mod messaging;
 mod offline;
 mod outage;

@@ -4,6 +4,7 @@ use super::{invalid, unavailable};
 use crate::password;
 use crate::session::Session;
 use chat_proto::{validate_user, ErrorCode, ErrorReply, Response};
+use std::time::Instant;
 
 /// The longest password accepted, in bytes.
 const MAX_PASSWORD_LEN: usize = 1024;
@@ -38,7 +39,19 @@ impl Session {
                 format!("password must be 1 to {MAX_PASSWORD_LEN} bytes"),
             ));
         }
+        let now = Instant::now();
+        if let Some(wait) = self.shared.login_throttle.check(&user, self.peer.ip(), now) {
+            tracing::info!(%user, peer = %self.peer, "login refused: too many failed logins");
+            return Err(ErrorReply::new(
+                ErrorCode::TooFast,
+                format!(
+                    "too many failed logins for {user}; try again in {} s",
+                    wait.as_secs().max(1)
+                ),
+            ));
+        }
         let registered = self.check_or_register(&user, password).await?;
+        self.shared.login_throttle.succeeded(&user);
         let store = &self.shared.store;
         let waiting = store.count_inbox(&user).await?;
         self.shared.remember_user(&user);
@@ -75,6 +88,9 @@ impl Session {
             Ok(false)
         } else {
             tracing::info!(%user, peer = %self.peer, "login refused: wrong password");
+            self.shared
+                .login_throttle
+                .failed(user, self.peer.ip(), Instant::now());
             Err(ErrorReply::new(
                 ErrorCode::WrongPassword,
                 format!("wrong password for {user}"),

@@ -44,6 +44,24 @@ impl Session {
         }
     }
 
+    /// Answers a frame that came too fast without doing what it asks.
+    pub async fn refuse_too_fast(&mut self, frame: ClientFrame) {
+        if let ClientFrame::Request { id, .. } = frame {
+            let refusal = ErrorReply::new(
+                ErrorCode::TooFast,
+                format!(
+                    "too many requests: at most {} a second; slow down",
+                    self.shared.max_frames_per_sec
+                ),
+            );
+            let reply = ServerFrame::Reply {
+                id,
+                result: Err(refusal),
+            };
+            self.outbound.send(reply).await;
+        }
+    }
+
     async fn execute(&mut self, request_id: u32, request: Request) -> Outcome {
         match request {
             Request::Ring => self.ring().into(),
