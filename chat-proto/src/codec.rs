@@ -25,6 +25,10 @@ pub enum FrameError {
     Malformed(#[from] postcard::Error),
     #[error(transparent)]
     Io(#[from] io::Error),
+    #[error("encrypted frame refused: {0}")]
+    Noise(#[from] crate::noise::NoiseError),
+    #[error("encrypted frame garbled: unknown piece kind")]
+    Garbled,
 }
 
 /// Decodes frames of type `In` and encodes frames of type `Out`, each at most `max_len` bytes.

@@ -7,22 +7,30 @@
 //! - `codec`: length-delimited frames with a hard size limit, each a `postcard` payload.
 //! - `names`: the rules for user names, group names and message text.
 //! - `ring`: the SHA-256 consistent-hashing ring that places users on servers.
+//! - `secure`: frames on an encrypted connection (pieces, rekeying) and the handshake's codec.
+//! - `noise`: the Noise Protocol Framework's handshakes (NX from clients, XXpsk3 between
+//!   servers) and transport encryption, with `Keypair` for the keys.
 //!
 //! **This crate does no I/O.** It has no sockets, no clock and no database, so every rule in it
 //! is tested on bytes. The codec implements tokio-util's `Decoder` and `Encoder`, which only turn
-//! bytes into values and back; the caller owns the socket.
+//! bytes into values and back; the caller owns the socket. The handshakes take their randomness
+//! from the caller.
 
 pub mod codec;
 pub mod message;
 pub mod names;
+pub mod noise;
 pub mod peer;
 pub mod ring;
+pub mod secure;
 
 pub use codec::{FrameCodec, FrameError, MAX_CLIENT_FRAME_LEN, MAX_FRAME_LEN, MAX_LOG_BATCH};
 pub use message::*;
 pub use names::{validate_group, validate_text, validate_user, NameError};
+pub use noise::{HandshakeBuilder, HandshakeState, Keypair, NoiseError, Pattern, Role, Transport};
 pub use peer::{LinkHello, PeerFrame};
 pub use ring::Ring;
+pub use secure::{handshake_codec, RekeyHandle, SecureCodec};
 
 /// The protocol version spoken by this build. Both sides send it in their `Hello`.
 pub const PROTOCOL_VERSION: u16 = 2;

@@ -1,0 +1,318 @@
+//! Frames on an encrypted connection: the handshake's messages, then [`SecureCodec`].
+//!
+//! Every connection starts with a Noise handshake ([`crate::noise`]), each handshake message
+//! on the wire as a 2-byte big-endian length and the message ([`handshake_codec`]). After it,
+//! every frame travels as one or more Noise transport messages, each again behind a 2-byte
+//! length. The plaintext of each message is one kind byte and data:
+//!
+//! - `0`: the last (often the only) piece of a frame;
+//! - `1`: a piece of a frame, more follow (a frame may be longer than one Noise message);
+//! - `2`: no data; the sender rekeys its sending key after this message, so the receiver
+//!   rekeys its receiving key.
+//!
+//! Any message that does not decrypt (forged, altered, replayed, reordered, cut short) is an
+//! error, and the caller closes the connection. Counters never repeat: they live in the
+//! [`Transport`]. The sender rekeys after [`REKEY_AFTER_MESSAGES`] messages, or on its next
+//! frame once [`RekeyHandle::request`] was called (callers do so on a timer; this crate has no
+//! clock).
+
+use crate::codec::FrameError;
+use crate::noise::{Transport, MAX_MESSAGE_LEN, MAX_PAYLOAD_LEN};
+use bytes::{Buf, BufMut, BytesMut};
+use serde::{de::DeserializeOwned, Serialize};
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
+
+/// How many messages one sending key encrypts before it is replaced.
+pub const REKEY_AFTER_MESSAGES: u64 = 1 << 20;
+
+const LAST_PIECE: u8 = 0;
+const MORE_PIECES: u8 = 1;
+const REKEY: u8 = 2;
+
+/// The codec of the handshake's messages: a 2-byte length, then the message.
+pub fn handshake_codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .length_field_length(2)
+        .max_frame_length(MAX_MESSAGE_LEN)
+        .new_codec()
+}
+
+/// Asks a [`SecureCodec`] to rekey its sending direction before its next frame.
+#[derive(Clone, Default)]
+pub struct RekeyHandle(Arc<AtomicBool>);
+
+impl RekeyHandle {
+    pub fn request(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Decodes frames of type `In` and encodes frames of type `Out`, each at most `max_len` bytes
+/// of plaintext, encrypted with the connection's [`Transport`].
+pub struct SecureCodec<In, Out> {
+    transport: Transport,
+    max_len: usize,
+    /// The pieces received so far of the frame being received.
+    partial: Vec<u8>,
+    sent_since_rekey: u64,
+    rekey: RekeyHandle,
+    _types: PhantomData<fn(Out) -> In>,
+}
+
+impl<In, Out> SecureCodec<In, Out> {
+    pub fn new(transport: Transport, max_len: usize) -> Self {
+        SecureCodec {
+            transport,
+            max_len,
+            partial: Vec::new(),
+            sent_since_rekey: 0,
+            rekey: RekeyHandle::default(),
+            _types: PhantomData,
+        }
+    }
+
+    /// The same connection, now reading `In2` and writing `Out2` (after the hello).
+    pub fn retype<In2, Out2>(self) -> SecureCodec<In2, Out2> {
+        SecureCodec {
+            transport: self.transport,
+            max_len: self.max_len,
+            partial: self.partial,
+            sent_since_rekey: self.sent_since_rekey,
+            rekey: self.rekey,
+            _types: PhantomData,
+        }
+    }
+
+    /// A handle for asking this codec to rekey, from another task.
+    pub fn rekey_handle(&self) -> RekeyHandle {
+        self.rekey.clone()
+    }
+
+    /// The other side's static key, learned in the handshake.
+    pub fn remote_static(&self) -> Option<[u8; 32]> {
+        self.transport.remote_static()
+    }
+
+    fn push_message(&mut self, plaintext: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
+        let message = self.transport.encrypt(plaintext)?;
+        let len = u16::try_from(message.len()).map_err(|_| FrameError::TooLarge {
+            max: MAX_MESSAGE_LEN,
+        })?;
+        dst.reserve(2 + message.len());
+        dst.put_u16(len);
+        dst.put_slice(&message);
+        self.sent_since_rekey += 1;
+        Ok(())
+    }
+}
+
+impl<In: DeserializeOwned, Out> Decoder for SecureCodec<In, Out> {
+    type Item = In;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<In>, FrameError> {
+        loop {
+            if src.len() < 2 {
+                return Ok(None);
+            }
+            let len = usize::from(u16::from_be_bytes([src[0], src[1]]));
+            if src.len() < 2 + len {
+                src.reserve(2 + len - src.len());
+                return Ok(None);
+            }
+            src.advance(2);
+            let message = src.split_to(len);
+            let plaintext = self.transport.decrypt(&message)?;
+            let (kind, data) = plaintext.split_first().ok_or(FrameError::Garbled)?;
+            match *kind {
+                REKEY if data.is_empty() => {
+                    self.transport.rekey_incoming();
+                    continue;
+                }
+                LAST_PIECE | MORE_PIECES => {
+                    if self.partial.len() + data.len() > self.max_len {
+                        return Err(FrameError::TooLarge { max: self.max_len });
+                    }
+                    self.partial.extend_from_slice(data);
+                    if *kind == MORE_PIECES {
+                        continue;
+                    }
+                    let frame = postcard::from_bytes(&self.partial);
+                    self.partial.clear();
+                    return Ok(Some(frame?));
+                }
+                _ => return Err(FrameError::Garbled),
+            }
+        }
+    }
+}
+
+impl<In, Out: Serialize> Encoder<Out> for SecureCodec<In, Out> {
+    type Error = FrameError;
+
+    fn encode(&mut self, item: Out, dst: &mut BytesMut) -> Result<(), FrameError> {
+        let payload = postcard::to_stdvec(&item)?;
+        if payload.len() > self.max_len {
+            return Err(FrameError::TooLarge { max: self.max_len });
+        }
+        if self.rekey.0.swap(false, Ordering::Relaxed)
+            || self.sent_since_rekey >= REKEY_AFTER_MESSAGES
+        {
+            self.push_message(&[REKEY], dst)?;
+            self.transport.rekey_outgoing();
+            self.sent_since_rekey = 0;
+        }
+        let mut pieces = payload.chunks(MAX_PAYLOAD_LEN - 1).peekable();
+        if pieces.peek().is_none() {
+            return self.push_message(&[LAST_PIECE], dst);
+        }
+        let mut plaintext = Vec::with_capacity(MAX_PAYLOAD_LEN);
+        while let Some(piece) = pieces.next() {
+            plaintext.clear();
+            let kind = if pieces.peek().is_some() {
+                MORE_PIECES
+            } else {
+                LAST_PIECE
+            };
+            plaintext.push(kind);
+            plaintext.extend_from_slice(piece);
+            self.push_message(&plaintext, dst)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::noise::{HandshakeBuilder, Keypair, Pattern};
+    use crate::{ChatMessage, MessageId, Recipient, ServerFrame};
+    use proptest::prelude::*;
+    use rand_core::OsRng;
+
+    /// A client and a server transport after an NX handshake.
+    fn pair() -> (Transport, Transport) {
+        let server_key = Keypair::generate(&mut OsRng);
+        let mut client = HandshakeBuilder::new(Pattern::Nx)
+            .build_initiator(&mut OsRng)
+            .unwrap();
+        let mut server = HandshakeBuilder::new(Pattern::Nx)
+            .local_static(server_key)
+            .build_responder(&mut OsRng)
+            .unwrap();
+        let first = client.write_message(&[]).unwrap();
+        server.read_message(&first).unwrap();
+        let second = server.write_message(&[]).unwrap();
+        client.read_message(&second).unwrap();
+        (
+            client.into_transport().unwrap(),
+            server.into_transport().unwrap(),
+        )
+    }
+
+    type Sender = SecureCodec<ServerFrame, ServerFrame>;
+
+    fn message(text: String) -> ServerFrame {
+        ServerFrame::Deliver(ChatMessage {
+            id: MessageId::new(),
+            from: "alice".into(),
+            to: Recipient::User("bob".into()),
+            text,
+            sent_at_ms: 1,
+        })
+    }
+
+    fn codecs() -> (Sender, Sender) {
+        let (client, server) = pair();
+        (
+            SecureCodec::new(server, 1 << 20),
+            SecureCodec::new(client, 1 << 20),
+        )
+    }
+
+    #[test]
+    fn frames_longer_than_a_noise_message_cross_in_pieces() {
+        let (mut tx, mut rx) = codecs();
+        let big = message("x".repeat(200_000));
+        let mut wire = BytesMut::new();
+        tx.encode(big.clone(), &mut wire).unwrap();
+        assert!(wire.len() > 3 * MAX_MESSAGE_LEN);
+        // Fed a byte at a time, it still decodes once, at the end.
+        let mut buf = BytesMut::new();
+        let mut decoded = Vec::new();
+        for byte in wire {
+            buf.put_u8(byte);
+            if let Some(frame) = rx.decode(&mut buf).unwrap() {
+                decoded.push(frame);
+            }
+        }
+        assert_eq!(decoded, [big]);
+    }
+
+    #[test]
+    fn a_replayed_or_reordered_message_is_refused() {
+        let (mut tx, mut rx) = codecs();
+        let (mut first, mut second) = (BytesMut::new(), BytesMut::new());
+        tx.encode(message("one".into()), &mut first).unwrap();
+        tx.encode(message("two".into()), &mut second).unwrap();
+        let mut reordered = second.clone();
+        assert!(matches!(
+            rx.decode(&mut reordered),
+            Err(FrameError::Noise(_))
+        ));
+        let mut in_order = first.clone();
+        assert!(rx.decode(&mut in_order).unwrap().is_some());
+        let mut replayed = first;
+        assert!(matches!(
+            rx.decode(&mut replayed),
+            Err(FrameError::Noise(_))
+        ));
+    }
+
+    #[test]
+    fn a_requested_rekey_changes_the_keys_on_both_sides() {
+        let (mut tx, mut rx) = codecs();
+        let mut wire = BytesMut::new();
+        tx.encode(message("before".into()), &mut wire).unwrap();
+        tx.rekey_handle().request();
+        tx.encode(message("after".into()), &mut wire).unwrap();
+        let mut got = Vec::new();
+        while let Some(frame) = rx.decode(&mut wire).unwrap() {
+            got.push(frame);
+        }
+        assert_eq!(got.len(), 2);
+        assert_eq!(tx.sent_since_rekey, 1);
+    }
+
+    #[test]
+    fn a_flipped_bit_is_refused() {
+        let (mut tx, mut rx) = codecs();
+        let mut wire = BytesMut::new();
+        tx.encode(message("secret".into()), &mut wire).unwrap();
+        let last = wire.len() - 1;
+        wire[last] ^= 1;
+        assert!(matches!(rx.decode(&mut wire), Err(FrameError::Noise(_))));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        #[test]
+        fn frames_round_trip(texts in prop::collection::vec(".{0,300}", 1..8)) {
+            let (mut tx, mut rx) = codecs();
+            let frames: Vec<ServerFrame> = texts.into_iter().map(message).collect();
+            let mut wire = BytesMut::new();
+            for frame in &frames {
+                tx.encode(frame.clone(), &mut wire).unwrap();
+            }
+            let mut got = Vec::new();
+            while let Some(frame) = rx.decode(&mut wire).unwrap() {
+                got.push(frame);
+            }
+            prop_assert_eq!(got, frames);
+        }
+    }
+}
