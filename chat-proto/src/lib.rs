@@ -30,7 +30,10 @@ pub use names::{validate_group, validate_text, validate_user, NameError};
 pub use noise::{HandshakeBuilder, HandshakeState, Keypair, NoiseError, Pattern, Role, Transport};
 pub use peer::{LinkHello, PeerFrame};
 pub use ring::Ring;
-pub use secure::{handshake_codec, RekeyHandle, SecureCodec};
+pub use secure::{
+    handshake_codec, key_from_hex, key_to_hex, RekeyHandle, SecureCodec, CLIENT_PROLOGUE,
+    LINK_PROLOGUE, REKEY_EVERY,
+};
 
 /// The protocol version spoken by this build. Both sides send it in their `Hello`.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;

@@ -16,7 +16,7 @@
 //! frame once [`RekeyHandle::request`] was called (callers do so on a timer; this crate has no
 //! clock).
 
-use crate::codec::FrameError;
+use crate::codec::{FrameError, MAX_FRAME_LEN};
 use crate::noise::{Transport, MAX_MESSAGE_LEN, MAX_PAYLOAD_LEN};
 use bytes::{Buf, BufMut, BytesMut};
 use serde::{de::DeserializeOwned, Serialize};
@@ -24,6 +24,33 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
+
+/// The prologue of every client's NX handshake: both sides must agree on it.
+pub const CLIENT_PROLOGUE: &[u8] = b"chat-farm client";
+/// The prologue of every link's XXpsk3 handshake.
+pub const LINK_PROLOGUE: &[u8] = b"chat-farm link";
+
+/// A key as people and files write it: 64 lowercase hex digits.
+pub fn key_to_hex(key: &[u8; 32]) -> String {
+    key.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Reads a key written by [`key_to_hex`]; surrounding whitespace is ignored.
+pub fn key_from_hex(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    if text.len() != 64 || !text.is_ascii() {
+        return None;
+    }
+    let mut key = [0u8; 32];
+    for (idx, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * idx..2 * idx + 2], 16).ok()?;
+    }
+    Some(key)
+}
+
+/// How long one sending key is used at most, on connections whose owners keep a clock: they
+/// call [`RekeyHandle::request`] this often.
+pub const REKEY_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// How many messages one sending key encrypts before it is replaced.
 pub const REKEY_AFTER_MESSAGES: u64 = 1 << 20;
@@ -50,8 +77,9 @@ impl RekeyHandle {
     }
 }
 
-/// Decodes frames of type `In` and encodes frames of type `Out`, each at most `max_len` bytes
-/// of plaintext, encrypted with the connection's [`Transport`].
+/// Decodes frames of type `In` of at most `max_len` bytes of plaintext, and encodes frames of
+/// type `Out` of at most [`MAX_FRAME_LEN`] (or `max_len`, if larger), encrypted with the
+/// connection's [`Transport`].
 pub struct SecureCodec<In, Out> {
     transport: Transport,
     max_len: usize,
@@ -155,8 +183,11 @@ impl<In, Out: Serialize> Encoder<Out> for SecureCodec<In, Out> {
 
     fn encode(&mut self, item: Out, dst: &mut BytesMut) -> Result<(), FrameError> {
         let payload = postcard::to_stdvec(&item)?;
-        if payload.len() > self.max_len {
-            return Err(FrameError::TooLarge { max: self.max_len });
+        // `max_len` bounds what the other side may send; what this side sends is bounded by
+        // the protocol's largest frame.
+        let max_out = MAX_FRAME_LEN.max(self.max_len);
+        if payload.len() > max_out {
+            return Err(FrameError::TooLarge { max: max_out });
         }
         if self.rekey.0.swap(false, Ordering::Relaxed)
             || self.sent_since_rekey >= REKEY_AFTER_MESSAGES
@@ -231,6 +262,17 @@ mod tests {
             SecureCodec::new(server, 1 << 20),
             SecureCodec::new(client, 1 << 20),
         )
+    }
+
+    #[test]
+    fn keys_in_hex_round_trip_and_bad_text_is_refused() {
+        let key: [u8; 32] = std::array::from_fn(|idx| idx as u8 * 7);
+        let text = key_to_hex(&key);
+        assert_eq!(text.len(), 64);
+        assert_eq!(key_from_hex(&format!(" {text}\n")), Some(key));
+        assert_eq!(key_from_hex(&text[1..]), None);
+        assert_eq!(key_from_hex(&text.replace('0', "g")), None);
+        assert_eq!(key_from_hex("é".repeat(32).as_str()), None);
     }
 
     #[test]

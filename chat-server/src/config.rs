@@ -22,12 +22,25 @@ pub struct AdminArgs {
     pub command: Vec<String>,
 }
 
+/// `chat-server keygen`: makes a farm's keys: `farm.key` (the servers' key for clients),
+/// `farm.pub` (its public half, which clients may pin with --server-key) and `cluster.key`
+/// (the servers' shared key for their links). Secrets are written mode 600; existing files
+/// are never overwritten.
+#[derive(Debug, Parser)]
+#[command(name = "chat-server keygen", bin_name = "chat-server keygen", version)]
+pub struct KeygenArgs {
+    /// The directory to write the keys into; it is created if missing.
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+}
+
 /// A chat server of the farm. It serves clients on `--listen`, links with the other servers of
 /// the farm on `--peer-listen`, keeps its state in the shared PostgreSQL database, and reads
 /// admin commands (`help` lists them) on standard input and on its admin socket.
 ///
 /// `chat-server admin [--name NAME | --socket PATH] <command>` runs an admin command against
-/// a server already running on this machine (`chat-server admin --help`).
+/// a server already running on this machine (`chat-server admin --help`). `chat-server keygen`
+/// makes the farm's keys (`chat-server keygen --help`).
 #[derive(Debug, Clone, Parser)]
 #[command(name = "chat-server", version)]
 pub struct Config {
@@ -47,6 +60,21 @@ pub struct Config {
     /// it is not the listening address: behind NAT, or when listening on 0.0.0.0.
     #[arg(long, value_name = "HOST[:PORT]")]
     pub advertise: Option<String>,
+
+    /// The farm key (64 hex digits, mode 600), the same on every server of the farm. Without
+    /// it, the CHAT_FARM_KEY environment variable holds the key itself.
+    #[arg(long, value_name = "PATH")]
+    pub farm_key_file: Option<PathBuf>,
+
+    /// The cluster key shared by the farm's servers (64 hex digits, mode 600). Without it,
+    /// the CHAT_CLUSTER_KEY environment variable holds the key itself.
+    #[arg(long, value_name = "PATH")]
+    pub cluster_key_file: Option<PathBuf>,
+
+    /// The address (HOST:PORT) that other servers should dial for links, when it is neither
+    /// the peer listening address nor --advertise's host with the peer port.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertise_peer: Option<String>,
 
     /// PostgreSQL connection URL, e.g. postgres://user@host:5432/chat.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]

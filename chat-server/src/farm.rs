@@ -194,6 +194,7 @@ mod tests {
             peer_addr: format!("{name}:2"),
             started_at_ms: 0,
             live,
+            link_key: None,
         }
     }
 

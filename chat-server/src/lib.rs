@@ -15,6 +15,7 @@
 //! - `hub`: who is logged in here.
 //! - `store`: the PostgreSQL store and its migrations; the only module that speaks SQL.
 //! - `password`: argon2id hashing off the async threads.
+//! - `keys`: the farm and cluster keys, this process's link key, and `chat-server keygen`.
 //! - `limits`: the request rate per connection, and delays after failed logins.
 //! - `console`: admin commands, on standard input and through `admin`.
 //! - `admin`: the admin socket, local and owner-only, and the `chat-server admin` client.
@@ -28,6 +29,7 @@ pub mod console;
 pub mod delivery;
 pub mod farm;
 pub mod hub;
+pub mod keys;
 pub mod limits;
 pub mod links;
 pub mod outbound;

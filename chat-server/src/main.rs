@@ -1,5 +1,5 @@
 use anyhow::Context;
-use chat_server::config::AdminArgs;
+use chat_server::config::{AdminArgs, KeygenArgs};
 use chat_server::{admin, Config};
 use clap::Parser;
 use std::io::IsTerminal;
@@ -11,9 +11,22 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     // `admin` is parsed on its own: a server's flags read the environment (DATABASE_URL),
     // which an operator's shell may well have set.
-    if std::env::args_os().nth(1).is_some_and(|arg| arg == "admin") {
-        let args = AdminArgs::parse_from(std::env::args_os().skip(1));
-        return admin(&runtime, args);
+    match std::env::args_os().nth(1) {
+        Some(arg) if arg == "admin" => {
+            let args = AdminArgs::parse_from(std::env::args_os().skip(1));
+            return admin(&runtime, args);
+        }
+        Some(arg) if arg == "keygen" => {
+            let args = KeygenArgs::parse_from(std::env::args_os().skip(1));
+            let public = chat_server::keys::keygen(&args.dir)?;
+            println!(
+                "wrote {dir}/farm.key, {dir}/cluster.key (secret, mode 600) and {dir}/farm.pub\n\
+                 farm public key (for chat-client --server-key): {public}",
+                dir = args.dir.display()
+            );
+            return Ok(());
+        }
+        _ => {}
     }
     let config = Config::parse();
     tracing_subscriber::fmt()

@@ -4,6 +4,7 @@ use crate::config::Config;
 use crate::delivery::{Delivery, DeliveryConfig, Routes};
 use crate::farm::Farm;
 use crate::hub::Hub;
+use crate::keys::Keys;
 use crate::limits::LoginThrottle;
 use crate::links::{self, Links};
 use crate::presence::Presence;
@@ -46,6 +47,8 @@ pub struct Shared {
     /// Frames a second per client connection, on average.
     pub max_frames_per_sec: u32,
     pub login_throttle: LoginThrottle,
+    /// The static key of every client handshake.
+    pub farm_key: chat_proto::Keypair,
 }
 
 impl Shared {
@@ -91,6 +94,10 @@ impl Shared {
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     chat_proto::validate_user(&config.name)
         .map_err(|err| anyhow::anyhow!("bad --name: {}", err.to_string().replace("user ", "")))?;
+    let keys = Keys::load(
+        config.farm_key_file.as_deref(),
+        config.cluster_key_file.as_deref(),
+    )?;
     let store = Store::open(&config.database_url, config.db_pool_size)
         .await
         .context("cannot open the database")?;
@@ -105,10 +112,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let row = ServerRow {
         name: config.name.clone(),
         client_addr: advertised(config.advertise.as_deref(), client_addr)?,
-        peer_addr: advertised(
-            config.advertise.as_deref().map(|a| split_host_port(a).0),
-            peer_addr,
-        )?,
+        peer_addr: match &config.advertise_peer {
+            Some(addr) => advertised(Some(addr), peer_addr)?,
+            None => advertised(
+                config.advertise.as_deref().map(|a| split_host_port(a).0),
+                peer_addr,
+            )?,
+        },
+        link_key: chat_proto::key_to_hex(&keys.link.public_key()),
     };
     if config.admin_socket.is_none() {
         admin::ensure_private_dir(&crate::config::admin_dir())?;
@@ -129,7 +140,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .context("cannot read the registry")?;
     let hub = Arc::new(Hub::default());
     let presence = Arc::new(Presence::default());
-    let links = Arc::new(Links::new(&config.name, started_at_ms));
+    let Keys {
+        farm: farm_key,
+        cluster,
+        link,
+    } = keys;
+    let links = Arc::new(Links::new(&config.name, started_at_ms, link, cluster));
     let routes = Routes {
         hub: hub.clone(),
         presence: presence.clone(),
@@ -157,6 +173,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         connections: Arc::new(Semaphore::new(config.max_connections.max(1))),
         max_frames_per_sec: config.max_frames_per_sec,
         login_throttle: LoginThrottle::default(),
+        farm_key,
     });
     tracker.spawn(farm.clone().run(store.clone(), shutdown.clone()));
     tracker.spawn(links::supervise(shared.clone()));

@@ -8,26 +8,26 @@ use crate::limits::RateLimit;
 use crate::outbound::Outbound;
 use crate::server::Shared;
 use chat_proto::{
-    ClientFrame, FrameCodec, Hello, ServerFrame, MAX_CLIENT_FRAME_LEN, PROTOCOL_VERSION,
+    handshake_codec, ClientFrame, HandshakeBuilder, Hello, Pattern, RekeyHandle, SecureCodec,
+    ServerFrame, CLIENT_PROLOGUE, MAX_CLIENT_FRAME_LEN, PROTOCOL_VERSION, REKEY_EVERY,
 };
 use futures::{SinkExt, StreamExt};
+use rand_core::OsRng;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::time::timeout;
+use tokio_util::bytes::Bytes;
 use tokio_util::codec::Framed;
 
-/// How long a new connection has to say hello.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// How many frames in a row may be refused as too fast before the connection counts as a
-/// flood and is closed.
-const MAX_REFUSED_IN_A_ROW: u32 = 1000;
+/// How long a new connection has for the handshake and the hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the goodbye (queued frames and the `Closing` frame) may take to write.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 
-type ClientFramed = Framed<TcpStream, FrameCodec<ClientFrame, ServerFrame>>;
+type ClientFramed = Framed<TcpStream, SecureCodec<ClientFrame, ServerFrame>>;
 
 /// The per-connection state that commands read and change.
 pub struct Session {
@@ -50,16 +50,17 @@ pub async fn serve(
     let refusal = permit.is_none().then(|| {
         "this server has too many connections; try another server or again later".to_owned()
     });
-    let framed = match greet(stream, &shared.name, refusal).await {
+    let framed = match greet(stream, &shared, refusal).await {
         Ok(framed) => framed,
         Err(reason) => {
             tracing::info!(%peer, %reason, "connection refused at hello");
             return;
         }
     };
+    let rekey = framed.codec().rekey_handle();
     let (sink, mut frames) = framed.split();
     let (outbound, queue) = Outbound::new();
-    let writer = tokio::spawn(write_frames(sink, queue, outbound.clone()));
+    let writer = tokio::spawn(write_frames(sink, queue, outbound.clone(), rekey));
     let mut session = Session {
         shared: shared.clone(),
         outbound: outbound.clone(),
@@ -67,20 +68,18 @@ pub async fn serve(
         peer,
     };
     let mut rate = RateLimit::new(shared.max_frames_per_sec, shared.max_frames_per_sec * 2);
-    let mut refused_in_a_row = 0;
+    // Frames refused as too fast are themselves limited: a client that keeps sending at more
+    // than twice the rate is flooding, and is disconnected.
+    let mut refusals = RateLimit::new(shared.max_frames_per_sec, shared.max_frames_per_sec * 2);
     loop {
         tokio::select! {
             frame = frames.next() => match frame {
-                Some(Ok(frame)) if rate.allow(Instant::now()) => {
-                    refused_in_a_row = 0;
-                    session.handle(frame).await;
-                }
+                Some(Ok(frame)) if rate.allow(Instant::now()) => session.handle(frame).await,
                 Some(Ok(frame)) => {
-                    refused_in_a_row += 1;
-                    if refused_in_a_row > MAX_REFUSED_IN_A_ROW {
+                    if !refusals.allow(Instant::now()) {
                         tracing::warn!(%peer, "closing connection: flooding");
                         outbound.close(format!(
-                            "flooding: more than {} frames a second",
+                            "flooding: more than twice {} frames a second",
                             shared.max_frames_per_sec
                         ));
                         break;
@@ -111,22 +110,50 @@ pub async fn serve(
     let _ = writer.await;
 }
 
-/// Exchanges hellos, refusing a client that speaks another protocol version, or any client
-/// when there is a `refusal`.
+/// Runs the Noise NX handshake as the responder with the farm key, then exchanges hellos,
+/// refusing a client that speaks another protocol version, or any client when there is a
+/// `refusal`. The whole must be done within [`HELLO_TIMEOUT`].
 async fn greet(
     stream: TcpStream,
-    server_name: &str,
+    shared: &Shared,
     refusal: Option<String>,
 ) -> Result<ClientFramed, String> {
-    let mut framed = Framed::new(
-        stream,
-        FrameCodec::<Hello, Hello>::new(MAX_CLIENT_FRAME_LEN),
-    );
-    let hello = match timeout(HELLO_TIMEOUT, framed.next()).await {
-        Err(_) => return Err(format!("no hello within {HELLO_TIMEOUT:?}")),
-        Ok(None) => return Err("closed before hello".into()),
-        Ok(Some(Err(err))) => return Err(format!("unreadable hello: {err}")),
-        Ok(Some(Ok(hello))) => hello,
+    match timeout(HELLO_TIMEOUT, handshake_and_hello(stream, shared, refusal)).await {
+        Ok(greeted) => greeted,
+        Err(_) => Err(format!("no handshake and hello within {HELLO_TIMEOUT:?}")),
+    }
+}
+
+async fn handshake_and_hello(
+    stream: TcpStream,
+    shared: &Shared,
+    refusal: Option<String>,
+) -> Result<ClientFramed, String> {
+    let mut framed = Framed::new(stream, handshake_codec());
+    let noise_error = |err| format!("handshake failed: {err}");
+    let mut noise = HandshakeBuilder::new(Pattern::Nx)
+        .prologue(CLIENT_PROLOGUE)
+        .local_static(shared.farm_key.clone())
+        .build_responder(&mut OsRng)
+        .map_err(noise_error)?;
+    let first = match framed.next().await {
+        None => return Err("closed before the handshake".into()),
+        Some(Err(err)) => return Err(format!("unreadable handshake: {err}")),
+        Some(Ok(first)) => first,
+    };
+    noise.read_message(&first).map_err(noise_error)?;
+    let second = noise.write_message(&[]).map_err(noise_error)?;
+    framed
+        .send(Bytes::from(second))
+        .await
+        .map_err(|err| format!("handshake not sent: {err}"))?;
+    let transport = noise.into_transport().map_err(noise_error)?;
+    let mut framed =
+        framed.map_codec(|_| SecureCodec::<Hello, Hello>::new(transport, MAX_CLIENT_FRAME_LEN));
+    let hello = match framed.next().await {
+        None => return Err("closed before hello".into()),
+        Some(Err(err)) => return Err(format!("unreadable hello: {err}")),
+        Some(Ok(hello)) => hello,
     };
     if hello.magic != Hello::MAGIC {
         return Err("not a chat client".into());
@@ -143,16 +170,16 @@ async fn greet(
     if let Some(refusal) = refusal {
         let reply = Hello {
             refusal: refusal.clone(),
-            ..Hello::new(server_name)
+            ..Hello::new(&shared.name)
         };
         let _ = timeout(GOODBYE_TIMEOUT, framed.send(reply)).await;
         return Err(refusal);
     }
     framed
-        .send(Hello::new(server_name))
+        .send(Hello::new(&shared.name))
         .await
         .map_err(|err| format!("hello not sent: {err}"))?;
-    Ok(framed.map_codec(FrameCodec::retype))
+    Ok(framed.map_codec(SecureCodec::retype))
 }
 
 /// The only task that writes to the client's socket.
@@ -160,11 +187,17 @@ async fn write_frames(
     mut sink: futures::stream::SplitSink<ClientFramed, ServerFrame>,
     mut queue: mpsc::Receiver<ServerFrame>,
     outbound: Outbound,
+    rekey: RekeyHandle,
 ) {
+    let mut last_rekey = Instant::now();
     loop {
         tokio::select! {
             frame = queue.recv() => {
                 let Some(frame) = frame else { break };
+                if last_rekey.elapsed() >= REKEY_EVERY {
+                    rekey.request();
+                    last_rekey = Instant::now();
+                }
                 // Write everything already queued with one flush.
                 let written = async {
                     sink.feed(frame).await?;

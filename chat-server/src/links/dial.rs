@@ -57,7 +57,16 @@ async fn dial_loop(shared: Arc<Shared>, peer: String) {
         if shared.shutdown.is_cancelled() {
             break;
         }
-        let dialed = dial(&shared, &peer, &state.peer_addr, state.started_at_ms);
+        let Some(link_key) = state.link_key.clone() else {
+            break;
+        };
+        let dialed = dial(
+            &shared,
+            &peer,
+            &state.peer_addr,
+            state.started_at_ms,
+            &link_key,
+        );
         match timeout(DIAL_TIMEOUT, dialed).await {
             Ok(Ok(framed)) => {
                 backoff = MIN_BACKOFF;
@@ -81,13 +90,14 @@ async fn dial(
     peer: &str,
     addr: &str,
     started_at_ms: i64,
+    link_key: &str,
 ) -> Result<super::greet::PeerFramed, String> {
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|err| format!("cannot connect: {err}"))?;
     shared
         .links
-        .greet_as_dialer(stream, peer, started_at_ms)
+        .greet_as_dialer(stream, peer, started_at_ms, link_key)
         .await
 }
 

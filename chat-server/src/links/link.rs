@@ -7,13 +7,13 @@
 use super::greet::PeerFramed;
 use super::LinkHandle;
 use crate::server::Shared;
-use chat_proto::PeerFrame;
+use chat_proto::{PeerFrame, RekeyHandle, REKEY_EVERY};
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio::time::timeout;
+use tokio::time::{timeout, Instant};
 
 /// How long a link may be idle before the writer sends a heartbeat.
 const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
@@ -26,6 +26,7 @@ const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs the link to `peer` until it drops or the server shuts down.
 pub async fn run(shared: Arc<Shared>, peer: String, framed: PeerFramed) {
+    let rekey = framed.codec().rekey_handle();
     let (sink, stream) = framed.split();
     let (link, queue) = LinkHandle::new(&peer, shared.links.stats_of(&peer));
     // Who is logged in here goes first, then every change, in order; only then may messages
@@ -33,7 +34,7 @@ pub async fn run(shared: Arc<Shared>, peer: String, framed: PeerFramed) {
     shared.hub.watch(link.clone());
     shared.links.register(link.clone());
     tracing::info!(%peer, "link up");
-    let writer = tokio::spawn(write_frames(sink, queue, link.clone()));
+    let writer = tokio::spawn(write_frames(sink, queue, link.clone(), rekey));
     let reason = read_frames(stream, &shared, &link).await;
     link.close(reason);
     shared.links.unregister(&link);
@@ -87,7 +88,9 @@ async fn write_frames(
     mut sink: SplitSink<PeerFramed, PeerFrame>,
     mut queue: mpsc::Receiver<PeerFrame>,
     link: LinkHandle,
+    rekey: RekeyHandle,
 ) {
+    let mut last_rekey = Instant::now();
     loop {
         let frame = tokio::select! {
             frame = timeout(HEARTBEAT_EVERY, queue.recv()) => match frame {
@@ -97,6 +100,10 @@ async fn write_frames(
             },
             () = link.closed() => break,
         };
+        if last_rekey.elapsed() >= REKEY_EVERY {
+            rekey.request();
+            last_rekey = Instant::now();
+        }
         // Write everything already queued with one flush. A peer that stops reading fills the
         // socket's buffer; the write is then abandoned when the link closes (its reader gives
         // up after `DEAD_AFTER`), rather than blocking forever.

@@ -30,6 +30,10 @@ use tokio::sync::watch;
 /// The links of this server.
 pub struct Links {
     me: String,
+    /// This process's link key, registered in `server_info`.
+    link_key: chat_proto::Keypair,
+    /// The farm's pre-shared cluster key.
+    cluster_key: zeroize::Zeroizing<[u8; 32]>,
     /// This server's registration time, in milliseconds since the Unix epoch.
     started_at_ms: i64,
     state: Mutex<State>,
@@ -48,9 +52,16 @@ struct State {
 }
 
 impl Links {
-    pub fn new(me: &str, started_at_ms: i64) -> Links {
+    pub fn new(
+        me: &str,
+        started_at_ms: i64,
+        link_key: chat_proto::Keypair,
+        cluster_key: zeroize::Zeroizing<[u8; 32]>,
+    ) -> Links {
         Links {
             me: me.to_owned(),
+            link_key,
+            cluster_key,
             started_at_ms,
             state: Mutex::default(),
             changed: watch::channel(0).0,

@@ -12,6 +12,8 @@ pub struct ServerRow {
     pub client_addr: (String, u16),
     /// `host:port` where other servers connect.
     pub peer_addr: (String, u16),
+    /// The public half of this process's link key, in hex.
+    pub link_key: String,
 }
 
 /// A server as the registry sees it.
@@ -24,6 +26,8 @@ pub struct ServerState {
     pub started_at_ms: i64,
     /// It heartbeat within the timeout and has not shut down.
     pub live: bool,
+    /// The public half of its link key, in hex (none before it was first registered with one).
+    pub link_key: Option<String>,
 }
 
 /// The registry at one moment.
@@ -44,11 +48,11 @@ impl Store {
         let conn = self.conn().await?;
         let registered = conn
             .query_one(
-                "INSERT INTO server_info (name, host, client_port, peer_host, server_port) \
-                 VALUES ($1, $2, $3, $4, $5) \
+                "INSERT INTO server_info (name, host, client_port, peer_host, server_port, link_key) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
                  ON CONFLICT (name) DO UPDATE SET host = $2, client_port = $3, peer_host = $4, \
-                     server_port = $5, started_at = clock_timestamp(), last_heartbeat = now(), \
-                     alive = true \
+                     server_port = $5, link_key = $6, started_at = clock_timestamp(), \
+                     last_heartbeat = now(), alive = true \
                  RETURNING (extract(epoch FROM started_at) * 1000)::bigint",
                 &[
                     &row.name,
@@ -56,6 +60,7 @@ impl Store {
                     &i32::from(row.client_addr.1),
                     &row.peer_addr.0,
                     &i32::from(row.peer_addr.1),
+                    &row.link_key,
                 ],
             )
             .await?;
@@ -83,7 +88,7 @@ impl Store {
                 "SELECT s.name, s.host, s.client_port, coalesce(s.peer_host, s.host), s.server_port, \
                         (extract(epoch FROM s.started_at) * 1000)::bigint, \
                         s.alive AND s.last_heartbeat > now() - make_interval(secs => $1), \
-                        f.vnodes \
+                        f.vnodes, s.link_key \
                  FROM server_info s CROSS JOIN farm f ORDER BY s.name",
             )
             .await?;
@@ -106,6 +111,7 @@ impl Store {
                 peer_addr: join_host_port(row.get(3), row.get(4)),
                 started_at_ms: row.get(5),
                 live: row.get(6),
+                link_key: row.get(8),
             })
             .collect();
         Ok(Registry {
