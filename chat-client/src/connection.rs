@@ -1,4 +1,5 @@
-//! One connection to a chat server: the hello, then a reader task and a writer task.
+//! One connection to a chat server: opened (see `handshake`), then a reader task, a writer
+//! task, and the timers of the heartbeat and of rekeying.
 //!
 //! **Only the writer task writes to the socket.** Requests and acknowledgements reach it
 //! through bounded queues. The reader task matches each reply to its request by id and passes
@@ -10,10 +11,11 @@
 //! that stops answering is noticed by the heartbeat (see `heartbeat`), which ends the
 //! connection the same way.
 
+use crate::handshake::{self, KeyRefusal, ServerFramed, ServerTrust, REKEY_INTERVAL};
 use crate::heartbeat::{self, Heartbeat};
+use chat_proto::noise::NoiseError;
 use chat_proto::{
-    ChatMessage, ClientFrame, ErrorReply, FrameCodec, Hello, MessageId, Request, RequestId,
-    Response, ServerFrame, MAX_FRAME_LEN, PROTOCOL_VERSION,
+    ChatMessage, ClientFrame, ErrorReply, MessageId, Request, RequestId, Response, ServerFrame,
 };
 use futures::{SinkExt, StreamExt};
 use std::collections::HashMap;
@@ -21,13 +23,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use thiserror::Error;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio_util::codec::Framed;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-/// How long the TCP connect and the hello may take together, by default.
+/// How long the TCP connect, the handshake and the hello may take together, by default.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long closing may wait for queued frames (acknowledgements above all) to be written.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -38,25 +38,17 @@ const FRAME_QUEUE: usize = 64;
 const ACK_QUEUE: usize = 1024;
 const INCOMING_QUEUE: usize = 256;
 
-type ServerFramed = Framed<TcpStream, FrameCodec<ServerFrame, ClientFrame>>;
 pub(crate) type Reply = Result<Response, ErrorReply>;
 
 /// How a connection is made and watched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectOptions {
-    /// How long the TCP connect and the hello may take together.
+    /// How long the TCP connect, the handshake and the hello may take together.
     pub timeout: Duration,
     /// How the server is pinged; `None` sends no pings and trusts the socket alone.
     pub heartbeat: Option<Heartbeat>,
-}
-
-impl Default for ConnectOptions {
-    fn default() -> ConnectOptions {
-        ConnectOptions {
-            timeout: CONNECT_TIMEOUT,
-            heartbeat: Some(Heartbeat::default()),
-        }
-    }
+    /// Which server keys are accepted.
+    pub trust: ServerTrust,
 }
 
 /// Why a connection could not be made.
@@ -79,8 +71,14 @@ pub enum ConnectError {
         theirs: u16,
         ours: u16,
     },
-    #[error("{addr} closed the connection during the hello")]
+    #[error("{addr} closed the connection during the handshake")]
     ClosedEarly { addr: String },
+    #[error("the secure handshake with {addr} failed: {source}")]
+    Handshake { addr: String, source: NoiseError },
+    /// The server's key is not the one this client trusts. Failover treats the server as not
+    /// answering, but never retries forever when every server is refused so.
+    #[error(transparent)]
+    KeyRefused(#[from] KeyRefusal),
     #[error("bad hello from {addr}: {source}")]
     Frame {
         addr: String,
@@ -88,6 +86,29 @@ pub enum ConnectError {
     },
     #[error("no server answered ({})", join_errors(.0))]
     NoneAnswered(Vec<ConnectError>),
+    /// Every server tried presented a key this client refuses.
+    #[error("no server could be trusted ({})", join_errors(.0))]
+    NoneTrusted(Vec<ConnectError>),
+}
+
+impl ConnectError {
+    /// Whether the connection was refused for the server's key, not for being unreachable.
+    pub fn is_key_refusal(&self) -> bool {
+        matches!(
+            self,
+            ConnectError::KeyRefused(_) | ConnectError::NoneTrusted(_)
+        )
+    }
+
+    /// The error for a walk over servers that all failed: [`ConnectError::NoneTrusted`] when
+    /// every one was refused for its key, [`ConnectError::NoneAnswered`] otherwise.
+    pub fn none_of(failures: Vec<ConnectError>) -> ConnectError {
+        if !failures.is_empty() && failures.iter().all(ConnectError::is_key_refusal) {
+            ConnectError::NoneTrusted(failures)
+        } else {
+            ConnectError::NoneAnswered(failures)
+        }
+    }
 }
 
 /// A timeout as people say it: whole seconds when it is, milliseconds otherwise.
@@ -196,14 +217,15 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects to `addr` (`host:port`), exchanges hellos and starts the reader and writer,
-    /// and the heartbeat when `options` ask for one.
+    /// Connects to `addr` (`host:port`), makes the handshake, checks the server's key,
+    /// exchanges hellos and starts the reader, the writer, the rekey timer, and the heartbeat
+    /// when `options` ask for one.
     pub async fn connect(
         addr: &str,
         options: &ConnectOptions,
     ) -> Result<(Connection, mpsc::Receiver<Incoming>), ConnectError> {
-        let handshake = tokio::time::timeout(options.timeout, handshake(addr));
-        let (framed, server_name) = handshake.await.map_err(|_| ConnectError::Timeout {
+        let opening = tokio::time::timeout(options.timeout, handshake::open(addr, &options.trust));
+        let (framed, server_name) = opening.await.map_err(|_| ConnectError::Timeout {
             addr: addr.to_string(),
             after: options.timeout,
         })??;
@@ -216,6 +238,7 @@ impl Connection {
         framed: ServerFramed,
         options: &ConnectOptions,
     ) -> (Connection, mpsc::Receiver<Incoming>) {
+        let rekey = framed.codec().rekey_handle();
         let (sink, stream) = framed.split();
         let (frames_tx, frames_rx) = mpsc::channel(FRAME_QUEUE);
         let (acks_tx, acks_rx) = mpsc::channel(ACK_QUEUE);
@@ -228,6 +251,8 @@ impl Connection {
         });
         let writer = tokio::spawn(write_frames(sink, frames_rx, acks_rx, shared.clone()));
         let reader = tokio::spawn(read_frames(stream, incoming_tx, shared.clone()));
+        let stop = shared.stop.clone();
+        tokio::spawn(handshake::rekey_on_timer(rekey, REKEY_INTERVAL, stop));
         if let Some(beat) = options.heartbeat {
             // The heartbeat holds a weak sender, so it never keeps the writer's queue open.
             tokio::spawn(heartbeat::run(beat, shared.clone(), frames_tx.downgrade()));
@@ -297,60 +322,6 @@ impl Connection {
         drop(stop_on_drop);
         reader.abort();
     }
-}
-
-/// Connects and exchanges hellos; returns the framed stream, retyped, and the server's name.
-async fn handshake(addr: &str) -> Result<(ServerFramed, String), ConnectError> {
-    let socket = TcpStream::connect(addr)
-        .await
-        .map_err(|source| ConnectError::Io {
-            addr: addr.to_string(),
-            source,
-        })?;
-    // Small frames (acks, requests) should leave at once.
-    if let Err(err) = socket.set_nodelay(true) {
-        tracing::debug!("cannot set TCP_NODELAY: {err}");
-    }
-    let mut framed = Framed::new(socket, FrameCodec::<Hello, Hello>::new(MAX_FRAME_LEN));
-    let frame_error = |source| ConnectError::Frame {
-        addr: addr.to_string(),
-        source,
-    };
-    framed.send(Hello::new("")).await.map_err(frame_error)?;
-    let hello = match framed.next().await {
-        Some(Ok(hello)) => hello,
-        Some(Err(source)) => return Err(frame_error(source)),
-        None => {
-            return Err(ConnectError::ClosedEarly {
-                addr: addr.to_string(),
-            })
-        }
-    };
-    check_hello(addr, &hello)?;
-    let framed = framed.map_codec(|codec| codec.retype::<ServerFrame, ClientFrame>());
-    Ok((framed, hello.name))
-}
-
-/// Checks the server's hello, in the order that gives the most useful error.
-fn check_hello(addr: &str, hello: &Hello) -> Result<(), ConnectError> {
-    let addr = addr.to_string();
-    if hello.magic != Hello::MAGIC {
-        return Err(ConnectError::NotChatServer { addr });
-    }
-    if !hello.refusal.is_empty() {
-        return Err(ConnectError::Refused {
-            addr,
-            reason: hello.refusal.clone(),
-        });
-    }
-    if hello.version != PROTOCOL_VERSION {
-        return Err(ConnectError::Version {
-            addr,
-            theirs: hello.version,
-            ours: PROTOCOL_VERSION,
-        });
-    }
-    Ok(())
 }
 
 /// The writer task: the only code that writes to the socket after the hello.
@@ -453,39 +424,6 @@ async fn read_frames(
 mod tests {
     use super::*;
 
-    #[track_caller]
-    fn check(hello: Hello, expected: Option<&str>) {
-        let result = check_hello("h:1", &hello).err().map(|err| err.to_string());
-        assert_eq!(result.as_deref(), expected);
-    }
-
-    #[test]
-    fn hellos() {
-        check(Hello::new("s1"), None);
-        check(
-            Hello {
-                magic: *b"HTTP",
-                ..Hello::new("s1")
-            },
-            Some("h:1 is not a chat server"),
-        );
-        check(
-            Hello {
-                refusal: "too many clients".into(),
-                version: 99,
-                ..Hello::new("s1")
-            },
-            Some("h:1 refused the connection: too many clients"),
-        );
-        check(
-            Hello {
-                version: 99,
-                ..Hello::new("s1")
-            },
-            Some("h:1 speaks protocol version 99; this client speaks version 2"),
-        );
-    }
-
     #[test]
     fn no_server_answered_lists_each_failure() {
         let err = ConnectError::NoneAnswered(vec![
@@ -499,6 +437,26 @@ mod tests {
             err.to_string(),
             "no server answered (a:1 did not answer within 5 seconds; b:2 is not a chat server)"
         );
+    }
+
+    fn refused(addr: &str) -> ConnectError {
+        ConnectError::KeyRefused(KeyRefusal::Missing { addr: addr.into() })
+    }
+
+    #[test]
+    fn only_servers_that_all_refused_for_their_keys_are_untrusted() {
+        let unreachable = || ConnectError::NotChatServer { addr: "b:2".into() };
+        let all_refused = ConnectError::none_of(vec![refused("a:1"), refused("c:3")]);
+        assert!(all_refused.is_key_refusal());
+        assert_eq!(
+            all_refused.to_string(),
+            "no server could be trusted (a:1 presented no key; c:3 presented no key)"
+        );
+        let mixed = ConnectError::none_of(vec![refused("a:1"), unreachable()]);
+        assert!(matches!(mixed, ConnectError::NoneAnswered(_)));
+        assert!(!mixed.is_key_refusal());
+        let none = ConnectError::none_of(Vec::new());
+        assert_eq!(none.to_string(), "no server answered (no server was given)");
     }
 
     #[test]

@@ -17,7 +17,9 @@ use tokio::sync::mpsc;
 /// How many `Redirect` answers in a row a login follows before it gives up.
 pub const MAX_REDIRECTS: usize = 2;
 
-/// Connects to the first of `servers` that completes the hello, trying them in order.
+/// Connects to the first of `servers` that completes the hello, trying them in order. A
+/// server whose key is refused counts as one that does not answer; when every server is
+/// refused so, the error is [`ConnectError::NoneTrusted`].
 pub async fn connect_any(
     servers: &[String],
     options: &ConnectOptions,
@@ -32,7 +34,7 @@ pub async fn connect_any(
             }
         }
     }
-    Err(ConnectError::NoneAnswered(failures))
+    Err(ConnectError::none_of(failures))
 }
 
 /// A connection made for a login, which replaces the session's connection.

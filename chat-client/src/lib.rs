@@ -5,12 +5,16 @@
 //! prints is one JSON object, a public interface that scripts and tests rely on.
 //!
 //! - `command`: parsing a typed line into a [`command::Command`], with local validation.
-//! - `connection`: the hello, the reader and writer tasks, and matching replies to requests.
+//! - `connection`: a live connection: the reader and writer tasks, and matching replies to
+//!   requests.
+//! - `handshake`: opening a connection: the Noise handshake, the check of the server's key
+//!   (pinned, or trusted on first use), the hello; and the rekey timer.
 //! - `heartbeat`: pinging the server, and ending the connection when it stops answering.
 //! - `farm`: choosing a server: the first that answers, then the user's home at login.
 //! - `failover`: coming back after a lost server (the user's ring order, backoff, logging in
 //!   again), and looking at home while logged in elsewhere.
 //! - `input`: where command lines come from, a pipe or the terminal.
+//! - `known_servers`: trust on first use of a server's key, as SSH's `known_hosts`.
 //! - `session`: the loop that runs commands in order, shows and acknowledges messages, and
 //!   fails over when the connection is lost.
 //! - `execute`: what each command does on a connection, and which commands run again.
@@ -22,17 +26,21 @@
 //! and unknown commands are answered locally. **It never acknowledges a message before showing
 //! it**, and never confirms a `readlog` batch before showing the whole batch. **It never
 //! writes logs to standard output**, which belongs to the events. **Only the writer task
-//! writes to the socket.** **A command that was not answered runs again after a failover,
-//! and a `send` keeps its message id across attempts**, so that nothing the user was told is
-//! sent is lost or shown twice. **The password is kept in memory only**, to log in again.
+//! writes to the socket.** **Nothing but the handshake crosses the wire in the clear, and
+//! nothing at all is sent to a server whose key was refused.** **A command that was not
+//! answered runs again after a failover, and a `send` keeps its message id across attempts**,
+//! so that nothing the user was told is sent is lost or shown twice. **The password is kept in
+//! memory only**, to log in again.
 
 pub mod command;
 pub mod connection;
 mod execute;
 pub mod failover;
 pub mod farm;
+pub mod handshake;
 pub mod heartbeat;
 pub mod input;
+pub mod known_servers;
 pub mod output;
 pub mod seen;
 pub mod session;

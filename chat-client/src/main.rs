@@ -2,13 +2,16 @@
 
 use anyhow::Context as _;
 use chat_client::farm::connect_any;
+use chat_client::handshake::ServerTrust;
 use chat_client::heartbeat::Heartbeat;
 use chat_client::input::Input;
+use chat_client::known_servers::KnownServers;
 use chat_client::output::{Format, Output};
 use chat_client::session::{Config, Session, CONNECTION};
 use chat_client::terminal::TerminalInput;
-use clap::Parser;
+use clap::{CommandFactory as _, Parser};
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio::io::BufReader;
 
@@ -29,6 +32,11 @@ use tokio::io::BufReader;
 /// clockwise), logs in again, runs again the command that was waiting, and shows what was
 /// stored meanwhile. It prints one `connected` line for the new server. While logged in away
 /// from home, it moves back home once home takes the user again.
+///
+/// Every connection is encrypted, and the client checks the server's key: it must be the key
+/// given with --server-key, or else, trusted on first use, the key recorded for that server
+/// in the known-servers file. A server with another key is refused, and is passed over when
+/// failing over; when every server is refused so, the client says so and exits.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
@@ -44,6 +52,19 @@ struct Cli {
     /// Print one JSON object per line (each with a "type" field) instead of lines for people.
     #[arg(long)]
     json: bool,
+
+    /// The farm's public key, 64 hex digits (`chat-server keygen` prints it): every server of
+    /// the farm must present it, or it is refused. Without it, the client trusts each server's
+    /// key the first time it connects there, records it in the known-servers file, and refuses
+    /// that server if its key ever changes.
+    #[arg(long, value_name = "HEX", value_parser = parse_key)]
+    server_key: Option<[u8; 32]>,
+
+    /// The known-servers file, for trust on first use without --server-key: one line
+    /// `HOST:PORT KEY` per server. [default: $XDG_CONFIG_HOME/chat-client/known_servers, or
+    /// ~/.config/chat-client/known_servers]
+    #[arg(long, value_name = "PATH", conflicts_with = "server_key")]
+    known_servers: Option<PathBuf>,
 
     /// Ping the server this often, in milliseconds. Each ping may take this long to answer.
     #[arg(
@@ -76,6 +97,7 @@ struct Cli {
 }
 
 impl Cli {
+    /// The session's configuration; exits with a usage error when the flags do not make one.
     fn config(&self) -> Config {
         Config {
             seeds: self.servers.clone(),
@@ -84,12 +106,39 @@ impl Cli {
                 misses: self.ping_misses,
             }),
             home_poll: Duration::from_millis(self.home_poll_ms),
+            trust: self.trust(),
         }
     }
+
+    fn trust(&self) -> ServerTrust {
+        if let Some(key) = self.server_key {
+            return ServerTrust::Pinned(key);
+        }
+        let path = self
+            .known_servers
+            .clone()
+            .or_else(KnownServers::default_path)
+            .unwrap_or_else(|| {
+                let message = "no place for the known-servers file: neither XDG_CONFIG_HOME \
+                               nor HOME is set; give --known-servers PATH, or pin the farm's \
+                               key with --server-key";
+                Cli::command()
+                    .error(clap::error::ErrorKind::MissingRequiredArgument, message)
+                    .exit()
+            });
+        ServerTrust::FirstUse(KnownServers::new(path))
+    }
+}
+
+/// Reads `--server-key`: a public key in hex.
+fn parse_key(text: &str) -> Result<[u8; 32], String> {
+    chat_proto::key_from_hex(text)
+        .ok_or_else(|| "expected the farm's public key: 64 hex digits".to_string())
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let config = cli.config();
     if std::env::var_os("RUST_LOG").is_some() {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -100,13 +149,13 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let code = runtime.block_on(run(cli))?;
+    let code = runtime.block_on(run(cli, config))?;
     // Exit without waiting for the runtime: a read of standard input may still be blocked on
     // one of its threads, and would hold the process open.
     std::process::exit(code)
 }
 
-async fn run(cli: Cli) -> anyhow::Result<i32> {
+async fn run(cli: Cli, config: Config) -> anyhow::Result<i32> {
     let format = if cli.json {
         Format::Json
     } else {
@@ -124,7 +173,6 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         let stdin = BufReader::new(tokio::io::stdin());
         (Input::lines(stdin), Output::stdout(format))
     };
-    let config = cli.config();
     let code = match connect_any(&cli.servers, &config.connect_options()).await {
         Ok((connection, incoming)) => {
             let session = Session::new(&output, config);

@@ -18,13 +18,15 @@
 //! After a reconnect with a login it first fetches the offline log, as `readlog` does, to show
 //! what was stored while the user was moving. While a user is logged in, the loop refreshes
 //! the ring every so often, and when the user is away from home it moves there, the same way,
-//! once home takes them.
+//! once home takes them. A failover that finds every server refused for its key (see
+//! `handshake`) ends the session with one `connection` error: no command can run.
 
 use crate::command::{parse_line, Command};
-use crate::connection::{ConnectOptions, Connection, Incoming, CONNECT_TIMEOUT};
+use crate::connection::{ConnectError, ConnectOptions, Connection, Incoming, CONNECT_TIMEOUT};
 use crate::execute::{Job, Step};
 use crate::failover::{HomeCheck, Reconnected, FAILOVER_CONNECT_TIMEOUT};
 use crate::farm::Moved;
+use crate::handshake::ServerTrust;
 use crate::heartbeat::Heartbeat;
 use crate::input::Input;
 use crate::output::{Answer, Event, Output};
@@ -56,6 +58,9 @@ pub enum Exit {
     EndOfInput,
     /// The user typed `quit`.
     Quit,
+    /// The connection was lost, and every server the failover tried presented a key this
+    /// client refuses.
+    Untrusted,
 }
 
 impl Exit {
@@ -63,6 +68,7 @@ impl Exit {
     pub fn code(self) -> i32 {
         match self {
             Exit::EndOfInput | Exit::Quit => 0,
+            Exit::Untrusted => 1,
         }
     }
 }
@@ -76,15 +82,18 @@ pub struct Config {
     pub heartbeat: Option<Heartbeat>,
     /// How long to wait between two looks at the ring, and at home while logged in elsewhere.
     pub home_poll: Duration,
+    /// Which server keys every connection accepts.
+    pub trust: ServerTrust,
 }
 
 impl Config {
-    /// The defaults, with these seeds.
-    pub fn new(seeds: Vec<String>) -> Config {
+    /// The defaults, with these seeds and this trust in server keys.
+    pub fn new(seeds: Vec<String>, trust: ServerTrust) -> Config {
         Config {
             seeds,
             heartbeat: Some(Heartbeat::default()),
             home_poll: DEFAULT_HOME_POLL,
+            trust,
         }
     }
 
@@ -93,6 +102,7 @@ impl Config {
         ConnectOptions {
             timeout: CONNECT_TIMEOUT,
             heartbeat: self.heartbeat,
+            trust: self.trust.clone(),
         }
     }
 
@@ -101,6 +111,7 @@ impl Config {
         ConnectOptions {
             timeout: FAILOVER_CONNECT_TIMEOUT,
             heartbeat: self.heartbeat,
+            trust: self.trust.clone(),
         }
     }
 }
@@ -119,7 +130,7 @@ struct State<'a> {
     conn: Option<Arc<Connection>>,
     incoming: Option<mpsc::Receiver<Incoming>>,
     /// The reconnect under way while there is no connection.
-    reconnecting: Option<Task<'a, Reconnected>>,
+    reconnecting: Option<Task<'a, Result<Reconnected, ConnectError>>>,
     running: Option<Running<'a>>,
     /// Jobs waiting their turn, in order.
     queue: VecDeque<Job>,
@@ -214,7 +225,14 @@ impl<'a> Session<'a> {
                 }
                 reconnected = poll(&mut state.reconnecting) => {
                     state.reconnecting = None;
-                    self.reconnected(&mut state, reconnected);
+                    match reconnected {
+                        Ok(reconnected) => self.reconnected(&mut state, reconnected),
+                        Err(err) => {
+                            // Every server refused for its key: trying on would loop forever.
+                            self.output.error(CONNECTION, err.to_string());
+                            break Exit::Untrusted;
+                        }
+                    }
                 }
                 check = poll(&mut state.homing) => {
                     state.homing = None;

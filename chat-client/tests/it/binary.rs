@@ -1,16 +1,56 @@
 //! The `chat-client` binary in pipe mode: exit codes and printed lines.
 
-use crate::fake_server::{messages, FakeServer, OnWho};
+use crate::fake_server::{farm_key, messages, FakeServer, OnWho};
 use crate::farm::user_placed;
-use chat_proto::Request;
+use chat_proto::{key_to_hex, Request};
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// What a run of the binary left.
+pub struct Ran {
+    pub code: Option<i32>,
+    /// Standard output, by lines.
+    pub lines: Vec<String>,
+    pub stderr: String,
+}
+
+/// The flag that pins the fake farm's key.
+pub fn server_key_args() -> [String; 2] {
+    ["--server-key".into(), key_to_hex(&farm_key().public_key())]
+}
+
+/// A fresh, empty folder, named after `name`, this process and a count.
+pub fn temp_dir(name: &str) -> PathBuf {
+    static N_DIRS: AtomicUsize = AtomicUsize::new(0);
+    let idx = N_DIRS.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "chat-client-test-{}-{idx}-{name}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a temporary folder");
+    dir
+}
 
 /// Runs the binary with `args`, feeding `input` on standard input; returns exit code and lines.
 async fn run_binary(args: Vec<String>, input: &'static str) -> (Option<i32>, Vec<String>) {
+    let ran = run(args, input).await;
+    (ran.code, ran.lines)
+}
+
+/// Runs the binary with `args`, feeding `input` on standard input. Its configuration folder
+/// is a temporary one, so that no run touches the real known-servers file.
+pub async fn run(args: Vec<String>, input: &'static str) -> Ran {
+    let config_home = temp_dir("config-home");
+    let child_config_home = config_home.clone();
     let output = tokio::task::spawn_blocking(move || {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chat-client"))
             .args(&args)
+            .env("XDG_CONFIG_HOME", child_config_home)
+            // Standard error is checked: no logs on it.
+            .env_remove("RUST_LOG")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -23,23 +63,26 @@ async fn run_binary(args: Vec<String>, input: &'static str) -> (Option<i32>, Vec
     })
     .await
     .expect("the blocking task finishes");
+    let _ = std::fs::remove_dir_all(config_home);
     let stdout = String::from_utf8(output.stdout).expect("stdout is UTF-8");
-    (
-        output.status.code(),
-        stdout.lines().map(String::from).collect(),
-    )
+    Ran {
+        code: output.status.code(),
+        lines: stdout.lines().map(String::from).collect(),
+        stderr: String::from_utf8(output.stderr).expect("stderr is UTF-8"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pipe_mode_answers_every_command_then_exits_zero() {
     let server = FakeServer::start(OnWho::Answer).await;
-    let args = vec![
+    let mut args = vec![
         "--server".to_string(),
         "127.0.0.1:1".to_string(),
         "--server".to_string(),
         server.addr.to_string(),
         "--json".to_string(),
     ];
+    args.extend(server_key_args());
     let (code, lines) = run_binary(args, "login alice\nwho\nhelp\n").await;
     assert_eq!(code, Some(0), "{lines:#?}");
     assert_eq!(
@@ -55,7 +98,8 @@ async fn pipe_mode_answers_every_command_then_exits_zero() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_server_answering_exits_one() {
-    let args = vec!["--server".to_string(), "127.0.0.1:1".to_string()];
+    let mut args = vec!["--server".to_string(), "127.0.0.1:1".to_string()];
+    args.extend(server_key_args());
     let (code, lines) = run_binary(args, "who\n").await;
     assert_eq!(code, Some(1));
     assert_eq!(lines.len(), 1, "{lines:#?}");
@@ -88,7 +132,8 @@ async fn the_ping_flags_decide_when_a_hung_server_is_left() {
         "--home-poll-ms",
         "600000",
     ];
-    let args = args.iter().map(|arg| arg.to_string()).collect();
+    let mut args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+    args.extend(server_key_args());
     let input = format!("login {user} pw\nwho\n").leak();
 
     let (code, lines) = run_binary(args, input).await;

@@ -2,7 +2,7 @@
 //! one in the user's ring order without a word but `connected`, nothing the user was told is
 //! sent is lost or shown twice, and the client goes back home when home returns.
 
-use crate::fake_server::{messages, FakeServer, OnSend, OnWho};
+use crate::fake_server::{messages, pinned, FakeServer, OnSend, OnWho};
 use crate::farm::{connected, delivered_at_login, farm, logged_in, user_placed};
 use crate::session::run_with;
 use chat_client::connection::Connection;
@@ -26,7 +26,7 @@ const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the session printed so far, for the test to wait on.
 #[derive(Clone)]
-struct Screen(Arc<watch::Sender<Vec<Value>>>);
+pub struct Screen(Arc<watch::Sender<Vec<Value>>>);
 
 impl LineSink for Screen {
     fn write_line(&mut self, line: &str) -> io::Result<()> {
@@ -37,12 +37,12 @@ impl LineSink for Screen {
 }
 
 impl Screen {
-    fn lines(&self) -> Vec<Value> {
+    pub fn lines(&self) -> Vec<Value> {
         self.0.borrow().clone()
     }
 
     /// Waits until the client has printed `expected`.
-    async fn wait_for(&self, expected: &Value) {
+    pub async fn wait_for(&self, expected: &Value) {
         let mut lines = self.0.subscribe();
         let printed = lines.wait_for(|lines| lines.contains(expected));
         timeout(EVENT_TIMEOUT, printed)
@@ -52,7 +52,7 @@ impl Screen {
     }
 
     /// Waits until the client has answered `command`, and returns the answer.
-    async fn answer(&self, command: &str) -> Value {
+    pub async fn answer(&self, command: &str) -> Value {
         let is_answer = |line: &Value| line["command"] == command;
         let mut lines = self.0.subscribe();
         let answered = lines.wait_for(|lines| lines.iter().any(is_answer));
@@ -73,10 +73,10 @@ impl Screen {
 }
 
 /// The session's standard input; dropping it ends the input.
-struct Keyboard(DuplexStream);
+pub struct Keyboard(DuplexStream);
 
 impl Keyboard {
-    async fn type_line(&mut self, line: &str) {
+    pub async fn type_line(&mut self, line: &str) {
         self.0
             .write_all(format!("{line}\n").as_bytes())
             .await
@@ -87,7 +87,11 @@ impl Keyboard {
 /// Runs a session that starts on `first` while `script` types and watches. The session ends
 /// once the script has dropped the keyboard and every command is answered. Returns how it
 /// ended, everything it printed, and what the script returned.
-async fn drive<T, F, Fut>(first: &FakeServer, config: Config, script: F) -> (Exit, Vec<Value>, T)
+pub async fn drive<T, F, Fut>(
+    first: &FakeServer,
+    config: Config,
+    script: F,
+) -> (Exit, Vec<Value>, T)
 where
     F: FnOnce(Keyboard, Screen) -> Fut,
     Fut: Future<Output = T>,
@@ -114,7 +118,7 @@ where
 }
 
 /// Every server of `servers` hands out the ring of them all.
-fn share_ring(servers: &[FakeServer]) {
+pub fn share_ring(servers: &[FakeServer]) {
     let addrs: Vec<String> = servers
         .iter()
         .map(|server| server.addr.to_string())
@@ -130,12 +134,12 @@ fn share_ring(servers: &[FakeServer]) {
 }
 
 /// Defaults, but with `seed` as the only server named at start.
-fn config(seed: &FakeServer) -> Config {
-    Config::new(vec![seed.addr.to_string()])
+pub fn config(seed: &FakeServer) -> Config {
+    Config::new(vec![seed.addr.to_string()], pinned())
 }
 
 /// A message of the fake's log, as shown when fetched from the log.
-fn offline(idx: usize) -> Value {
+pub fn offline(idx: usize) -> Value {
     let message = &messages()[idx];
     let mut line = json!({
         "type": "message",
@@ -152,11 +156,11 @@ fn offline(idx: usize) -> Value {
 }
 
 /// What each fake hands over from its log, minus the message already delivered at login.
-fn fetched_log() -> [Value; 2] {
+pub fn fetched_log() -> [Value; 2] {
     [offline(1), offline(2)]
 }
 
-fn whoami(user: &str, server: &str, home: &str, backup: &str) -> Value {
+pub fn whoami(user: &str, server: &str, home: &str, backup: &str) -> Value {
     json!({"type":"ok","command":"whoami","user":user,"server":server,"home":home,"backup":backup})
 }
 

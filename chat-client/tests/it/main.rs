@@ -4,4 +4,5 @@ mod binary;
 mod failover;
 mod fake_server;
 mod farm;
+mod keys;
 mod session;

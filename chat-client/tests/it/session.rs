@@ -1,6 +1,6 @@
 //! The session, driven through the library with scripted input and captured output.
 
-use crate::fake_server::{messages, FakeServer, OnWho};
+use crate::fake_server::{messages, pinned, FakeServer, OnWho};
 use chat_client::connection::Connection;
 use chat_client::input::Input;
 use chat_client::output::{Format, LineSink, Output};
@@ -52,7 +52,7 @@ pub async fn run_on(server: &FakeServer, script: &str) -> (Exit, Vec<Value>) {
     let config = Config {
         // No looks at the ring, so that the requests each server got are exactly the test's.
         home_poll: Duration::from_secs(600),
-        ..Config::new(vec![server.addr.to_string()])
+        ..Config::new(vec![server.addr.to_string()], pinned())
     };
     run_with(server, config, script).await
 }

@@ -1,23 +1,39 @@
 //! A scripted stand-in for a chat server; several of them make a fake farm.
 //!
-//! It answers every request from a fixed script and records every frame the client sends, so
-//! that tests can check acknowledgements, confirmations and where the client logged in. Each
-//! connection is served on its own task. Tests can also make it misbehave: crash (every
-//! connection ends at once), stay down (connections close before the hello), hang (it reads
-//! but never answers), or answer a send with a crash or with "shutting down".
+//! It speaks the real protocol: the Noise NX handshake as the responder, with the farm's key
+//! ([`farm_key`]) unless a test gives it another, then encrypted frames. It answers every
+//! request from a fixed script and records every frame the client sends, so that tests can
+//! check acknowledgements, confirmations and where the client logged in. Each connection is
+//! served on its own task. Tests can also make it misbehave: crash (every connection ends at
+//! once), stay down (connections close before the handshake), hang (it reads but never
+//! answers), answer a send with a crash or with "shutting down", or present another key.
 
-use chat_proto::codec::MAX_CLIENT_FRAME_LEN;
-use chat_proto::{
-    ChatMessage, ClientFrame, ErrorCode, ErrorReply, FrameCodec, Hello, MessageId, Recipient,
-    Request, Response, RingInfo, ServerAddr, ServerFrame,
-};
-use futures::{SinkExt, StreamExt};
+use chat_client::handshake::ServerTrust;
+use chat_proto::noise::Keypair;
+use chat_proto::{ChatMessage, ClientFrame, MessageId, Recipient, Request, RingInfo, ServerAddr};
+use conversation::{crash, serve, Recorder};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_util::codec::Framed;
+
+mod conversation;
+
+/// The fake farm's key pair, the same for every fake server unless a test changes it.
+pub fn farm_key() -> Keypair {
+    Keypair::from_secret_bytes([0x42; 32])
+}
+
+/// Another key pair, which a server should not present.
+pub fn other_key(seed: u8) -> Keypair {
+    Keypair::from_secret_bytes([seed; 32])
+}
+
+/// Trust in the fake farm's key only, as `--server-key` pins it.
+pub fn pinned() -> ServerTrust {
+    ServerTrust::Pinned(farm_key().public_key())
+}
 
 /// How the fake server answers the first `who`; later ones are answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +43,8 @@ pub enum OnWho {
     SayClosing,
     /// Hangs, as [`FakeServer::hang`], leaving the `who` unanswered.
     Hang,
+    /// Writes a message that does not decrypt, and goes on serving.
+    Garble,
 }
 
 /// How the fake server answers the next `send`; later ones are answered.
@@ -48,10 +66,12 @@ struct Script {
     ring: Option<RingInfo>,
     /// Answers every login with a `Redirect` to this server name and address.
     redirect: Option<(String, String)>,
-    /// Closes every new connection before the hello, as a server that is not running.
+    /// Closes every new connection before the handshake, as a server that is not running.
     down: bool,
     /// Reads and records frames but answers none, as a server that hangs.
     hung: bool,
+    /// The static key that new connections' handshakes present.
+    key: Keypair,
 }
 
 pub struct FakeServer {
@@ -64,6 +84,8 @@ pub struct FakeServer {
     open: Arc<watch::Sender<usize>>,
     /// How many connections were accepted, up or down.
     accepted: Arc<watch::Sender<usize>>,
+    /// How many hellos the clients sent, after their handshakes.
+    hellos: Arc<watch::Sender<usize>>,
     /// Bumped by a crash; every connection ends when it changes.
     crashes: Arc<watch::Sender<u64>>,
     /// How many frames were recorded, to wait on.
@@ -107,6 +129,7 @@ impl FakeServer {
             redirect: None,
             down: false,
             hung: false,
+            key: farm_key(),
         }));
         let server = FakeServer {
             addr,
@@ -115,15 +138,17 @@ impl FakeServer {
             script,
             open: Arc::new(watch::Sender::new(0)),
             accepted: Arc::new(watch::Sender::new(0)),
+            hellos: Arc::new(watch::Sender::new(0)),
             crashes: Arc::new(watch::Sender::new(0)),
             n_received: Arc::new(watch::Sender::new(0)),
         };
-        let (name, record, script, open, accepted, crashes, n_received) = (
+        let (name, record, script, open, accepted, hellos, crashes, n_received) = (
             server.name.clone(),
             server.received.clone(),
             server.script.clone(),
             server.open.clone(),
             server.accepted.clone(),
+            server.hellos.clone(),
             server.crashes.clone(),
             server.n_received.clone(),
         );
@@ -141,6 +166,7 @@ impl FakeServer {
                     Recorder {
                         frames: record.clone(),
                         n_received: n_received.clone(),
+                        hellos: hellos.clone(),
                     },
                     script.clone(),
                     crashes.clone(),
@@ -196,7 +222,22 @@ impl FakeServer {
         self.script.lock().expect("not poisoned")
     }
 
-    /// Goes down: every connection ends at once, and new ones close before the hello.
+    /// How many hellos clients sent here: a client sends none to a server whose key it refuses.
+    pub fn hellos(&self) -> usize {
+        *self.hellos.borrow()
+    }
+
+    /// How many connections this server accepted, up or down.
+    pub fn accepted(&self) -> usize {
+        *self.accepted.borrow()
+    }
+
+    /// Presents `key` in the handshakes of new connections.
+    pub fn set_key(&self, key: Keypair) {
+        self.script().key = key;
+    }
+
+    /// Goes down: every connection ends at once, and new ones close before the handshake.
     pub fn crash(&self) {
         crash(&self.script, &self.crashes);
     }
@@ -326,198 +367,5 @@ impl FakeServer {
                 _ => None,
             })
             .collect()
-    }
-}
-
-/// Where a connection records the frames it gets.
-struct Recorder {
-    frames: Arc<Mutex<Vec<ClientFrame>>>,
-    n_received: Arc<watch::Sender<usize>>,
-}
-
-impl Recorder {
-    fn record(&self, frame: ClientFrame) {
-        self.frames.lock().expect("not poisoned").push(frame);
-        self.n_received.send_modify(|n_received| *n_received += 1);
-    }
-}
-
-async fn serve(
-    socket: TcpStream,
-    name: String,
-    record: Recorder,
-    script: Arc<Mutex<Script>>,
-    crashes: Arc<watch::Sender<u64>>,
-) {
-    let mut crashed = crashes.subscribe();
-    tokio::select! {
-        () = converse(socket, name, record, script, &crashes) => {}
-        _ = crashed.changed() => {}
-    }
-}
-
-/// Goes down: ends every connection and closes new ones before the hello.
-fn crash(script: &Mutex<Script>, crashes: &watch::Sender<u64>) {
-    script.lock().expect("not poisoned").down = true;
-    crashes.send_modify(|n_crashes| *n_crashes += 1);
-}
-
-/// Takes the hello, then answers frames until the client goes.
-async fn converse(
-    socket: TcpStream,
-    name: String,
-    record: Recorder,
-    script_handle: Arc<Mutex<Script>>,
-    crashes: &watch::Sender<u64>,
-) {
-    let mut framed = Framed::new(
-        socket,
-        FrameCodec::<Hello, Hello>::new(MAX_CLIENT_FRAME_LEN),
-    );
-    let Some(Ok(_hello)) = framed.next().await else {
-        return;
-    };
-    if framed.send(Hello::new(name.as_str())).await.is_err() {
-        return;
-    }
-    let mut framed = framed.map_codec(|codec| codec.retype::<ClientFrame, ServerFrame>());
-    let [first, second, third] = messages();
-    let mut log_batches = vec![(vec![third], false), (vec![first.clone(), second], true)];
-    while let Some(Ok(frame)) = framed.next().await {
-        record.record(frame.clone());
-        let ClientFrame::Request { id, body } = frame else {
-            continue;
-        };
-        let script = {
-            let mut current = script_handle.lock().expect("not poisoned");
-            let now = current.clone();
-            // Misbehaving is for the first request of its kind only.
-            match body {
-                Request::Who => current.on_who = OnWho::Answer,
-                Request::Send { .. } => current.on_send = OnSend::Answer,
-                _ => {}
-            }
-            now
-        };
-        if script.hung {
-            continue;
-        }
-        let result =
-            match body {
-                Request::Ring => script.ring.clone().map(Response::Ring).ok_or_else(|| {
-                    ErrorReply::new(ErrorCode::Invalid, "the fake server has no ring")
-                }),
-                Request::Login { user, .. } => match script.redirect {
-                    Some((server, addr)) => Ok(Response::Redirect { server, addr }),
-                    None => {
-                        // A live delivery that arrives before the reply must be shown before it.
-                        if framed
-                            .send(ServerFrame::Deliver(first.clone()))
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                        Ok(Response::LoggedIn {
-                            user,
-                            registered: true,
-                            waiting: 3,
-                        })
-                    }
-                },
-                Request::Send { id, to, .. } => match (script.on_send, to) {
-                    (OnSend::Crash, _) => {
-                        // The server dies with the message received but not answered.
-                        crash(&script_handle, crashes);
-                        return;
-                    }
-                    (OnSend::SayShuttingDown, _) => Err(ErrorReply::new(
-                        ErrorCode::ShuttingDown,
-                        "the server is shutting down; send again in a moment",
-                    )),
-                    (OnSend::Answer, Recipient::User(recipient)) if recipient == "nobody" => Err(
-                        ErrorReply::new(ErrorCode::NoSuchUser, "no such user \"nobody\""),
-                    ),
-                    (OnSend::Answer, _) => Ok(Response::Sent { id }),
-                },
-                Request::Ping => Ok(Response::Pong),
-                Request::ReadLog { .. } => {
-                    let (messages, more) = log_batches.pop().unwrap_or_default();
-                    Ok(Response::Log { messages, more })
-                }
-                Request::ConfirmLog { .. }
-                | Request::Join { .. }
-                | Request::Leave { .. }
-                | Request::Logout => Ok(Response::Done),
-                Request::Who => match script.on_who {
-                    OnWho::Answer => Ok(Response::Users(vec!["alice".into(), "bob".into()])),
-                    OnWho::Hang => {
-                        script_handle.lock().expect("not poisoned").hung = true;
-                        continue;
-                    }
-                    OnWho::Hangup => return,
-                    OnWho::SayClosing => {
-                        let closing = ServerFrame::Closing {
-                            reason: "the server is shutting down".into(),
-                        };
-                        let _ = framed.send(closing).await;
-                        return;
-                    }
-                },
-                // Bob is online on s2; everyone else is offline on a farm of one server, s1.
-                Request::WhoIs { user } if user == "bob" => Ok(Response::WhoIs {
-                    user,
-                    online: true,
-                    server: Some("s2".into()),
-                    home: "s2".into(),
-                    backup: Some("s3".into()),
-                }),
-                Request::WhoIs { user } => Ok(Response::WhoIs {
-                    user,
-                    online: false,
-                    server: None,
-                    home: "s1".into(),
-                    backup: None,
-                }),
-                Request::WhoAmI => Ok(who_am_i(&record.frames, &name, script.ring.as_ref())),
-                other => Err(ErrorReply::new(
-                    ErrorCode::Invalid,
-                    format!("the fake server does not do {other:?}"),
-                )),
-            };
-        if framed
-            .send(ServerFrame::Reply { id, result })
-            .await
-            .is_err()
-        {
-            return;
-        }
-    }
-}
-
-/// The last user that logged in here, this server, and their placement on the ring when the
-/// server has one (otherwise this server is their home, with no backup).
-fn who_am_i(record: &Mutex<Vec<ClientFrame>>, name: &str, ring: Option<&RingInfo>) -> Response {
-    let user = record
-        .lock()
-        .expect("not poisoned")
-        .iter()
-        .filter_map(|frame| match frame {
-            ClientFrame::Request {
-                body: Request::Login { user, .. },
-                ..
-            } => Some(user.clone()),
-            _ => None,
-        })
-        .next_back()
-        .unwrap_or_default();
-    let ring = ring.map(RingInfo::ring);
-    let home = ring.as_ref().and_then(|ring| ring.home(&user));
-    let backup = ring.as_ref().and_then(|ring| ring.backup(&user));
-    Response::WhoAmI {
-        server: name.to_string(),
-        home: home.unwrap_or(name).to_string(),
-        backup: backup.map(String::from),
-        user,
     }
 }

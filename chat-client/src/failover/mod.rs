@@ -7,6 +7,11 @@
 //! remembered credentials, following redirects as a login does. When no server takes the
 //! user, it pauses (a jittered exponential [`Backoff`]) and walks again, until one does.
 //!
+//! A server whose key is refused (see `handshake`) counts as one that does not answer, so the
+//! walk goes on to the next. But when *every* server of a walk refused for its key, waiting
+//! will not help: the reconnect gives up with [`ConnectError::NoneTrusted`], for the session to
+//! show, instead of trying again forever without a word.
+//!
 //! A **look at home** ([`check_home`]) runs every so often while a user is logged in. It
 //! refreshes the ring from the current server, even at home, so that a reconnect starts from
 //! the farm as it is (a restarted server may have a new address). When the user's home by that
@@ -15,14 +20,16 @@
 //!
 //! Nothing here prints; the session reports what it is handed.
 
-use crate::connection::{ConnectOptions, Connection, RequestError};
+use crate::connection::{ConnectError, ConnectOptions, Connection, RequestError};
 use crate::farm::{self, Moved, MAX_REDIRECTS};
 use chat_proto::{ErrorCode, Request, Response, RingInfo};
-use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+mod backoff;
+
+pub use backoff::Backoff;
 
 /// How long a connection made while failing over or looking at home may take to answer: short,
 /// so that one hung server does not stall the walk.
@@ -97,31 +104,50 @@ pub struct Reconnected {
 }
 
 /// Connects again, and logs in again when someone was logged in. Keeps trying until a server
-/// takes the session.
-pub async fn reconnect(plan: Plan) -> Reconnected {
+/// takes the session; gives up only when every server of a walk refused for its key.
+pub async fn reconnect(plan: Plan) -> Result<Reconnected, ConnectError> {
     let mut backoff = Backoff::new(FIRST_PAUSE, MAX_PAUSE);
     let mut ring = plan.ring.clone();
     loop {
         // Even the first attempt waits a little, so that the many clients of a server that
         // just died do not all arrive at the next one in the same moment.
         tokio::time::sleep(backoff.pause()).await;
-        if let Some(reconnected) = attempt(&plan, &mut ring).await {
-            return reconnected;
+        match attempt(&plan, &mut ring).await {
+            Walk::Reconnected(reconnected) => return Ok(reconnected),
+            Walk::AllRefused(refusals) => return Err(ConnectError::NoneTrusted(refusals)),
+            Walk::NoneTook => {}
         }
     }
 }
 
-/// One walk over the candidates; `None` when no server took the session.
-async fn attempt(plan: &Plan, ring: &mut Option<RingInfo>) -> Option<Reconnected> {
+/// How one walk over the candidates ended.
+enum Walk {
+    Reconnected(Reconnected),
+    /// Every candidate was refused for its key (or sent the login to a server that was).
+    AllRefused(Vec<ConnectError>),
+    /// No server took the session, and some may later.
+    NoneTook,
+}
+
+/// One walk over the candidates.
+async fn attempt(plan: &Plan, ring: &mut Option<RingInfo>) -> Walk {
     let user = plan
         .credentials
         .as_ref()
         .map(|credentials| credentials.user.as_str());
+    let mut refusals = Vec::new();
+    let mut n_unreachable = 0;
     for addr in candidates(ring.as_ref(), &plan.seeds, user, plan.lost.as_ref()) {
         let (connection, incoming) = match Connection::connect(&addr, &plan.options).await {
             Ok(connected) => connected,
+            Err(err) if err.is_key_refusal() => {
+                tracing::debug!("failover: {err}");
+                refusals.push(err);
+                continue;
+            }
             Err(err) => {
                 tracing::debug!("failover: {err}");
+                n_unreachable += 1;
                 continue;
             }
         };
@@ -130,6 +156,7 @@ async fn attempt(plan: &Plan, ring: &mut Option<RingInfo>) -> Option<Reconnected
             Ok(None) => {}
             Err(farm::Lost) => {
                 connection.close().await;
+                n_unreachable += 1;
                 continue;
             }
         }
@@ -138,7 +165,7 @@ async fn attempt(plan: &Plan, ring: &mut Option<RingInfo>) -> Option<Reconnected
             incoming,
         };
         let Some(credentials) = &plan.credentials else {
-            return Some(Reconnected {
+            return Walk::Reconnected(Reconnected {
                 moved,
                 ring: ring.clone(),
                 relogin: Relogin::NotNeeded,
@@ -147,15 +174,26 @@ async fn attempt(plan: &Plan, ring: &mut Option<RingInfo>) -> Option<Reconnected
         let (moved, relogin) = match renew_login(moved, credentials, &plan.options).await {
             Renewal::LoggedIn(moved) => (moved, Relogin::LoggedIn),
             Renewal::Refused(moved, message) => (moved, Relogin::Refused(message)),
-            Renewal::Unreachable => continue,
+            Renewal::Untrusted(err) => {
+                refusals.push(err);
+                continue;
+            }
+            Renewal::Unreachable => {
+                n_unreachable += 1;
+                continue;
+            }
         };
-        return Some(Reconnected {
+        return Walk::Reconnected(Reconnected {
             moved,
             ring: ring.clone(),
             relogin,
         });
     }
-    None
+    if n_unreachable == 0 && !refusals.is_empty() {
+        Walk::AllRefused(refusals)
+    } else {
+        Walk::NoneTook
+    }
 }
 
 /// The addresses a reconnect tries, in order, each once.
@@ -215,6 +253,8 @@ enum Renewal {
     LoggedIn(Moved),
     /// Refused for good (a wrong password, say); the connection stays usable.
     Refused(Moved, String),
+    /// The server redirected the login to a server whose key is refused.
+    Untrusted(ConnectError),
     /// This server, or the one it redirected to, cannot take the user now.
     Unreachable,
 }
@@ -255,6 +295,10 @@ async fn renew_login(
                 connection,
                 incoming,
             },
+            Err(err) if err.is_key_refusal() => {
+                tracing::debug!("failover: {err}");
+                return Renewal::Untrusted(err);
+            }
             Err(err) => {
                 tracing::debug!("failover: {err}");
                 return Renewal::Unreachable;
@@ -332,44 +376,6 @@ async fn go_home(
             None
         }
     }
-}
-
-/// Pauses that double from a first step up to a cap, each drawn at random from the upper half
-/// of its step, so that clients that lost the same server spread out.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    step: Duration,
-    cap: Duration,
-}
-
-impl Backoff {
-    pub fn new(first: Duration, cap: Duration) -> Backoff {
-        Backoff { step: first, cap }
-    }
-
-    /// The next pause, between half the current step and the whole of it; then doubles the
-    /// step, up to the cap.
-    pub fn pause(&mut self) -> Duration {
-        let step = self.step.min(self.cap);
-        self.step = step.saturating_mul(2).min(self.cap);
-        let half = step / 2;
-        half + half.mul_f64(random_fraction())
-    }
-}
-
-/// A number in `[0, 1)` that differs between processes and between calls: the standard
-/// library's randomly keyed hasher over the clock and the process id. Good enough to spread
-/// reconnects; not for anything secret.
-fn random_fraction() -> f64 {
-    let mut hasher = RandomState::new().build_hasher();
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_nanos())
-        .unwrap_or_default();
-    hasher.write_u128(nanos);
-    hasher.write_u32(std::process::id());
-    // The top 53 bits fill an f64's mantissa exactly.
-    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]
@@ -465,32 +471,6 @@ mod tests {
         // A server reached by a redirect, known neither from the seeds nor a ring.
         let elsewhere = lost("s9", "s9:1");
         check(None, &["x:1"], None, Some(&elsewhere), &["x:1", "s9:1"]);
-    }
-
-    #[test]
-    fn pauses_double_up_to_the_cap_with_jitter() {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-        let steps = [100, 200, 400, 800, 1600, 2000, 2000];
-        for step in steps {
-            let step = Duration::from_millis(step);
-            let pause = backoff.pause();
-            assert!(
-                pause >= step / 2 && pause <= step,
-                "{pause:?} for a step of {step:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn jitter_spreads() {
-        let fractions: Vec<f64> = (0..50).map(|_| random_fraction()).collect();
-        assert!(fractions
-            .iter()
-            .all(|fraction| (0.0..1.0).contains(fraction)));
-        let mut distinct = fractions.clone();
-        distinct.sort_by(f64::total_cmp);
-        distinct.dedup();
-        assert!(distinct.len() > 45, "{fractions:?}");
     }
 
     #[test]
