@@ -1,12 +1,17 @@
 //! A farm of servers on one database: placement on the ring, relaying over the links, and the
 //! farm-wide views.
 
-use chat_proto::{FrameCodec, LinkHello, Request, Response, MAX_FRAME_LEN};
+use chat_proto::{
+    handshake_codec, HandshakeBuilder, Keypair, LinkHello, Pattern, Request, Response, SecureCodec,
+    LINK_PROLOGUE, MAX_FRAME_LEN,
+};
 use chat_tests::{Farm, RawConn, EVENT_TIMEOUT};
 use futures::{SinkExt, StreamExt};
+use rand_core::OsRng;
 use serde_json::json;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
+use tokio_util::bytes::Bytes;
 use tokio_util::codec::Framed;
 
 /// The value of `key=` on the line of `links` output about `peer`.
@@ -251,32 +256,85 @@ async fn chat_server_admin_reaches_a_background_server() {
     assert_eq!(unknown, "unknown command: frobnicate (try help)");
 }
 
+/// Plays a server dialing `addr`'s peer port: the XXpsk3 handshake with `cluster_key` and a
+/// fresh link key, then `hello`. Returns the answer, or `None` if the server hung up.
+async fn dial_link(addr: &str, cluster_key: [u8; 32], hello: LinkHello) -> Option<LinkHello> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .expect("connect to the peer port");
+    let mut framed = Framed::new(stream, handshake_codec());
+    let mut noise = HandshakeBuilder::new(Pattern::XxPsk3)
+        .prologue(LINK_PROLOGUE)
+        .local_static(Keypair::generate(&mut OsRng))
+        .psk(cluster_key)
+        .build_initiator(&mut OsRng)
+        .expect("an XXpsk3 initiator");
+    let first = noise.write_message(&[]).expect("message 1");
+    framed.send(Bytes::from(first)).await.ok()?;
+    let second = timeout(EVENT_TIMEOUT, framed.next()).await.ok()??.ok()?;
+    noise.read_message(&second).expect("message 2 reads");
+    let third = noise.write_message(&[]).expect("message 3");
+    framed.send(Bytes::from(third)).await.ok()?;
+    let transport = noise.into_transport().expect("finished");
+    let mut framed =
+        framed.map_codec(|_| SecureCodec::<LinkHello, LinkHello>::new(transport, MAX_FRAME_LEN));
+    framed.send(hello).await.ok()?;
+    timeout(EVENT_TIMEOUT, framed.next()).await.ok()??.ok()
+}
+
 #[tokio::test]
 async fn a_link_from_a_server_not_in_the_registry_is_refused() {
     let farm = Farm::start(2).await;
-    let stream = TcpStream::connect(&farm.server("s1").peer_addr)
-        .await
-        .expect("connect to the peer port");
-    let mut framed = Framed::new(
-        stream,
-        FrameCodec::<LinkHello, LinkHello>::new(MAX_FRAME_LEN),
-    );
     // A name that sorts after every real server and a start time in the future: by the dial
     // rule it is its to dial, so only the registry check can refuse it.
-    framed
-        .send(LinkHello::new("s9", i64::MAX))
-        .await
-        .expect("send hello");
-    let answer = timeout(EVENT_TIMEOUT, framed.next())
-        .await
-        .expect("an answer in time")
-        .expect("an answer")
-        .expect("a readable answer");
+    let answer = dial_link(
+        &farm.server("s1").peer_addr,
+        farm.db.cluster_key(),
+        LinkHello::new("s9", i64::MAX),
+    )
+    .await
+    .expect("an answer");
     assert_eq!(
         answer.refusal,
-        "s9 is not a live server of the registry, or has restarted since"
+        "s9 is not a live server of the registry with this link key, or has restarted since"
+    );
+    // Claiming a real server's name and start time does not help without its link key.
+    let registry = farm.db.query_strings(
+        "SELECT (extract(epoch FROM started_at) * 1000)::bigint::text FROM server_info \
+         WHERE name = 's2'",
+    );
+    let started_at: i64 = registry.await[0].parse().expect("a start time");
+    let answer = dial_link(
+        &farm.server("s1").peer_addr,
+        farm.db.cluster_key(),
+        LinkHello::new("s2", started_at),
+    )
+    .await;
+    assert!(
+        answer
+            .as_ref()
+            .is_none_or(|answer| !answer.refusal.is_empty()),
+        "{answer:?}"
     );
     // The farm is unaffected.
+    let links = farm.server("s1").admin("links").await;
+    assert!(!links.contains("s9"), "{links}");
+    assert!(links.starts_with("s2 up "), "{links}");
+}
+
+#[tokio::test]
+async fn a_link_without_the_cluster_key_gets_nowhere() {
+    let farm = Farm::start(2).await;
+    let answer = dial_link(
+        &farm.server("s1").peer_addr,
+        [7; 32],
+        LinkHello::new("s9", i64::MAX),
+    )
+    .await;
+    assert_eq!(
+        answer, None,
+        "the server answered a link without the cluster key"
+    );
     let links = farm.server("s1").admin("links").await;
     assert!(!links.contains("s9"), "{links}");
     assert!(links.starts_with("s2 up "), "{links}");

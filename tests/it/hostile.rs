@@ -1,9 +1,7 @@
-use chat_proto::{ErrorCode, FrameCodec, Hello, MessageId, Recipient, Request};
+use chat_proto::{ErrorCode, Hello, MessageId, Recipient, Request};
 use chat_tests::{Client, RawConn, Server, TestDb};
-use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_util::codec::Framed;
 
 /// Checks that the server still serves: a message goes from one new client to another.
 async fn still_serves(server: &Server) {
@@ -35,11 +33,9 @@ async fn garbage_and_oversized_frames_close_only_their_connection() {
     closes_after(&server, &[0, 0, 0, 6, 0xde, 0xad, 0xbe, 0xef, 0xff, 0xff]).await;
     closes_after(&server, &u32::MAX.to_be_bytes()).await;
 
-    // The same after a good hello: a garbled request frame, then an oversized one.
-    for bytes in [
-        vec![0, 0, 0, 3, 0xff, 0xff, 0xff],
-        10_000_000u32.to_be_bytes().to_vec(),
-    ] {
+    // The same after the handshake and a good hello: an empty message, then one that does
+    // not decrypt.
+    for bytes in [vec![0, 0], [vec![0, 20], vec![0xab; 20]].concat()] {
         let mut conn = RawConn::connect(&server.addr).await;
         conn.login("mallory").await;
         let mut stream = conn.into_stream();
@@ -58,19 +54,14 @@ async fn garbage_and_oversized_frames_close_only_their_connection() {
 async fn another_protocol_version_gets_a_clear_refusal() {
     let db = TestDb::new().await;
     let server = Server::start(&db, "s1").await;
-    let stream = TcpStream::connect(&server.addr).await.unwrap();
-    let mut framed = Framed::new(stream, FrameCodec::<Hello, Hello>::new(1024));
-    framed
-        .send(Hello {
-            version: 99,
-            ..Hello::new("")
-        })
-        .await
-        .unwrap();
-    let reply = framed.next().await.unwrap().unwrap();
+    let hello = Hello {
+        version: 99,
+        ..Hello::new("")
+    };
+    let reply = chat_tests::hello_answer(&server.addr, hello).await;
     assert_eq!(
         reply.refusal,
-        "protocol version 99 is not supported; this server speaks version 2"
+        "protocol version 99 is not supported; this server speaks version 3"
     );
     still_serves(&server).await;
 }

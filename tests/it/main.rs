@@ -10,3 +10,4 @@ mod limits;
 mod messaging;
 mod offline;
 mod outage;
+mod wire;

@@ -7,7 +7,7 @@ use chat_tests::{Client, Proxy, Server, TestDb};
 async fn servers_ride_out_a_database_outage() {
     let db = TestDb::new().await;
     let proxy = Proxy::start(db.host_port()).await;
-    let server = Server::start_on(&db.url_via(&proxy.addr), "s1", &[]).await;
+    let server = Server::start_on(&db, &db.url_via(&proxy.addr), "s1", &[]).await;
     let mut alice = Client::login(&server, "alice").await;
     let mut bob = Client::login(&server, "bob").await;
     for member in [&mut alice, &mut bob] {

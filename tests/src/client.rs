@@ -28,7 +28,13 @@ impl Client {
     /// Starts a client with these `--server` addresses, without waiting for anything.
     pub fn spawn(servers: &[&str]) -> Client {
         let mut command = Command::new(binary("chat-client"));
-        command.arg("--json");
+        // Trust on first use, in a file of this client's own.
+        let known_servers =
+            std::env::temp_dir().join(format!("chat-test-known-{}", uuid::Uuid::now_v7().simple()));
+        command
+            .arg("--json")
+            .arg("--known-servers")
+            .arg(known_servers);
         for server in servers {
             command.args(["--server", server]);
         }

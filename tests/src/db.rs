@@ -1,8 +1,13 @@
+use crate::binary;
+use std::path::PathBuf;
 use tokio_postgres::NoTls;
 
-/// A database of its own for one test, created on the server that `DATABASE_URL` names.
+/// A database of its own for one test, created on the server that `DATABASE_URL` names, and
+/// the keys of the farm that uses it (made by `chat-server keygen`).
 pub struct TestDb {
     pub url: String,
+    /// Holds `farm.key`, `farm.pub` and `cluster.key`.
+    pub keys: PathBuf,
 }
 
 impl TestDb {
@@ -27,7 +32,34 @@ impl TestDb {
             }
             _ => panic!("DATABASE_URL must be a URL ending in /<database>: {base}"),
         };
-        TestDb { url }
+        let keys = std::env::temp_dir().join(format!("chat-test-keys-{name}"));
+        let made = std::process::Command::new(binary("chat-server"))
+            .arg("keygen")
+            .arg("--dir")
+            .arg(&keys)
+            .output()
+            .expect("run chat-server keygen");
+        assert!(
+            made.status.success(),
+            "chat-server keygen failed: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        TestDb { url, keys }
+    }
+
+    /// The farm's public key, as clients pin it.
+    pub fn farm_public_key(&self) -> String {
+        std::fs::read_to_string(self.keys.join("farm.pub"))
+            .expect("read farm.pub")
+            .trim()
+            .to_owned()
+    }
+
+    /// The cluster key's 32 bytes, for a test that plays a server.
+    pub fn cluster_key(&self) -> [u8; 32] {
+        let text =
+            std::fs::read_to_string(self.keys.join("cluster.key")).expect("read cluster.key");
+        chat_proto::key_from_hex(&text).expect("a cluster key")
     }
 
     /// The `host:port` of the database server.

@@ -17,7 +17,7 @@ pub use client::Client;
 pub use db::TestDb;
 pub use farm::Farm;
 pub use proxy::Proxy;
-pub use raw::RawConn;
+pub use raw::{handshake, hello_answer, RawConn};
 pub use server::Server;
 
 use std::path::PathBuf;

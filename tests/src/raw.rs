@@ -1,21 +1,69 @@
 use crate::EVENT_TIMEOUT;
-use chat_proto::{ClientFrame, FrameCodec, Hello, Request, Response, ServerFrame, MAX_FRAME_LEN};
+use chat_proto::{
+    handshake_codec, ClientFrame, HandshakeBuilder, Hello, Pattern, Request, Response, SecureCodec,
+    ServerFrame, CLIENT_PROLOGUE, MAX_FRAME_LEN,
+};
 use futures::{SinkExt, StreamExt};
+use rand_core::OsRng;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
+use tokio_util::bytes::Bytes;
 use tokio_util::codec::Framed;
+
+/// An encrypted connection after the handshake, before the hellos.
+pub type HelloConn = Framed<TcpStream, SecureCodec<Hello, Hello>>;
 
 /// A protocol-level connection, for what the real client would never do.
 pub struct RawConn {
-    framed: Framed<TcpStream, FrameCodec<ServerFrame, ClientFrame>>,
+    framed: Framed<TcpStream, SecureCodec<ServerFrame, ClientFrame>>,
     next_id: u32,
 }
 
+/// Runs the client's Noise NX handshake on `addr`; returns the connection and the server's
+/// static key.
+pub async fn handshake(addr: &str) -> (HelloConn, [u8; 32]) {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let mut framed = Framed::new(stream, handshake_codec());
+    let mut noise = HandshakeBuilder::new(Pattern::Nx)
+        .prologue(CLIENT_PROLOGUE)
+        .build_initiator(&mut OsRng)
+        .expect("an NX initiator");
+    let first = noise.write_message(&[]).expect("first handshake message");
+    framed
+        .send(Bytes::from(first))
+        .await
+        .expect("send handshake");
+    let second = timeout(EVENT_TIMEOUT, framed.next())
+        .await
+        .expect("handshake answer in time")
+        .expect("handshake answer")
+        .expect("readable handshake answer");
+    noise
+        .read_message(&second)
+        .expect("a valid handshake answer");
+    let transport = noise.into_transport().expect("handshake finished");
+    let key = transport.remote_static().expect("the server's key");
+    (
+        framed.map_codec(|_| SecureCodec::new(transport, MAX_FRAME_LEN)),
+        key,
+    )
+}
+
+/// Sends `hello` on a fresh encrypted connection and returns the server's answer.
+pub async fn hello_answer(addr: &str, hello: Hello) -> Hello {
+    let (mut framed, _) = handshake(addr).await;
+    framed.send(hello).await.expect("send hello");
+    timeout(EVENT_TIMEOUT, framed.next())
+        .await
+        .expect("hello in time")
+        .expect("hello")
+        .expect("readable hello")
+}
+
 impl RawConn {
-    /// Connects and exchanges hellos.
+    /// Connects, runs the handshake and exchanges hellos.
     pub async fn connect(addr: &str) -> RawConn {
-        let stream = TcpStream::connect(addr).await.expect("connect");
-        let mut framed = Framed::new(stream, FrameCodec::<Hello, Hello>::new(MAX_FRAME_LEN));
+        let (mut framed, _) = handshake(addr).await;
         framed.send(Hello::new("")).await.expect("send hello");
         let hello = timeout(EVENT_TIMEOUT, framed.next())
             .await
@@ -24,7 +72,7 @@ impl RawConn {
             .expect("readable hello");
         assert!(hello.refusal.is_empty(), "refused: {}", hello.refusal);
         RawConn {
-            framed: framed.map_codec(FrameCodec::retype),
+            framed: framed.map_codec(SecureCodec::retype),
             next_id: 1,
         }
     }
@@ -57,6 +105,33 @@ impl RawConn {
             })
             .await;
         assert!(matches!(reply, Ok(Response::LoggedIn { .. })), "{reply:?}");
+    }
+
+    /// Sends every frame as fast as the connection takes them while reading what comes back,
+    /// until the server ends the connection; returns what it sent. Fails the test if the
+    /// server neither sends nor closes for [`EVENT_TIMEOUT`].
+    pub async fn flood(self, frames: Vec<ClientFrame>) -> Vec<ServerFrame> {
+        let (mut sink, mut stream) = self.framed.split();
+        let send = async move {
+            for frame in frames {
+                // The server may cut the connection midway.
+                if sink.feed(frame).await.is_err() {
+                    return;
+                }
+            }
+            let _ = sink.flush().await;
+        };
+        let receive = async move {
+            let mut received = Vec::new();
+            loop {
+                match timeout(EVENT_TIMEOUT, stream.next()).await {
+                    Ok(Some(Ok(frame))) => received.push(frame),
+                    Ok(_) => return received,
+                    Err(_) => panic!("the server neither sent a frame nor closed in time"),
+                }
+            }
+        };
+        tokio::join!(send, receive).1
     }
 
     pub async fn next_frame(&mut self) -> ServerFrame {

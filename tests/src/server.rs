@@ -27,24 +27,29 @@ impl Server {
 
     /// Starts a server with extra flags.
     pub async fn start_with(db: &TestDb, name: &str, flags: &[&str]) -> Server {
-        Server::start_on(&db.url, name, flags).await
+        Server::start_on(db, &db.url, name, flags).await
     }
 
-    /// Starts a server on the database at `database_url`, with extra flags.
-    pub async fn start_on(database_url: &str, name: &str, flags: &[&str]) -> Server {
+    /// Starts a server of `db`'s farm on the database at `database_url` (a proxy, say), with
+    /// extra flags.
+    pub async fn start_on(db: &TestDb, database_url: &str, name: &str, flags: &[&str]) -> Server {
         let admin_socket =
             std::env::temp_dir().join(format!("chat-test-{}.sock", uuid::Uuid::now_v7().simple()));
         let mut child = Command::new(binary("chat-server"))
             .args(["--name", name, "--listen", "127.0.0.1:0"])
             .args(flags)
-            .args([
-                "--peer-listen",
-                "127.0.0.1:0",
-                "--database-url",
-                database_url,
-            ])
+            .args(if flags.contains(&"--peer-listen") {
+                &[][..]
+            } else {
+                &["--peer-listen", "127.0.0.1:0"][..]
+            })
+            .args(["--database-url", database_url])
             .arg("--admin-socket")
             .arg(&admin_socket)
+            .arg("--farm-key-file")
+            .arg(db.keys.join("farm.key"))
+            .arg("--cluster-key-file")
+            .arg(db.keys.join("cluster.key"))
             .env_remove("DATABASE_URL")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
