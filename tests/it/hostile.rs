@@ -136,3 +136,60 @@ async fn invalid_requests_get_errors_and_the_session_goes_on() {
     assert!(reply.is_ok(), "{reply:?}");
     still_serves(&server).await;
 }
+
+#[tokio::test]
+async fn a_truncated_handshake_and_a_slowloris_are_cut_off_at_the_handshake_timeout() {
+    let db = TestDb::new().await;
+    let server = Server::start(&db, "s1").await;
+    let started = std::time::Instant::now();
+    // Half of the first handshake message (32 bytes are due), then silence.
+    let mut truncated = TcpStream::connect(&server.addr).await.unwrap();
+    truncated.write_all(&[0, 32]).await.unwrap();
+    truncated.write_all(&[0x42; 16]).await.unwrap();
+    // A byte at a time, slower than any handshake needs.
+    let mut slowloris = TcpStream::connect(&server.addr).await.unwrap();
+    let trickle = async {
+        for byte in [0u8, 32].into_iter().chain([0x42; 32]) {
+            if slowloris.write_all(&[byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        }
+    };
+    let (_, ()) = tokio::join!(trickle, still_serves(&server));
+    for stream in [&mut truncated, &mut slowloris] {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(chat_tests::EVENT_TIMEOUT, stream.read_to_end(&mut rest))
+            .await
+            .expect("the server closed the connection in time");
+        // A reset is as good as a close; nothing was sent back either way.
+        if read.is_ok() {
+            assert!(rest.is_empty(), "the server answered a broken handshake");
+        }
+    }
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "broken handshakes held on for {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_client_refuses_a_server_with_another_farms_key() {
+    let db = TestDb::new().await;
+    let server = Server::start(&db, "s1").await;
+    let other_farm = TestDb::new().await;
+    let mut client = Client::spawn_with(
+        &[&server.addr],
+        &["--server-key", &other_farm.farm_public_key()],
+    );
+    let error = client
+        .event(|ev| ev["type"] == "error" && ev["command"] == "connection")
+        .await;
+    let message = error["message"].as_str().expect("a message");
+    assert!(message.contains("key"), "{message}");
+    assert_eq!(client.wait_exit().await, Some(1));
+    // The pinned key of this farm works.
+    let mut pinned = Client::spawn_with(&[&server.addr], &["--server-key", &db.farm_public_key()]);
+    pinned.ok("login alice pw-alice").await;
+}

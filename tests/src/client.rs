@@ -25,16 +25,19 @@ impl Client {
         client
     }
 
-    /// Starts a client with these `--server` addresses, without waiting for anything.
+    /// Starts a client with these `--server` addresses, without waiting for anything. It
+    /// trusts servers on first use, in a known-servers file of its own.
     pub fn spawn(servers: &[&str]) -> Client {
-        let mut command = Command::new(binary("chat-client"));
-        // Trust on first use, in a file of this client's own.
         let known_servers =
             std::env::temp_dir().join(format!("chat-test-known-{}", uuid::Uuid::now_v7().simple()));
-        command
-            .arg("--json")
-            .arg("--known-servers")
-            .arg(known_servers);
+        let known_servers = known_servers.to_string_lossy().into_owned();
+        Client::spawn_with(servers, &["--known-servers", &known_servers])
+    }
+
+    /// Starts a client with these `--server` addresses and extra flags.
+    pub fn spawn_with(servers: &[&str], flags: &[&str]) -> Client {
+        let mut command = Command::new(binary("chat-client"));
+        command.arg("--json").args(flags);
         for server in servers {
             command.args(["--server", server]);
         }
