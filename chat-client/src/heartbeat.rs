@@ -6,7 +6,8 @@
 //! it sends `Request::Ping` once per interval and waits up to one interval for the reply. Once
 //! the last answer is `misses` intervals old (three missed heartbeats, by default three
 //! seconds), the connection is ended from this side, and the reader reports it as lost like any
-//! other end. A server that hangs is therefore left 2 to 3 intervals after it stopped.
+//! other end. A server that hangs is therefore left 2 to 3 intervals after it stopped: its last
+//! answer came at most one interval before it hung.
 //!
 //! The heartbeat never writes to the socket itself: its pings go through the writer's queue,
 //! like every request. A queue too full to take a ping counts as a miss, since a writer that
@@ -58,13 +59,16 @@ async fn ping(heartbeat: Heartbeat, shared: &Shared, frames: mpsc::WeakSender<Cl
     let mut last_answer = Instant::now();
     let mut next_ping = last_answer + heartbeat.interval;
     loop {
-        tokio::time::sleep_until(next_ping).await;
-        let sent_at = Instant::now();
-        if sent_at.duration_since(last_answer) >= silence_limit {
+        // The server is dead the moment its last answer is `silence_limit` old, whether or not
+        // a ping is due then.
+        let dead_at = last_answer + silence_limit;
+        if next_ping >= dead_at {
+            tokio::time::sleep_until(dead_at).await;
             shared.end(format!("no answer to {misses} pings in a row"));
             return;
         }
-        next_ping = sent_at + heartbeat.interval;
+        tokio::time::sleep_until(next_ping).await;
+        next_ping = Instant::now() + heartbeat.interval;
         // The session has let the connection go: nothing to watch any more.
         let Some(frames) = frames.upgrade() else {
             return;
@@ -83,7 +87,7 @@ async fn ping(heartbeat: Heartbeat, shared: &Shared, frames: mpsc::WeakSender<Cl
         };
         drop(frames);
         let answered = queued
-            && match tokio::time::timeout_at(next_ping, reply).await {
+            && match tokio::time::timeout_at(next_ping.min(dead_at), reply).await {
                 // Any reply, even a refusal, shows that the server still reads and answers.
                 Ok(Ok(_)) => true,
                 // The connection ended: the reader reports why.
