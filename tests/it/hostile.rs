@@ -11,6 +11,17 @@ async fn still_serves(server: &Server) {
     bob.message("still here").await;
 }
 
+/// Reads until the server ends the connection; returns the reason its goodbye gave, if any.
+async fn closing_reason(conn: &mut RawConn) -> Option<String> {
+    let mut reason = None;
+    while let Some(frame) = conn.try_next_frame().await {
+        if let chat_proto::ServerFrame::Closing { reason: why } = frame {
+            reason = Some(why);
+        }
+    }
+    reason
+}
+
 /// Writes `bytes` on a fresh connection and checks that the server closes it.
 async fn closes_after(server: &Server, bytes: &[u8]) {
     let mut stream = TcpStream::connect(&server.addr).await.unwrap();
@@ -192,4 +203,68 @@ async fn a_client_refuses_a_server_with_another_farms_key() {
     // The pinned key of this farm works.
     let mut pinned = Client::spawn_with(&[&server.addr], &["--server-key", &db.farm_public_key()]);
     pinned.ok("login alice pw-alice").await;
+}
+
+#[tokio::test]
+async fn a_replayed_or_reordered_frame_ends_only_the_attacked_connection() {
+    let db = TestDb::new().await;
+    let server = Server::start(&db, "s1").await;
+    let mut bob = Client::login(&server, "bob").await;
+    for replay_twice_later in [false, true] {
+        let tap = chat_tests::Tap::start(server.addr.clone()).await;
+        let mut alice = RawConn::connect(&tap.addr).await;
+        alice.login("alice").await;
+        let send = |text: &str| Request::Send {
+            id: MessageId::new(),
+            to: Recipient::User("bob".into()),
+            text: text.into(),
+        };
+        let text = format!("only once {replay_twice_later}");
+        assert!(alice.request(send(&text)).await.is_ok());
+        bob.message(&text).await;
+        let recorded = tap.sent();
+        let send_frame = recorded.last().expect("the send crossed the tap").clone();
+        if replay_twice_later {
+            // A later frame first, then the earlier one again: out of order and replayed.
+            assert!(alice.request(Request::Ping).await.is_ok());
+            let ping_frame = tap.sent().last().expect("the ping crossed").clone();
+            tap.inject(ping_frame);
+        }
+        tap.inject(send_frame);
+        // The server drops the attacked connection, saying why...
+        assert_eq!(
+            closing_reason(&mut alice).await.as_deref(),
+            Some(
+                "unreadable frame: encrypted frame refused: decryption failed: the message is \
+                 forged, altered, replayed or out of order"
+            )
+        );
+        // ...and bob saw the message once, and keeps chatting.
+        assert!(
+            bob.take_messages(&text).is_empty(),
+            "{text} was shown twice"
+        );
+    }
+    still_serves(&server).await;
+}
+
+#[tokio::test]
+async fn an_oversized_frame_from_a_client_ends_its_connection() {
+    let db = TestDb::new().await;
+    let server = Server::start(&db, "s1").await;
+    let mut mallory = RawConn::connect(&server.addr).await;
+    mallory.login("mallory").await;
+    let huge = Request::Send {
+        id: MessageId::new(),
+        to: Recipient::User("mallory".into()),
+        text: "x".repeat(200_000),
+    };
+    mallory
+        .send_frame(chat_proto::ClientFrame::Request { id: 9, body: huge })
+        .await;
+    assert_eq!(
+        closing_reason(&mut mallory).await.as_deref(),
+        Some("unreadable frame: frame exceeds the limit of 65536 bytes")
+    );
+    still_serves(&server).await;
 }

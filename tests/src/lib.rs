@@ -16,7 +16,7 @@ mod server;
 pub use client::Client;
 pub use db::TestDb;
 pub use farm::Farm;
-pub use proxy::Proxy;
+pub use proxy::{Proxy, Tap};
 pub use raw::{handshake, hello_answer, RawConn};
 pub use server::Server;
 

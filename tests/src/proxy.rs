@@ -97,3 +97,71 @@ impl Proxy {
         self.state.lock().expect("proxy state").cut = false;
     }
 }
+
+/// A one-connection proxy that keeps what the client sent, read by read, and lets the test
+/// send bytes of its own to the server on that connection: for replaying and reordering
+/// encrypted frames as an attacker on the path would.
+pub struct Tap {
+    pub addr: String,
+    /// The client's bytes, one entry per read.
+    sent: Arc<Mutex<Vec<Vec<u8>>>>,
+    inject: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+}
+
+impl Tap {
+    pub async fn start(target: String) -> Tap {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind tap");
+        let addr = listener.local_addr().expect("tap address").to_string();
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let (inject, mut injected) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+        let record = sent.clone();
+        tokio::spawn(async move {
+            let Ok((client, _)) = listener.accept().await else {
+                return;
+            };
+            let Ok(server) = TcpStream::connect(&target).await else {
+                return;
+            };
+            let (mut client_read, client_write) = client.into_split();
+            let (server_read, mut server_write) = server.into_split();
+            let to_server = async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    tokio::select! {
+                        read = client_read.read(&mut buf) => {
+                            let n = match read {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            record.lock().expect("tap").push(buf[..n].to_vec());
+                            if server_write.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                        Some(bytes) = injected.recv() => {
+                            if server_write.write_all(&bytes).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            };
+            tokio::join!(
+                to_server,
+                forward(server_read, client_write, Arc::default())
+            );
+        });
+        Tap { addr, sent, inject }
+    }
+
+    /// What the client has sent so far, one entry per read.
+    pub fn sent(&self) -> Vec<Vec<u8>> {
+        self.sent.lock().expect("tap").clone()
+    }
+
+    /// Sends `bytes` to the server as if the client had.
+    pub fn inject(&self, bytes: Vec<u8>) {
+        let _ = self.inject.send(bytes);
+    }
+}

@@ -107,6 +107,21 @@ impl RawConn {
         assert!(matches!(reply, Ok(Response::LoggedIn { .. })), "{reply:?}");
     }
 
+    /// Sends one frame, whatever it holds.
+    pub async fn send_frame(&mut self, frame: ClientFrame) {
+        self.framed.send(frame).await.expect("send a frame");
+    }
+
+    /// The next frame, or `None` once the connection has ended (closed, reset or unreadable).
+    /// Fails the test if nothing comes in time.
+    pub async fn try_next_frame(&mut self) -> Option<ServerFrame> {
+        match timeout(EVENT_TIMEOUT, self.framed.next()).await {
+            Ok(Some(Ok(frame))) => Some(frame),
+            Ok(_) => None,
+            Err(_) => panic!("the server neither sent a frame nor closed in time"),
+        }
+    }
+
     /// Sends every frame as fast as the connection takes them while reading what comes back,
     /// until the server ends the connection; returns what it sent. Fails the test if the
     /// server neither sends nor closes for [`EVENT_TIMEOUT`].
