@@ -75,8 +75,8 @@ struct Cli {
     )]
     ping_interval_ms: u64,
 
-    /// How many pings in a row may go unanswered before the server counts as dead and the
-    /// client moves to another.
+    /// A server that has answered nothing for this many ping intervals counts as dead (three
+    /// missed pings, by default), and the client moves to another.
     #[arg(
         long,
         value_name = "N",
