@@ -61,6 +61,11 @@ pub struct Config {
     #[arg(long, value_name = "HOST[:PORT]")]
     pub advertise: Option<String>,
 
+    /// The address (HOST:PORT) that other servers should dial for links, when it is neither
+    /// the peer listening address nor --advertise's host with the peer port.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertise_peer: Option<String>,
+
     /// The farm key (64 hex digits, mode 600), the same on every server of the farm. Without
     /// it, the CHAT_FARM_KEY environment variable holds the key itself.
     #[arg(long, value_name = "PATH")]
@@ -70,11 +75,6 @@ pub struct Config {
     /// the CHAT_CLUSTER_KEY environment variable holds the key itself.
     #[arg(long, value_name = "PATH")]
     pub cluster_key_file: Option<PathBuf>,
-
-    /// The address (HOST:PORT) that other servers should dial for links, when it is neither
-    /// the peer listening address nor --advertise's host with the peer port.
-    #[arg(long, value_name = "HOST:PORT")]
-    pub advertise_peer: Option<String>,
 
     /// PostgreSQL connection URL, e.g. postgres://user@host:5432/chat.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
