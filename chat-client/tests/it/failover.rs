@@ -3,8 +3,9 @@
 //! sent is lost or shown twice, and the client goes back home when home returns.
 
 use crate::fake_server::{messages, pinned, FakeServer, OnSend, OnWho};
-use crate::farm::{connected, delivered_at_login, farm, logged_in, user_placed};
+use crate::farm::{connected, logged_in, user_placed};
 use crate::session::run_with;
+use crate::support::{drive_logged_in, moved_after_login, ringed_farm, whole_log_confirmed};
 use chat_client::connection::Connection;
 use chat_client::heartbeat::Heartbeat;
 use chat_client::input::Input;
@@ -175,11 +176,8 @@ fn requests_but_ring(server: &FakeServer) -> Vec<Request> {
 /// must go on at the backup (s3, not the seed s2), send again with the same id, and show the
 /// log that waited there once.
 async fn check_send_survives(on_send: OnSend) {
-    let servers = farm(&["s1", "s2", "s3"]).await;
-    let [s1, s2, s3] = &servers[..] else {
-        unreachable!()
-    };
-    share_ring(&servers);
+    let servers = ringed_farm(["s1", "s2", "s3"]).await;
+    let [s1, s2, s3] = &servers;
     let user = user_placed(&["s1", "s2", "s3"], &["s1", "s3", "s2"]);
     s1.on_send(on_send);
 
@@ -193,21 +191,13 @@ async fn check_send_survives(on_send: OnSend) {
         .and_then(|line| line["id"].as_str())
         .and_then(|id| id.parse().ok())
         .unwrap_or_else(|| panic!("no send answer: {lines:#?}"));
-    let [second, third] = fetched_log();
-    assert_eq!(
-        lines,
-        vec![
-            connected("s2"),
-            connected("s1"),
-            delivered_at_login(),
-            logged_in(&user),
-            connected("s3"),
-            second,
-            third,
-            json!({"type":"ok","command":"send","id":sent_id.to_string()}),
-            whoami(&user, "s3", "s1", "s3"),
-        ]
-    );
+    let mut expected = vec![connected("s2")];
+    expected.extend(moved_after_login(&user, "s1", "s3"));
+    expected.extend([
+        json!({"type":"ok","command":"send","id":sent_id.to_string()}),
+        whoami(&user, "s3", "s1", "s3"),
+    ]);
+    assert_eq!(lines, expected);
     // Both attempts carried the same id; the seed, which is not next in the ring, got none.
     assert_eq!(s1.sends(), vec![sent_id]);
     assert_eq!(s3.sends(), vec![sent_id]);
@@ -248,11 +238,8 @@ async fn a_send_refused_for_shutdown_is_sent_again_after_the_failover() {
 
 #[tokio::test]
 async fn a_hung_server_is_declared_dead_after_the_missed_pings() {
-    let servers = farm(&["s1", "s2", "s3"]).await;
-    let [s1, _s2, s3] = &servers[..] else {
-        unreachable!()
-    };
-    share_ring(&servers);
+    let servers = ringed_farm(["s1", "s2", "s3"]).await;
+    let [s1, _s2, s3] = &servers;
     let user = user_placed(&["s1", "s2", "s3"], &["s1", "s3", "s2"]);
     let config = Config {
         heartbeat: Some(Heartbeat {
@@ -264,31 +251,19 @@ async fn a_hung_server_is_declared_dead_after_the_missed_pings() {
         ..config(s1)
     };
 
-    let login = format!("login {user} pw");
-    let (exit, lines, hung_at) = drive(s1, config, |mut keys, screen| async move {
-        keys.type_line(&login).await;
-        screen.answer("login").await;
-        let hung_at = s1.received().len();
-        s1.hang();
-        screen.wait_for(&connected("s3")).await;
-        keys.type_line("whoami").await;
-        hung_at
-    })
-    .await;
+    let (exit, lines, hung_at) =
+        drive_logged_in(s1, config, &user, |mut keys, screen| async move {
+            let hung_at = s1.received().len();
+            s1.hang();
+            screen.wait_for(&connected("s3")).await;
+            keys.type_line("whoami").await;
+            hung_at
+        })
+        .await;
     assert_eq!(exit, Exit::EndOfInput, "{lines:#?}");
-    let [second, third] = fetched_log();
-    assert_eq!(
-        lines,
-        vec![
-            connected("s1"),
-            delivered_at_login(),
-            logged_in(&user),
-            connected("s3"),
-            second,
-            third,
-            whoami(&user, "s3", "s1", "s3"),
-        ]
-    );
+    let mut expected = moved_after_login(&user, "s1", "s3");
+    expected.push(whoami(&user, "s3", "s1", "s3"));
+    assert_eq!(lines, expected);
     // The client gave up on s1 once it had been silent for three ping intervals: after two or
     // three unanswered pings, depending on where in the ping cycle it hung.
     let unanswered = s1.pings_after(hung_at);
@@ -301,18 +276,11 @@ async fn a_hung_server_is_declared_dead_after_the_missed_pings() {
 
 #[tokio::test]
 async fn the_log_fetched_after_each_reconnect_shows_waiting_messages_once() {
-    let servers = farm(&["s1", "s2", "s3"]).await;
-    let [s1, s2, s3] = &servers[..] else {
-        unreachable!()
-    };
-    share_ring(&servers);
+    let servers = ringed_farm(["s1", "s2", "s3"]).await;
+    let [s1, s2, s3] = &servers;
     let user = user_placed(&["s1", "s2", "s3"], &["s1", "s3", "s2"]);
-    let [second, third] = fetched_log();
 
-    let login = format!("login {user} pw");
-    let (exit, lines, ()) = drive(s1, config(s1), |mut keys, screen| async move {
-        keys.type_line(&login).await;
-        screen.answer("login").await;
+    let (exit, lines, ()) = drive_logged_in(s1, config(s1), &user, |mut keys, screen| async move {
         s1.crash();
         screen.wait_for(&connected("s3")).await;
         screen.wait_for(&offline(2)).await;
@@ -323,48 +291,30 @@ async fn the_log_fetched_after_each_reconnect_shows_waiting_messages_once() {
     })
     .await;
     assert_eq!(exit, Exit::EndOfInput, "{lines:#?}");
-    assert_eq!(
-        lines,
-        vec![
-            connected("s1"),
-            delivered_at_login(),
-            logged_in(&user),
-            connected("s3"),
-            second,
-            third,
-            connected("s2"),
-            json!({"type":"ok","command":"readlog","count":0}),
-        ]
-    );
+    let mut expected = moved_after_login(&user, "s1", "s3");
+    expected.extend([
+        connected("s2"),
+        json!({"type":"ok","command":"readlog","count":0}),
+    ]);
+    assert_eq!(lines, expected);
     // s2 handed the whole log over once more: confirmed, though not shown again.
-    let [first, second, third] = messages();
-    assert_eq!(
-        s2.confirmed(),
-        vec![vec![first.id, second.id], vec![third.id]]
-    );
-    assert_eq!(s2.acked(), vec![first.id]);
+    assert_eq!(s2.confirmed(), whole_log_confirmed());
+    assert_eq!(s2.acked(), vec![messages()[0].id]);
 }
 
 #[tokio::test]
 async fn the_client_returns_home_once_home_is_back() {
-    let servers = farm(&["s1", "s2"]).await;
-    let [s1, s2] = &servers[..] else {
-        unreachable!()
-    };
-    share_ring(&servers);
+    let servers = ringed_farm(["s1", "s2"]).await;
+    let [s1, s2] = &servers;
     let user = user_placed(&["s1", "s2"], &["s1", "s2"]);
     s1.go_down();
     let config = Config {
         home_poll: Duration::from_millis(50),
         ..config(s2)
     };
-    let [second, third] = fetched_log();
 
-    let login = format!("login {user} pw");
     let login_ok = logged_in(&user);
-    let (exit, lines, ()) = drive(s2, config, |mut keys, screen| async move {
-        keys.type_line(&login).await;
-        screen.answer("login").await;
+    let (exit, lines, ()) = drive_logged_in(s2, config, &user, |mut keys, screen| async move {
         // The login tried home once; a look at home tries it again while it is down.
         s1.until_accepted(2).await;
         assert_eq!(screen.lines().last(), Some(&login_ok));
@@ -375,35 +325,19 @@ async fn the_client_returns_home_once_home_is_back() {
     })
     .await;
     assert_eq!(exit, Exit::EndOfInput, "{lines:#?}");
-    assert_eq!(
-        lines,
-        vec![
-            connected("s2"),
-            delivered_at_login(),
-            logged_in(&user),
-            connected("s1"),
-            second,
-            third,
-            whoami(&user, "s1", "s1", "s2"),
-        ]
-    );
+    let mut expected = moved_after_login(&user, "s2", "s1");
+    expected.push(whoami(&user, "s1", "s1", "s2"));
+    assert_eq!(lines, expected);
     assert_eq!(s1.logins(), vec![user.clone()]);
     assert_eq!(s2.logins(), vec![user]);
     assert!(!s2.requests().contains(&Request::WhoAmI));
-    let [first, second, third] = messages();
-    assert_eq!(
-        s1.confirmed(),
-        vec![vec![first.id, second.id], vec![third.id]]
-    );
+    assert_eq!(s1.confirmed(), whole_log_confirmed());
 }
 
 #[tokio::test]
 async fn a_failover_finds_a_server_that_came_back_at_a_new_address() {
-    let servers = farm(&["s1", "s2"]).await;
-    let [s1, old_s2] = &servers[..] else {
-        unreachable!()
-    };
-    share_ring(&servers);
+    let servers = ringed_farm(["s1", "s2"]).await;
+    let [s1, old_s2] = &servers;
     let user = user_placed(&["s1", "s2"], &["s1", "s2"]);
     let config = Config {
         home_poll: Duration::from_millis(50),
@@ -412,10 +346,7 @@ async fn a_failover_finds_a_server_that_came_back_at_a_new_address() {
     // The backup restarts on another port while the user sits at home.
     let new_s2 = &FakeServer::start_named("s2", OnWho::Answer).await;
 
-    let login = format!("login {user} pw");
-    let (exit, lines, ()) = drive(s1, config, |mut keys, screen| async move {
-        keys.type_line(&login).await;
-        screen.answer("login").await;
+    let (exit, lines, ()) = drive_logged_in(s1, config, &user, |mut keys, screen| async move {
         old_s2.crash();
         let ring = [
             ("s1", &*s1.addr.to_string()),

@@ -1,8 +1,8 @@
 //! Logins on a fake farm: the ring sends the client to the user's home, and redirects move it.
 
 use crate::fake_server::{messages, FakeServer, OnWho};
-use crate::session::{login, run_on};
-use chat_client::session::Exit;
+use crate::session::login;
+use crate::support::{logged_in_at, ringed_farm, run_to_end, who_answer};
 use chat_proto::ring::DEFAULT_VNODES;
 use chat_proto::{Request, Ring};
 use serde_json::{json, Value};
@@ -37,36 +37,32 @@ pub fn logged_in(user: &str) -> Value {
     json!({"type":"ok","command":"login","user":user,"registered":true,"waiting":3})
 }
 
-pub async fn farm(names: &[&str]) -> Vec<FakeServer> {
+/// A fake farm of servers named `names`, each answering every request.
+pub async fn farm<const N: usize>(names: [&str; N]) -> [FakeServer; N] {
     let mut servers = Vec::new();
     for name in names {
         servers.push(FakeServer::start_named(name, OnWho::Answer).await);
     }
     servers
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("one server a name"))
 }
 
 #[tokio::test]
 async fn login_moves_to_the_users_home_server() {
-    let servers = farm(&["s1", "s2"]).await;
-    let [s1, s2] = &servers[..] else {
-        unreachable!()
-    };
-    let ring = [("s1", &*s1.addr.to_string()), ("s2", &*s2.addr.to_string())];
-    s1.set_ring(&ring);
-    s2.set_ring(&ring);
+    let servers = ringed_farm(["s1", "s2"]).await;
+    let [s1, s2] = &servers;
     let user = user_placed(&["s1", "s2"], &["s2", "s1"]);
 
-    let (exit, lines) = run_on(s1, &format!("login {user} pw\nwhoami\n")).await;
-    assert_eq!(exit, Exit::EndOfInput, "{lines:#?}");
+    let lines = run_to_end(s1, &format!("login {user} pw\nwhoami\n")).await;
     assert_eq!(
         lines,
-        vec![
-            connected("s1"),
-            connected("s2"),
-            delivered_at_login(),
-            logged_in(&user),
-            json!({"type":"ok","command":"whoami","user":user,"server":"s2","home":"s2","backup":"s1"}),
+        [
+            vec![connected("s1")],
+            logged_in_at(&user, "s2"),
+            vec![json!({"type":"ok","command":"whoami","user":user,"server":"s2","home":"s2","backup":"s1"})],
         ]
+        .concat()
     );
     // The first server was only asked for the ring; the home server got the rest.
     s1.until_closed().await;
@@ -78,10 +74,8 @@ async fn login_moves_to_the_users_home_server() {
 
 #[tokio::test]
 async fn login_falls_back_to_the_backup_when_home_does_not_answer() {
-    let servers = farm(&["s1", "s3"]).await;
-    let [s1, s3] = &servers[..] else {
-        unreachable!()
-    };
+    let servers = farm(["s1", "s3"]).await;
+    let [s1, s3] = &servers;
     s1.set_ring(&[
         ("s1", &s1.addr.to_string()),
         ("s2", DEAD),
@@ -89,16 +83,10 @@ async fn login_falls_back_to_the_backup_when_home_does_not_answer() {
     ]);
     let user = user_placed(&["s1", "s2", "s3"], &["s2", "s3"]);
 
-    let (exit, lines) = run_on(s1, &format!("login {user} pw\n")).await;
-    assert_eq!(exit, Exit::EndOfInput, "{lines:#?}");
+    let lines = run_to_end(s1, &format!("login {user} pw\n")).await;
     assert_eq!(
         lines,
-        vec![
-            connected("s1"),
-            connected("s3"),
-            delivered_at_login(),
-            logged_in(&user)
-        ]
+        [vec![connected("s1")], logged_in_at(&user, "s3")].concat()
     );
     assert_eq!(s1.logins(), Vec::<String>::new());
     assert_eq!(s3.logins(), vec![user]);
@@ -106,54 +94,42 @@ async fn login_falls_back_to_the_backup_when_home_does_not_answer() {
 
 #[tokio::test]
 async fn login_stays_when_the_current_server_is_the_first_that_answers() {
-    let servers = farm(&["s1"]).await;
-    let s1 = &servers[0];
+    let servers = farm(["s1"]).await;
+    let [s1] = &servers;
     s1.set_ring(&[("s1", &s1.addr.to_string()), ("s2", DEAD)]);
     let user = user_placed(&["s1", "s2"], &["s2", "s1"]);
 
-    let (exit, lines) = run_on(s1, &format!("login {user} pw\n")).await;
-    assert_eq!(exit, Exit::EndOfInput, "{lines:#?}");
-    assert_eq!(
-        lines,
-        vec![connected("s1"), delivered_at_login(), logged_in(&user)]
-    );
+    let lines = run_to_end(s1, &format!("login {user} pw\n")).await;
+    assert_eq!(lines, logged_in_at(&user, "s1"));
     assert_eq!(s1.requests(), vec![Request::Ring, login(&user, "pw")]);
 }
 
 #[tokio::test]
 async fn an_empty_ring_logs_in_where_connected() {
-    let servers = farm(&["s1"]).await;
-    let s1 = &servers[0];
+    let servers = farm(["s1"]).await;
+    let [s1] = &servers;
     s1.set_ring(&[]);
 
-    let (exit, lines) = run_on(s1, "login alice pw\n").await;
-    assert_eq!(exit, Exit::EndOfInput, "{lines:#?}");
-    assert_eq!(
-        lines,
-        vec![connected("s1"), delivered_at_login(), logged_in("alice")]
-    );
+    let lines = run_to_end(s1, "login alice pw\n").await;
+    assert_eq!(lines, logged_in_at("alice", "s1"));
     assert_eq!(s1.requests(), vec![Request::Ring, login("alice", "pw")]);
 }
 
 #[tokio::test]
 async fn a_redirect_is_followed() {
-    let servers = farm(&["s1", "s2"]).await;
-    let [s1, s2] = &servers[..] else {
-        unreachable!()
-    };
+    let servers = farm(["s1", "s2"]).await;
+    let [s1, s2] = &servers;
     s1.redirect_logins("s2", &s2.addr.to_string());
 
-    let (exit, lines) = run_on(s1, "login alice pw\nwhoami\n").await;
-    assert_eq!(exit, Exit::EndOfInput, "{lines:#?}");
+    let lines = run_to_end(s1, "login alice pw\nwhoami\n").await;
     assert_eq!(
         lines,
-        vec![
-            connected("s1"),
-            connected("s2"),
-            delivered_at_login(),
-            logged_in("alice"),
-            json!({"type":"ok","command":"whoami","user":"alice","server":"s2","home":"s2","backup":null}),
+        [
+            vec![connected("s1")],
+            logged_in_at("alice", "s2"),
+            vec![json!({"type":"ok","command":"whoami","user":"alice","server":"s2","home":"s2","backup":null})],
         ]
+        .concat()
     );
     assert_eq!(s1.logins(), vec!["alice"]);
     assert_eq!(s2.logins(), vec!["alice"]);
@@ -161,21 +137,18 @@ async fn a_redirect_is_followed() {
 
 #[tokio::test]
 async fn redirects_in_a_circle_give_up_after_two() {
-    let servers = farm(&["s1", "s2"]).await;
-    let [s1, s2] = &servers[..] else {
-        unreachable!()
-    };
+    let servers = farm(["s1", "s2"]).await;
+    let [s1, s2] = &servers;
     s1.redirect_logins("s2", &s2.addr.to_string());
     s2.redirect_logins("s1", &s1.addr.to_string());
 
-    let (exit, lines) = run_on(s1, "login alice pw\nwho\n").await;
-    assert_eq!(exit, Exit::EndOfInput, "{lines:#?}");
+    let lines = run_to_end(s1, "login alice pw\nwho\n").await;
     assert_eq!(
         lines,
         vec![
             connected("s1"),
             json!({"type":"error","command":"login","message":"the farm could not agree where alice lives; try again"}),
-            json!({"type":"ok","command":"who","users":["alice","bob"]}),
+            who_answer(),
         ]
     );
     // s1, then s2, then s1 again on a new connection: two redirects followed, the third not.
@@ -188,12 +161,11 @@ async fn redirects_in_a_circle_give_up_after_two() {
 
 #[tokio::test]
 async fn a_redirect_to_a_server_that_does_not_answer_fails_the_login() {
-    let servers = farm(&["s1"]).await;
-    let s1 = &servers[0];
+    let servers = farm(["s1"]).await;
+    let [s1] = &servers;
     s1.redirect_logins("s9", DEAD);
 
-    let (exit, lines) = run_on(s1, "login alice pw\nwho\n").await;
-    assert_eq!(exit, Exit::EndOfInput, "{lines:#?}");
+    let lines = run_to_end(s1, "login alice pw\nwho\n").await;
     assert_eq!(lines.len(), 3, "{lines:#?}");
     assert_eq!(lines[1]["command"], "login");
     let message = lines[1]["message"].as_str().unwrap_or_default();
@@ -206,30 +178,28 @@ async fn a_redirect_to_a_server_that_does_not_answer_fails_the_login() {
 
 #[tokio::test]
 async fn a_logged_in_session_stays_put_until_logout_and_keeps_its_seen_messages() {
-    let servers = farm(&["s1", "s2"]).await;
-    let [s1, s2] = &servers[..] else {
-        unreachable!()
-    };
+    let servers = farm(["s1", "s2"]).await;
+    let [s1, s2] = &servers;
     let ring = [("s1", &*s1.addr.to_string()), ("s2", &*s2.addr.to_string())];
     s1.set_ring(&ring);
     let at_s1 = user_placed(&["s1", "s2"], &["s1"]);
     let at_s2 = user_placed(&["s1", "s2"], &["s2"]);
 
     let script = format!("login {at_s1} pw\nlogin {at_s2} pw\nlogout\nlogin {at_s2} pw\n");
-    let (exit, lines) = run_on(s1, &script).await;
-    assert_eq!(exit, Exit::EndOfInput, "{lines:#?}");
+    let lines = run_to_end(s1, &script).await;
     // Every fake login delivers the same message; it is shown once, across the switch.
     assert_eq!(
         lines,
-        vec![
-            connected("s1"),
-            delivered_at_login(),
-            logged_in(&at_s1),
-            logged_in(&at_s2),
-            json!({"type":"ok","command":"logout"}),
-            connected("s2"),
-            logged_in(&at_s2),
+        [
+            logged_in_at(&at_s1, "s1"),
+            vec![
+                logged_in(&at_s2),
+                json!({"type":"ok","command":"logout"}),
+                connected("s2"),
+                logged_in(&at_s2),
+            ],
         ]
+        .concat()
     );
     assert_eq!(
         s1.requests(),

@@ -2,9 +2,10 @@
 //! start and when failing over, and a frame that does not decrypt.
 
 use crate::binary::{run, server_key_args, temp_dir};
-use crate::failover::{config, drive, fetched_log, share_ring, whoami};
+use crate::failover::{config, drive, whoami};
 use crate::fake_server::{farm_key, other_key, pinned, FakeServer, OnWho};
-use crate::farm::{connected, delivered_at_login, farm, logged_in, user_placed};
+use crate::farm::{connected, farm, user_placed};
+use crate::support::{drive_logged_in, logged_in_at, moved_after_login, ringed_farm, who_answer};
 use chat_client::connection::{ConnectError, Connection, Incoming, RequestError};
 use chat_client::farm::connect_any;
 use chat_client::session::{Config, Exit};
@@ -31,10 +32,6 @@ fn parse(lines: &[String]) -> Vec<Value> {
 
 fn connection_error(message: &str) -> Value {
     json!({"type":"error","command":"connection","message":message})
-}
-
-fn who_answer() -> Value {
-    json!({"type":"ok","command":"who","users":["alice","bob"]})
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -132,10 +129,8 @@ async fn first_use_records_the_key_and_a_changed_key_is_refused_every_time() {
 
 #[tokio::test]
 async fn connecting_passes_over_a_server_with_a_wrong_key() {
-    let servers = farm(&["bad", "good"]).await;
-    let [bad, good] = &servers[..] else {
-        unreachable!()
-    };
+    let servers = farm(["bad", "good"]).await;
+    let [bad, good] = &servers;
     bad.set_key(other_key(7));
     let (bad, good) = (bad.addr.to_string(), good.addr.to_string());
     let options = Config::new(Vec::new(), pinned()).connect_options();
@@ -162,37 +157,21 @@ async fn connecting_passes_over_a_server_with_a_wrong_key() {
 
 #[tokio::test]
 async fn a_failover_passes_over_a_server_with_a_wrong_key() {
-    let servers = farm(&["s1", "s2", "s3"]).await;
-    let [s1, s2, s3] = &servers[..] else {
-        unreachable!()
-    };
-    share_ring(&servers);
+    let servers = ringed_farm(["s1", "s2", "s3"]).await;
+    let [s1, s2, s3] = &servers;
     s2.set_key(other_key(7));
     let user = user_placed(&["s1", "s2", "s3"], &["s1", "s2", "s3"]);
 
-    let login = format!("login {user} pw");
-    let (exit, lines, ()) = drive(s1, config(s1), |mut keys, screen| async move {
-        keys.type_line(&login).await;
-        screen.answer("login").await;
+    let (exit, lines, ()) = drive_logged_in(s1, config(s1), &user, |mut keys, screen| async move {
         s1.crash();
         screen.wait_for(&connected("s3")).await;
         keys.type_line("whoami").await;
     })
     .await;
     assert_eq!(exit, Exit::EndOfInput, "{lines:#?}");
-    let [second, third] = fetched_log();
-    assert_eq!(
-        lines,
-        vec![
-            connected("s1"),
-            delivered_at_login(),
-            logged_in(&user),
-            connected("s3"),
-            second,
-            third,
-            whoami(&user, "s3", "s1", "s2"),
-        ]
-    );
+    let mut expected = moved_after_login(&user, "s1", "s3");
+    expected.push(whoami(&user, "s3", "s1", "s2"));
+    assert_eq!(lines, expected);
     // The backup was tried first, and refused after its handshake.
     assert!(s2.accepted() >= 1);
     assert_eq!(s2.hellos(), 0);
@@ -201,18 +180,12 @@ async fn a_failover_passes_over_a_server_with_a_wrong_key() {
 
 #[tokio::test]
 async fn a_wrong_key_and_a_server_that_is_down_keep_the_failover_trying() {
-    let servers = farm(&["s1", "s2"]).await;
-    let [s1, s2] = &servers[..] else {
-        unreachable!()
-    };
-    share_ring(&servers);
+    let servers = ringed_farm(["s1", "s2"]).await;
+    let [s1, s2] = &servers;
     s2.set_key(other_key(7));
     let user = user_placed(&["s1", "s2"], &["s1", "s2"]);
 
-    let login = format!("login {user} pw");
-    let (exit, lines, ()) = drive(s1, config(s1), |mut keys, screen| async move {
-        keys.type_line(&login).await;
-        screen.answer("login").await;
+    let (exit, lines, ()) = drive_logged_in(s1, config(s1), &user, |mut keys, screen| async move {
         s1.crash();
         // Two walks, each past the refused s2 to the lost s1, which is down.
         s2.until_accepted(2).await;
@@ -222,29 +195,16 @@ async fn a_wrong_key_and_a_server_that_is_down_keep_the_failover_trying() {
     })
     .await;
     assert_eq!(exit, Exit::EndOfInput, "{lines:#?}");
-    let [second, third] = fetched_log();
-    assert_eq!(
-        lines,
-        vec![
-            connected("s1"),
-            delivered_at_login(),
-            logged_in(&user),
-            connected("s1"),
-            second,
-            third,
-            whoami(&user, "s1", "s1", "s2"),
-        ]
-    );
+    let mut expected = moved_after_login(&user, "s1", "s1");
+    expected.push(whoami(&user, "s1", "s1", "s2"));
+    assert_eq!(lines, expected);
     assert_eq!(s2.hellos(), 0);
 }
 
 #[tokio::test]
 async fn when_every_server_has_a_wrong_key_the_failover_stops_with_the_error() {
-    let servers = farm(&["s1", "s2"]).await;
-    let [s1, s2] = &servers[..] else {
-        unreachable!()
-    };
-    share_ring(&servers);
+    let servers = ringed_farm(["s1", "s2"]).await;
+    let [s1, s2] = &servers;
     s2.set_key(other_key(7));
     let user = user_placed(&["s1", "s2"], &["s1", "s2"]);
 
@@ -261,15 +221,9 @@ async fn when_every_server_has_a_wrong_key_the_failover_stops_with_the_error() {
     .await;
     assert_eq!(exit, Exit::Untrusted, "{lines:#?}");
     assert_eq!(exit.code(), 1);
-    assert_eq!(
-        lines,
-        vec![
-            connected("s1"),
-            delivered_at_login(),
-            logged_in(&user),
-            error.clone(),
-        ]
-    );
+    let mut expected = logged_in_at(&user, "s1");
+    expected.push(error.clone());
+    assert_eq!(lines, expected);
     let message = error["message"].as_str().unwrap_or_default();
     assert!(
         message.starts_with("no server could be trusted (the key of "),

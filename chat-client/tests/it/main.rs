@@ -6,3 +6,4 @@ mod fake_server;
 mod farm;
 mod keys;
 mod session;
+mod support;

@@ -1,6 +1,8 @@
 //! The session, driven through the library with scripted input and captured output.
 
 use crate::fake_server::{messages, pinned, FakeServer, OnWho};
+use crate::farm::connected;
+use crate::support::{who_answer, whole_log_confirmed};
 use chat_client::connection::Connection;
 use chat_client::input::Input;
 use chat_client::output::{Format, LineSink, Output};
@@ -47,6 +49,19 @@ async fn run(on_who: OnWho, script: &str) -> (FakeServer, Exit, Vec<Value>) {
     (server, exit, lines)
 }
 
+/// As [`run`], and checks that the session ran to the end of its input.
+async fn run_fresh_to_end(on_who: OnWho, script: &str) -> (FakeServer, Vec<Value>) {
+    let (server, exit, lines) = run(on_who, script).await;
+    assert_eq!(exit, Exit::EndOfInput, "{lines:#?}");
+    (server, lines)
+}
+
+/// What a session prints when the fake drops its first connection at the first `who`: it
+/// connects again, and `who` is answered there.
+fn reconnected_for_who() -> Vec<Value> {
+    vec![connected("fake"), connected("fake"), who_answer()]
+}
+
 /// Runs a session over `script`, connected first to `server`; returns its exit and its lines.
 pub async fn run_on(server: &FakeServer, script: &str) -> (Exit, Vec<Value>) {
     let config = Config {
@@ -75,8 +90,7 @@ pub async fn run_with(server: &FakeServer, config: Config, script: &str) -> (Exi
 #[tokio::test]
 async fn commands_are_answered_in_order_and_messages_shown_once() {
     let script = "login alice pw\n\nsend bob hi  there\nsend nobody hi\nsend bob\njoin #ops\nreadlog\nwho\ndance\n";
-    let (server, exit, lines) = run(OnWho::Answer, script).await;
-    assert_eq!(exit, Exit::EndOfInput);
+    let (server, lines) = run_fresh_to_end(OnWho::Answer, script).await;
 
     let [first, second, third] = messages();
     let send_id = lines
@@ -86,7 +100,7 @@ async fn commands_are_answered_in_order_and_messages_shown_once() {
         .unwrap_or(Value::Null);
     assert!(send_id.is_string(), "{lines:#?}");
     let expected = vec![
-        json!({"type":"connected","server":"fake"}),
+        connected("fake"),
         json!({"type":"message","id":first.id.to_string(),"from":"bob","to":"alice","text":"hello  alice"}),
         json!({"type":"ok","command":"login","user":"alice","registered":true,"waiting":3}),
         json!({"type":"ok","command":"send","id":send_id}),
@@ -96,7 +110,7 @@ async fn commands_are_answered_in_order_and_messages_shown_once() {
         json!({"type":"message","id":second.id.to_string(),"from":"carol","group":"ops","text":"deploy?","offline":true}),
         json!({"type":"message","id":third.id.to_string(),"from":"bob","to":"alice","text":"are you there","offline":true}),
         json!({"type":"ok","command":"readlog","count":2}),
-        json!({"type":"ok","command":"who","users":["alice","bob"]}),
+        who_answer(),
         json!({"type":"error","command":"dance","message":"unknown command \"dance\"; type help for a list"}),
     ];
     assert_eq!(lines, expected);
@@ -108,26 +122,16 @@ async fn commands_are_answered_in_order_and_messages_shown_once() {
     );
     // The live message was acknowledged; every log batch was confirmed, duplicate included.
     assert_eq!(server.acked(), vec![first.id]);
-    assert_eq!(
-        server.confirmed(),
-        vec![vec![first.id, second.id], vec![third.id]]
-    );
+    assert_eq!(server.confirmed(), whole_log_confirmed());
 }
 
 #[tokio::test]
 async fn a_dropped_connection_is_replaced_and_the_command_runs_again() {
     // The fake hangs up on the first `who` only; it is the only server there is.
-    let (server, exit, lines) = run(OnWho::Hangup, "who\nwhoami\n").await;
-    assert_eq!(exit, Exit::EndOfInput);
-    assert_eq!(
-        lines,
-        vec![
-            json!({"type":"connected","server":"fake"}),
-            json!({"type":"connected","server":"fake"}),
-            json!({"type":"ok","command":"who","users":["alice","bob"]}),
-            json!({"type":"ok","command":"whoami","user":"","server":"fake","home":"fake","backup":null}),
-        ]
-    );
+    let (server, lines) = run_fresh_to_end(OnWho::Hangup, "who\nwhoami\n").await;
+    let mut expected = reconnected_for_who();
+    expected.push(json!({"type":"ok","command":"whoami","user":"","server":"fake","home":"fake","backup":null}));
+    assert_eq!(lines, expected);
     assert_eq!(
         server.requests(),
         vec![Request::Who, Request::Ring, Request::Who, Request::WhoAmI]
@@ -136,16 +140,8 @@ async fn a_dropped_connection_is_replaced_and_the_command_runs_again() {
 
 #[tokio::test]
 async fn the_servers_goodbye_leads_to_a_reconnect() {
-    let (_server, exit, lines) = run(OnWho::SayClosing, "who\n").await;
-    assert_eq!(exit, Exit::EndOfInput);
-    assert_eq!(
-        lines,
-        vec![
-            json!({"type":"connected","server":"fake"}),
-            json!({"type":"connected","server":"fake"}),
-            json!({"type":"ok","command":"who","users":["alice","bob"]}),
-        ]
-    );
+    let (_server, lines) = run_fresh_to_end(OnWho::SayClosing, "who\n").await;
+    assert_eq!(lines, reconnected_for_who());
 }
 
 #[tokio::test]
@@ -154,20 +150,16 @@ async fn quit_stops_reading() {
     assert_eq!(exit, Exit::Quit);
     assert_eq!(
         lines,
-        vec![
-            json!({"type":"connected","server":"fake"}),
-            json!({"type":"ok","command":"quit"}),
-        ]
+        vec![connected("fake"), json!({"type":"ok","command":"quit"})]
     );
 }
 
 #[tokio::test]
 async fn whois_and_whoami_report_placements() {
     let script = "whois bob\nwhois carol\nwhois b@d\nlogin alice pw\nwhoami\n";
-    let (_server, exit, lines) = run(OnWho::Answer, script).await;
-    assert_eq!(exit, Exit::EndOfInput);
+    let (_server, lines) = run_fresh_to_end(OnWho::Answer, script).await;
     let expected = vec![
-        json!({"type":"connected","server":"fake"}),
+        connected("fake"),
         json!({"type":"ok","command":"whois","user":"bob","online":true,"server":"s2","home":"s2","backup":"s3"}),
         json!({"type":"ok","command":"whois","user":"carol","online":false,"server":null,"home":"s1","backup":null}),
         json!({"type":"error","command":"whois","message":"user name may only contain A-Z a-z 0-9 _ . - (found '@')"}),

@@ -300,15 +300,18 @@ impl FakeServer {
             .collect()
     }
 
+    /// What `pick` takes from each request the client sent, in order, skipping those it
+    /// takes nothing from.
+    fn picked<T>(&self, pick: impl Fn(Request) -> Option<T>) -> Vec<T> {
+        self.requests().into_iter().filter_map(pick).collect()
+    }
+
     /// The ids of every `send`, in order.
     pub fn sends(&self) -> Vec<MessageId> {
-        self.requests()
-            .into_iter()
-            .filter_map(|request| match request {
-                Request::Send { id, .. } => Some(id),
-                _ => None,
-            })
-            .collect()
+        self.picked(|request| match request {
+            Request::Send { id, .. } => Some(id),
+            _ => None,
+        })
     }
 
     /// How many frames the client sent before its first `request`.
@@ -338,13 +341,10 @@ impl FakeServer {
 
     /// The user of every login request, redirected or not, in order.
     pub fn logins(&self) -> Vec<String> {
-        self.requests()
-            .into_iter()
-            .filter_map(|request| match request {
-                Request::Login { user, .. } => Some(user),
-                _ => None,
-            })
-            .collect()
+        self.picked(|request| match request {
+            Request::Login { user, .. } => Some(user),
+            _ => None,
+        })
     }
 
     /// Every id the client acknowledged, in order.
@@ -360,12 +360,9 @@ impl FakeServer {
 
     /// The ids of each `ConfirmLog`, in order.
     pub fn confirmed(&self) -> Vec<Vec<MessageId>> {
-        self.requests()
-            .into_iter()
-            .filter_map(|request| match request {
-                Request::ConfirmLog { ids } => Some(ids),
-                _ => None,
-            })
-            .collect()
+        self.picked(|request| match request {
+            Request::ConfirmLog { ids } => Some(ids),
+            _ => None,
+        })
     }
 }
