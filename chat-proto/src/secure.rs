@@ -75,6 +75,15 @@ impl RekeyHandle {
     pub fn request(&self) {
         self.0.store(true, Ordering::Relaxed);
     }
+
+    /// Requests a rekey if [`REKEY_EVERY`] has passed since `*last`, and then moves `*last` to
+    /// `now`. The caller owns the clock.
+    pub fn request_if_due(&self, last: &mut std::time::Instant, now: std::time::Instant) {
+        if now.saturating_duration_since(*last) >= REKEY_EVERY {
+            self.request();
+            *last = now;
+        }
+    }
 }
 
 /// Decodes frames of type `In` of at most `max_len` bytes of plaintext, and encodes frames of

@@ -59,6 +59,16 @@ pub struct Waiter {
     pub request: RequestId,
 }
 
+impl Waiter {
+    /// Answers the waiting request.
+    fn answer(self, result: Result<Response, ErrorReply>) {
+        self.session.push(ServerFrame::Reply {
+            id: self.request,
+            result,
+        });
+    }
+}
+
 /// Where messages go: the sessions here, and the links to the other servers.
 pub struct Routes {
     pub hub: Arc<Hub>,
@@ -131,10 +141,7 @@ impl Delivery {
                     ErrorCode::ShuttingDown,
                     "the server is shutting down; send again in a moment",
                 );
-                waiter.session.push(ServerFrame::Reply {
-                    id: waiter.request,
-                    result: Err(refusal),
-                });
+                waiter.answer(Err(refusal));
                 return;
             }
             if let Some(pending) = state.pending.get_mut(&id) {
@@ -387,10 +394,7 @@ impl Delivery {
                 "not stored yet: the database is unreachable; the server keeps trying, and \
                  sending again is safe",
             );
-            waiter.session.push(ServerFrame::Reply {
-                id: waiter.request,
-                result: Err(refusal),
-            });
+            waiter.answer(Err(refusal));
         }
     }
 }
@@ -426,10 +430,7 @@ async fn store_with_retry(
 
 fn tell_sent(id: MessageId, waiters: impl IntoIterator<Item = Waiter>) {
     for waiter in waiters {
-        waiter.session.push(ServerFrame::Reply {
-            id: waiter.request,
-            result: Ok(Response::Sent { id }),
-        });
+        waiter.answer(Ok(Response::Sent { id }));
     }
 }
 

@@ -9,7 +9,7 @@ use crate::outbound::Outbound;
 use crate::server::Shared;
 use chat_proto::{
     handshake_codec, ClientFrame, HandshakeBuilder, Hello, Pattern, RekeyHandle, SecureCodec,
-    ServerFrame, CLIENT_PROLOGUE, MAX_CLIENT_FRAME_LEN, PROTOCOL_VERSION, REKEY_EVERY,
+    ServerFrame, CLIENT_PROLOGUE, MAX_CLIENT_FRAME_LEN, PROTOCOL_VERSION,
 };
 use futures::{SinkExt, StreamExt};
 use rand_core::OsRng;
@@ -194,10 +194,7 @@ async fn write_frames(
         tokio::select! {
             frame = queue.recv() => {
                 let Some(frame) = frame else { break };
-                if last_rekey.elapsed() >= REKEY_EVERY {
-                    rekey.request();
-                    last_rekey = Instant::now();
-                }
+                rekey.request_if_due(&mut last_rekey, Instant::now());
                 // Write everything already queued with one flush.
                 let written = async {
                     sink.feed(frame).await?;

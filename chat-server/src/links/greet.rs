@@ -16,14 +16,13 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_util::bytes::Bytes;
-use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio_util::codec::Framed;
 
 /// How long each side waits for each handshake message and hello of the other.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub type PeerFramed = Framed<TcpStream, SecureCodec<PeerFrame, PeerFrame>>;
 type HelloFramed = Framed<TcpStream, SecureCodec<LinkHello, LinkHello>>;
-type HandshakeFramed = Framed<TcpStream, LengthDelimitedCodec>;
 
 impl Links {
     fn hello(&self) -> LinkHello {
@@ -58,7 +57,7 @@ impl Links {
                     .await
                     .map_err(|err| format!("handshake not sent: {err}"))?;
             } else {
-                let message = read_handshake(&mut framed).await?;
+                let message = read_within(&mut framed, "handshake message").await?;
                 noise.read_message(&message).map_err(|err| {
                     format!("handshake failed (is the cluster key the farm's?): {err}")
                 })?;
@@ -91,7 +90,7 @@ impl Links {
             .send(self.hello())
             .await
             .map_err(|err| format!("hello not sent: {err}"))?;
-        let hello = read_hello(&mut framed).await?;
+        let hello: LinkHello = read_within(&mut framed, "hello").await?;
         if !hello.refusal.is_empty() {
             return Err(format!("refused: {}", hello.refusal));
         }
@@ -109,7 +108,7 @@ impl Links {
     /// after the handshake is told why.
     pub(super) async fn hear_dialer(&self, stream: TcpStream) -> Result<Dialer, String> {
         let (mut framed, link_key) = self.handshake(stream, false).await?;
-        let hello = read_hello(&mut framed).await?;
+        let hello: LinkHello = read_within(&mut framed, "hello").await?;
         let refusal = match check_hello(&hello) {
             Err(refusal) => refusal,
             Ok(()) if hello.name == self.me => format!("{} is this server's own name", self.me),
@@ -163,21 +162,17 @@ pub struct Dialer {
     pub link_key: String,
 }
 
-async fn read_handshake(framed: &mut HandshakeFramed) -> Result<Vec<u8>, String> {
+/// The next item of a link being opened, within [`HELLO_TIMEOUT`]; `what` names it in errors.
+async fn read_within<S, T, E>(framed: &mut S, what: &str) -> Result<T, String>
+where
+    S: futures::Stream<Item = Result<T, E>> + Unpin,
+    E: std::fmt::Display,
+{
     match timeout(HELLO_TIMEOUT, framed.next()).await {
-        Err(_) => Err(format!("no handshake message within {HELLO_TIMEOUT:?}")),
-        Ok(None) => Err("closed during the handshake".into()),
-        Ok(Some(Err(err))) => Err(format!("unreadable handshake message: {err}")),
-        Ok(Some(Ok(message))) => Ok(message.to_vec()),
-    }
-}
-
-async fn read_hello(framed: &mut HelloFramed) -> Result<LinkHello, String> {
-    match timeout(HELLO_TIMEOUT, framed.next()).await {
-        Err(_) => Err(format!("no hello within {HELLO_TIMEOUT:?}")),
-        Ok(None) => Err("closed before hello".into()),
-        Ok(Some(Err(err))) => Err(format!("unreadable hello: {err}")),
-        Ok(Some(Ok(hello))) => Ok(hello),
+        Err(_) => Err(format!("no {what} within {HELLO_TIMEOUT:?}")),
+        Ok(None) => Err(format!("closed before the {what}")),
+        Ok(Some(Err(err))) => Err(format!("unreadable {what}: {err}")),
+        Ok(Some(Ok(item))) => Ok(item),
     }
 }
 

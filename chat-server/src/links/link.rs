@@ -7,13 +7,14 @@
 use super::greet::PeerFramed;
 use super::LinkHandle;
 use crate::server::Shared;
-use chat_proto::{PeerFrame, RekeyHandle, REKEY_EVERY};
+use chat_proto::{PeerFrame, RekeyHandle};
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 use tokio::sync::mpsc;
-use tokio::time::{timeout, Instant};
+use tokio::time::timeout;
 
 /// How long a link may be idle before the writer sends a heartbeat.
 const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
@@ -100,10 +101,7 @@ async fn write_frames(
             },
             () = link.closed() => break,
         };
-        if last_rekey.elapsed() >= REKEY_EVERY {
-            rekey.request();
-            last_rekey = Instant::now();
-        }
+        rekey.request_if_due(&mut last_rekey, Instant::now());
         // Write everything already queued with one flush. A peer that stops reading fills the
         // socket's buffer; the write is then abandoned when the link closes (its reader gives
         // up after `DEAD_AFTER`), rather than blocking forever.
