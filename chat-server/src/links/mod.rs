@@ -9,7 +9,7 @@
 //! - `link`: one link's reader and writer tasks, and what each incoming frame does.
 //! - `dial`: the dialing side: a supervisor that follows the registry, one loop per peer.
 //! - `accept`: the accepting side: the peer listener.
-//! - `greet`: the hellos of both sides.
+//! - `greet`: the XXpsk3 handshake and the hellos of both sides.
 
 mod accept;
 mod dial;
