@@ -17,7 +17,7 @@
 //! clock).
 
 use crate::codec::{FrameError, MAX_FRAME_LEN};
-use crate::noise::{Transport, MAX_MESSAGE_LEN, MAX_PAYLOAD_LEN};
+use crate::noise::{Transport, MAX_MESSAGE_LEN, MAX_PAYLOAD_LEN, TAG_LEN};
 use bytes::{Buf, BufMut, BytesMut};
 use serde::{de::DeserializeOwned, Serialize};
 use std::marker::PhantomData;
@@ -54,6 +54,9 @@ pub const REKEY_EVERY: std::time::Duration = std::time::Duration::from_secs(600)
 
 /// How many messages one sending key encrypts before it is replaced.
 pub const REKEY_AFTER_MESSAGES: u64 = 1 << 20;
+
+/// The largest send buffer a connection keeps between frames.
+const SCRATCH_KEPT: usize = 4096;
 
 const LAST_PIECE: u8 = 0;
 const MORE_PIECES: u8 = 1;
@@ -94,6 +97,8 @@ pub struct SecureCodec<In, Out> {
     max_len: usize,
     /// The pieces received so far of the frame being received.
     partial: Vec<u8>,
+    /// The frame being sent, serialised; kept between frames to save allocations.
+    scratch: Vec<u8>,
     sent_since_rekey: u64,
     rekey: RekeyHandle,
     _types: PhantomData<fn(Out) -> In>,
@@ -105,6 +110,7 @@ impl<In, Out> SecureCodec<In, Out> {
             transport,
             max_len,
             partial: Vec::new(),
+            scratch: Vec::new(),
             sent_since_rekey: 0,
             rekey: RekeyHandle::default(),
             _types: PhantomData,
@@ -117,6 +123,7 @@ impl<In, Out> SecureCodec<In, Out> {
             transport: self.transport,
             max_len: self.max_len,
             partial: self.partial,
+            scratch: self.scratch,
             sent_since_rekey: self.sent_since_rekey,
             rekey: self.rekey,
             _types: PhantomData,
@@ -133,14 +140,31 @@ impl<In, Out> SecureCodec<In, Out> {
         self.transport.remote_static()
     }
 
-    fn push_message(&mut self, plaintext: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
-        let message = self.transport.encrypt(plaintext)?;
-        let len = u16::try_from(message.len()).map_err(|_| FrameError::TooLarge {
+    /// Appends one transport message to `dst`: its length, then `kind` and `data` encrypted
+    /// in place, then the tag.
+    fn push_message(
+        &mut self,
+        kind: u8,
+        data: &[u8],
+        dst: &mut BytesMut,
+    ) -> Result<(), FrameError> {
+        let len = 1 + data.len() + TAG_LEN;
+        let wire_len = u16::try_from(len).map_err(|_| FrameError::TooLarge {
             max: MAX_MESSAGE_LEN,
         })?;
-        dst.reserve(2 + message.len());
-        dst.put_u16(len);
-        dst.put_slice(&message);
+        dst.reserve(2 + len);
+        dst.put_u16(wire_len);
+        let start = dst.len();
+        dst.put_u8(kind);
+        dst.put_slice(data);
+        match self.transport.encrypt_in_place(&mut dst[start..]) {
+            Ok(Some(tag)) => dst.put_slice(&tag),
+            Ok(None) => {}
+            Err(err) => {
+                dst.truncate(start - 2);
+                return Err(err.into());
+            }
+        }
         self.sent_since_rekey += 1;
         Ok(())
     }
@@ -160,28 +184,35 @@ impl<In: DeserializeOwned, Out> Decoder for SecureCodec<In, Out> {
                 src.reserve(2 + len - src.len());
                 return Ok(None);
             }
-            src.advance(2);
-            let message = src.split_to(len);
-            let plaintext = self.transport.decrypt(&message)?;
-            let (kind, data) = plaintext.split_first().ok_or(FrameError::Garbled)?;
-            match *kind {
-                REKEY if data.is_empty() => {
+            let plain_len = self.transport.decrypt_in_place(&mut src[2..2 + len])?;
+            let plaintext = &src[2..2 + plain_len];
+            let outcome = match plaintext.split_first() {
+                None => Err(FrameError::Garbled),
+                Some((&REKEY, [])) => {
                     self.transport.rekey_incoming();
-                    continue;
+                    Ok(None)
                 }
-                LAST_PIECE | MORE_PIECES => {
+                Some((&kind, data)) if kind == LAST_PIECE || kind == MORE_PIECES => {
                     if self.partial.len() + data.len() > self.max_len {
-                        return Err(FrameError::TooLarge { max: self.max_len });
+                        Err(FrameError::TooLarge { max: self.max_len })
+                    } else if kind == MORE_PIECES {
+                        self.partial.extend_from_slice(data);
+                        Ok(None)
+                    } else if self.partial.is_empty() {
+                        // The usual case, a frame in one message: no copy.
+                        postcard::from_bytes(data).map(Some).map_err(Into::into)
+                    } else {
+                        self.partial.extend_from_slice(data);
+                        let frame = postcard::from_bytes(&self.partial);
+                        self.partial = Vec::new();
+                        frame.map(Some).map_err(Into::into)
                     }
-                    self.partial.extend_from_slice(data);
-                    if *kind == MORE_PIECES {
-                        continue;
-                    }
-                    let frame = postcard::from_bytes(&self.partial);
-                    self.partial.clear();
-                    return Ok(Some(frame?));
                 }
-                _ => return Err(FrameError::Garbled),
+                Some(_) => Err(FrameError::Garbled),
+            };
+            src.advance(2 + len);
+            if let Some(frame) = outcome? {
+                return Ok(Some(frame));
             }
         }
     }
@@ -191,7 +222,21 @@ impl<In, Out: Serialize> Encoder<Out> for SecureCodec<In, Out> {
     type Error = FrameError;
 
     fn encode(&mut self, item: Out, dst: &mut BytesMut) -> Result<(), FrameError> {
-        let payload = postcard::to_stdvec(&item)?;
+        let mut payload = std::mem::take(&mut self.scratch);
+        payload.clear();
+        let encoded = postcard::to_extend(&item, payload);
+        let payload = encoded?;
+        let result = self.encode_payload(&payload, dst);
+        // Keep a small buffer for the next frame, but not the memory of one large reply.
+        if payload.capacity() <= SCRATCH_KEPT {
+            self.scratch = payload;
+        }
+        result
+    }
+}
+
+impl<In, Out> SecureCodec<In, Out> {
+    fn encode_payload(&mut self, payload: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
         // `max_len` bounds what the other side may send; what this side sends is bounded by
         // the protocol's largest frame.
         let max_out = MAX_FRAME_LEN.max(self.max_len);
@@ -201,25 +246,21 @@ impl<In, Out: Serialize> Encoder<Out> for SecureCodec<In, Out> {
         if self.rekey.0.swap(false, Ordering::Relaxed)
             || self.sent_since_rekey >= REKEY_AFTER_MESSAGES
         {
-            self.push_message(&[REKEY], dst)?;
+            self.push_message(REKEY, &[], dst)?;
             self.transport.rekey_outgoing();
             self.sent_since_rekey = 0;
         }
         let mut pieces = payload.chunks(MAX_PAYLOAD_LEN - 1).peekable();
         if pieces.peek().is_none() {
-            return self.push_message(&[LAST_PIECE], dst);
+            return self.push_message(LAST_PIECE, &[], dst);
         }
-        let mut plaintext = Vec::with_capacity(MAX_PAYLOAD_LEN);
         while let Some(piece) = pieces.next() {
-            plaintext.clear();
             let kind = if pieces.peek().is_some() {
                 MORE_PIECES
             } else {
                 LAST_PIECE
             };
-            plaintext.push(kind);
-            plaintext.extend_from_slice(piece);
-            self.push_message(&plaintext, dst)?;
+            self.push_message(kind, piece, dst)?;
         }
         Ok(())
     }

@@ -84,12 +84,13 @@ pub struct Config {
     #[arg(long, default_value_t = 16)]
     pub db_pool_size: usize,
 
-    /// Milliseconds a batch of messages waits before it is written, so that recipients who
-    /// acknowledge in that time cost no write at all.
-    #[arg(long, default_value_t = 5)]
-    pub commit_delay_ms: u64,
+    /// Milliseconds a message pushed to online recipients waits for their acknowledgements
+    /// before it is stored for those who have not acknowledged it. Recipients logged in
+    /// nowhere are stored at once. Live chat that is acknowledged in time costs no write.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub ack_deadline_ms: u64,
 
-    /// The most messages written in one database transaction.
+    /// The most inbox rows written in one database transaction.
     #[arg(long, default_value_t = 4096)]
     pub max_batch: usize,
 
@@ -119,8 +120,8 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn commit_delay(&self) -> Duration {
-        Duration::from_millis(self.commit_delay_ms)
+    pub fn ack_deadline(&self) -> Duration {
+        Duration::from_millis(self.ack_deadline_ms)
     }
 
     pub fn shutdown_timeout(&self) -> Duration {

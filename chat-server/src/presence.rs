@@ -73,15 +73,17 @@ impl Presence {
         servers
     }
 
-    /// Which of `users` are logged in on each other server: one lock for a whole group.
-    pub fn locate(&self, users: &[String]) -> BTreeMap<String, Vec<String>> {
+    /// Which of `users` are logged in on each other server, as indices into `users`: one lock
+    /// for a whole group.
+    pub fn locate(&self, users: &[String]) -> BTreeMap<String, Vec<usize>> {
         let by_server = self.lock();
-        let mut found: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut found: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (server, remote) in by_server.iter() {
-            let here: Vec<String> = users
-                .iter()
-                .filter(|user| remote.users.contains(*user))
-                .cloned()
+            if remote.users.is_empty() {
+                continue;
+            }
+            let here: Vec<usize> = (0..users.len())
+                .filter(|&idx| remote.users.contains(&users[idx]))
                 .collect();
             if !here.is_empty() {
                 found.insert(server.clone(), here);
@@ -153,8 +155,8 @@ mod tests {
         assert!(presence.servers_of("carol").is_empty());
         let users = names(&["alice", "bob", "carol"]);
         let located = presence.locate(&users);
-        assert_eq!(located["s2"], ["alice", "bob"]);
-        assert_eq!(located["s3"], ["alice"]);
+        assert_eq!(located["s2"], [0, 1]);
+        assert_eq!(located["s3"], [0]);
         assert_eq!(located.len(), 2);
     }
 }

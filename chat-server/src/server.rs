@@ -152,7 +152,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         links: links.clone(),
     };
     let delivery_config = DeliveryConfig {
-        commit_delay: config.commit_delay(),
+        ack_deadline: config.ack_deadline(),
         max_batch: config.max_batch.max(1),
     };
     let delivery = Delivery::start(store.clone(), routes, delivery_config);

@@ -31,8 +31,9 @@ async fn console_answers_admin_commands() {
 #[tokio::test]
 async fn sigterm_stores_pending_messages_and_marks_the_server_gone() {
     let db = TestDb::new().await;
-    // Nothing is written before a minute has passed, unless the server shuts down.
-    let server = Server::start_with(&db, "s1", &["--commit-delay-ms", "60000"]).await;
+    // Nothing is written for an online recipient before a minute has passed, unless the server
+    // shuts down.
+    let server = Server::start_with(&db, "s1", &["--ack-deadline-ms", "60000"]).await;
     drop(Client::login(&server, "bob").await);
     let mut silent_bob = RawConn::connect(&server.addr).await;
     silent_bob.login("bob").await;

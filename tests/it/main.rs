@@ -11,3 +11,4 @@ mod messaging;
 mod offline;
 mod outage;
 mod wire;
+mod writes;

@@ -78,6 +78,15 @@ impl TestDb {
         self.url.replacen(&self.host_port(), host_port, 1)
     }
 
+    /// Runs statements that return nothing, such as a test's own trigger.
+    pub async fn execute(&self, sql: &str) {
+        let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
+            .await
+            .expect("connect to the test database");
+        tokio::spawn(connection);
+        client.batch_execute(sql).await.expect("test statements");
+    }
+
     /// Runs one query and returns the first column of each row as text.
     pub async fn query_strings(&self, sql: &str) -> Vec<String> {
         let (client, connection) = tokio_postgres::connect(&self.url, NoTls)

@@ -11,14 +11,22 @@ const POLL: Duration = Duration::from_millis(100);
 pub struct Farm {
     pub db: TestDb,
     pub servers: Vec<Server>,
+    /// Extra flags of every server, as started and restarted.
+    flags: Vec<String>,
 }
 
 impl Farm {
     /// Starts `n` servers one after the other and waits until they are all linked.
     pub async fn start(n: usize) -> Farm {
+        Farm::start_with(n, &[]).await
+    }
+
+    /// Starts `n` servers with extra flags, as [`Farm::start`] does.
+    pub async fn start_with(n: usize, flags: &[&str]) -> Farm {
         let mut farm = Farm {
             db: TestDb::new().await,
             servers: Vec::new(),
+            flags: flags.iter().map(|flag| flag.to_string()).collect(),
         };
         for _ in 0..n {
             farm.add().await;
@@ -29,7 +37,7 @@ impl Farm {
     /// Starts the next server and waits until every server sees it live and linked.
     pub async fn add(&mut self) -> &Server {
         let name = format!("s{}", self.servers.len() + 1);
-        let server = Server::start(&self.db, &name).await;
+        let server = Server::start_with(&self.db, &name, &self.flag_refs()).await;
         self.servers.push(server);
         self.converged().await;
         self.servers.last().expect("just added")
@@ -44,7 +52,12 @@ impl Farm {
 
     /// Starts `name` again after it was killed; returns once it is ready.
     pub async fn start_again(&mut self, name: &str) {
-        *self.server_mut(name) = Server::start(&self.db, name).await;
+        let server = Server::start_with(&self.db, name, &self.flag_refs()).await;
+        *self.server_mut(name) = server;
+    }
+
+    fn flag_refs(&self) -> Vec<&str> {
+        self.flags.iter().map(String::as_str).collect()
     }
 
     pub fn server_mut(&mut self, name: &str) -> &mut Server {

@@ -114,6 +114,73 @@ impl CipherState {
         Ok(plaintext)
     }
 
+    /// [`CipherState::encrypt_with_ad`] without copies: encrypts `buffer` where it is and
+    /// returns the tag to put after it, or `None` while the key is empty (the plaintext passes
+    /// through).
+    pub fn encrypt_in_place(
+        &mut self,
+        ad: &[u8],
+        buffer: &mut [u8],
+    ) -> Result<Option<[u8; TAG_LEN]>, NoiseError> {
+        let Some(key) = &self.key else {
+            return Ok(None);
+        };
+        let max = MAX_MESSAGE_LEN - TAG_LEN;
+        if buffer.len() > max {
+            return Err(NoiseError::PayloadTooLong {
+                len: buffer.len(),
+                max,
+            });
+        }
+        if self.nonce == REKEY_NONCE {
+            return Err(NoiseError::NonceExhausted);
+        }
+        let tag = cipher(key)
+            .encrypt_in_place_detached(&nonce_bytes(self.nonce), ad, buffer)
+            .map_err(|_| NoiseError::PayloadTooLong {
+                len: buffer.len(),
+                max,
+            })?;
+        self.nonce += 1;
+        Ok(Some(tag.into()))
+    }
+
+    /// [`CipherState::decrypt_with_ad`] without copies: `message` (ciphertext, then the tag)
+    /// is decrypted where it is, and the plaintext's length is returned: the plaintext is
+    /// `message[..len]`. On failure `message` may hold garbage and the counter stays.
+    pub fn decrypt_in_place(&mut self, ad: &[u8], message: &mut [u8]) -> Result<usize, NoiseError> {
+        let Some(key) = &self.key else {
+            return Ok(message.len());
+        };
+        if message.len() > MAX_MESSAGE_LEN {
+            return Err(NoiseError::MessageTooLong {
+                len: message.len(),
+                max: MAX_MESSAGE_LEN,
+            });
+        }
+        if message.len() < TAG_LEN {
+            return Err(NoiseError::MessageTooShort {
+                len: message.len(),
+                min: TAG_LEN,
+            });
+        }
+        if self.nonce == REKEY_NONCE {
+            return Err(NoiseError::NonceExhausted);
+        }
+        let len = message.len() - TAG_LEN;
+        let (ciphertext, tag) = message.split_at_mut(len);
+        cipher(key)
+            .decrypt_in_place_detached(
+                &nonce_bytes(self.nonce),
+                ad,
+                ciphertext,
+                chacha20poly1305::Tag::from_slice(tag),
+            )
+            .map_err(|_| NoiseError::Decrypt)?;
+        self.nonce += 1;
+        Ok(len)
+    }
+
     /// `Rekey()`: `k = REKEY(k)`, where `REKEY(k)` is the first 32 bytes of
     /// `ENCRYPT(k, 2^64-1, empty, 32 zero bytes)`. The counter `n` does not change. Without a
     /// key this does nothing.

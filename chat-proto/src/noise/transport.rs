@@ -1,7 +1,9 @@
 //! Transport messages after the handshake: one [`CipherState`] per direction.
 
 use super::keys::Hex;
-use super::{CipherState, NoiseError, Role, HASH_LEN, KEY_LEN, MAX_MESSAGE_LEN, MAX_PAYLOAD_LEN};
+use super::{
+    CipherState, NoiseError, Role, HASH_LEN, KEY_LEN, MAX_MESSAGE_LEN, MAX_PAYLOAD_LEN, TAG_LEN,
+};
 use std::fmt;
 
 /// Encrypts outgoing and decrypts incoming transport messages, each with its own key and
@@ -61,6 +63,27 @@ impl Transport {
             });
         }
         self.receiving.decrypt_with_ad(&[], message)
+    }
+
+    /// [`Transport::encrypt`] without copies: `buffer` is encrypted where it is; the returned
+    /// tag, if any (a key is always set once the handshake is done), must follow it.
+    pub fn encrypt_in_place(
+        &mut self,
+        buffer: &mut [u8],
+    ) -> Result<Option<[u8; TAG_LEN]>, NoiseError> {
+        if buffer.len() > MAX_PAYLOAD_LEN {
+            return Err(NoiseError::PayloadTooLong {
+                len: buffer.len(),
+                max: MAX_PAYLOAD_LEN,
+            });
+        }
+        self.sending.encrypt_in_place(&[], buffer)
+    }
+
+    /// [`Transport::decrypt`] without copies: returns the length of the plaintext, which is
+    /// then the start of `message`.
+    pub fn decrypt_in_place(&mut self, message: &mut [u8]) -> Result<usize, NoiseError> {
+        self.receiving.decrypt_in_place(&[], message)
     }
 
     /// Replaces the sending key with `REKEY(k)`; the peer must call
