@@ -397,6 +397,7 @@ async fn read_frames(
             Some(Err(err)) => break Incoming::Lost(err.to_string()),
             Some(Ok(ServerFrame::Closing { reason })) => break Incoming::Closing(reason),
             Some(Ok(ServerFrame::Deliver(message))) => {
+                let message = Arc::unwrap_or_clone(message);
                 if incoming.send(Incoming::Message(message)).await.is_err() {
                     // Nobody listens any more: the session has ended.
                     break Incoming::Lost("the session ended".into());

@@ -247,13 +247,13 @@ mod tests {
 
         #[test]
         fn any_message_round_trips(from in "[a-z]{1,32}", text in "\\PC{0,300}", at in any::<i64>()) {
-            let frame = ServerFrame::Deliver(ChatMessage {
+            let frame = ServerFrame::Deliver(std::sync::Arc::new(ChatMessage {
                 id: MessageId::new(),
                 from,
                 to: Recipient::User("bob".into()),
                 text,
                 sent_at_ms: at,
-            });
+            }));
             let mut buf = BytesMut::new();
             ServerSide::new(MAX_FRAME_LEN).encode(frame.clone(), &mut buf).unwrap();
             prop_assert_eq!(ClientSide::new(MAX_FRAME_LEN).decode(&mut buf).unwrap(), Some(frame));

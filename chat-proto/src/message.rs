@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// Names a request so that its reply can be matched to it. Chosen by the client.
@@ -168,8 +169,9 @@ pub enum ServerFrame {
         id: RequestId,
         result: Result<Response, ErrorReply>,
     },
-    /// A message for the logged-in user. The client answers with [`ClientFrame::Ack`].
-    Deliver(ChatMessage),
+    /// A message for the logged-in user. The client answers with [`ClientFrame::Ack`]. Shared,
+    /// so that one message pushed to many sessions is not copied for each.
+    Deliver(Arc<ChatMessage>),
     /// The server is about to close the connection, and says why.
     Closing { reason: String },
 }

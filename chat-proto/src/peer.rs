@@ -7,6 +7,7 @@
 
 use crate::{ChatMessage, MessageId};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// The first frame on a link, in both directions. Like the client [`crate::Hello`], its layout
 /// never changes between protocol versions.
@@ -51,7 +52,7 @@ pub enum PeerFrame {
     /// sessions. The sender owns the message until every recipient acknowledged it or it is
     /// stored; the receiver keeps nothing but the way back for the acknowledgements.
     Deliver {
-        message: ChatMessage,
+        message: Arc<ChatMessage>,
         recipients: Vec<String>,
     },
     /// `user`'s client has shown these messages, which the receiver relayed.

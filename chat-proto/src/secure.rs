@@ -297,13 +297,13 @@ mod tests {
     type Sender = SecureCodec<ServerFrame, ServerFrame>;
 
     fn message(text: String) -> ServerFrame {
-        ServerFrame::Deliver(ChatMessage {
+        ServerFrame::Deliver(std::sync::Arc::new(ChatMessage {
             id: MessageId::new(),
             from: "alice".into(),
             to: Recipient::User("bob".into()),
             text,
             sent_at_ms: 1,
-        })
+        }))
     }
 
     fn codecs() -> (Sender, Sender) {

@@ -194,14 +194,14 @@ impl Delivery {
         let mut pushed = vec![false; recipients.len()];
         for (idx, sessions) in plan.local {
             for session in sessions {
-                pushed[idx] |= session.push(ServerFrame::Deliver(ChatMessage::clone(message)));
+                pushed[idx] |= session.push(ServerFrame::Deliver(message.clone()));
             }
         }
         for (server, indices) in plan.remote {
             // One frame per server, unless its recipients would not fit in one.
             for indices in indices.chunks(MAX_RELAY_RECIPIENTS) {
                 let frame = PeerFrame::Deliver {
-                    message: ChatMessage::clone(message),
+                    message: message.clone(),
                     recipients: indices.iter().map(|&idx| recipients[idx].clone()).collect(),
                 };
                 if self.routes.links.send(&server, frame) {
@@ -220,7 +220,7 @@ impl Delivery {
     }
 
     /// Shows a message that server `owner` relayed to these users of this server.
-    pub fn deliver_relayed(&self, owner: &str, message: ChatMessage, recipients: &[String]) {
+    pub fn deliver_relayed(&self, owner: &str, message: Arc<ChatMessage>, recipients: &[String]) {
         self.with_ledger(|ledger| ledger.relayed(owner.into(), message.id));
         for user in recipients {
             for session in self.routes.hub.sessions_of(user) {

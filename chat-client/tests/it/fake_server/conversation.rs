@@ -118,7 +118,7 @@ async fn converse(
                     None => {
                         // A live delivery that arrives before the reply must be shown before it.
                         if framed
-                            .send(ServerFrame::Deliver(first.clone()))
+                            .send(ServerFrame::Deliver(first.clone().into()))
                             .await
                             .is_err()
                         {
