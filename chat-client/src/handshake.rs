@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 pub const REKEY_INTERVAL: Duration = Duration::from_secs(10 * 60);
 
 /// A connection after its hello: encrypted frames from and to the server.
-pub(crate) type ServerFramed = Framed<TcpStream, SecureCodec<ServerFrame, ClientFrame>>;
+pub type ServerFramed = Framed<TcpStream, SecureCodec<ServerFrame, ClientFrame>>;
 
 /// Which server keys the client accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,8 +68,9 @@ pub enum KeyRefusal {
 }
 
 /// Connects to `addr`, makes the handshake, checks the server's key and exchanges hellos.
-/// Returns the encrypted connection, retyped for requests, and the server's name.
-pub(crate) async fn open(
+/// Returns the encrypted connection, retyped for requests, and the server's name. It sets no
+/// timeout of its own: callers bound it (see `Connection::connect`).
+pub async fn open(
     addr: &str,
     trust: &ServerTrust,
 ) -> Result<(ServerFramed, String), ConnectError> {

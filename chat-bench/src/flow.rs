@@ -1,0 +1,235 @@
+//! The hot loop of a farm connection: one reader task and one writer task, as in the real
+//! client, joined by a bounded queue of acknowledgements.
+//!
+//! The **reader** checks every delivery against the [`Ledger`], records its latency, and queues
+//! its id for acknowledgement; it notes every `Sent` reply. The **writer** is the only task that
+//! writes to the socket: it sends the connection's messages while its sender's window has room,
+//! and batches the queued acknowledgements into `Ack` frames as the real client does (whatever
+//! is queued at that moment, up to `MAX_ACK_BATCH` ids). It flushes once per burst of frames.
+
+use crate::farm::Conn;
+use crate::ledger::{Delivery, Ledger, Outgoing};
+use crate::report::Latencies;
+use chat_client::connection::MAX_ACK_BATCH;
+use chat_client::handshake::ServerFramed;
+use chat_proto::{ClientFrame, MessageId, Recipient, Request, RequestId, Response, ServerFrame};
+use futures::stream::{SplitSink, SplitStream};
+use futures::{SinkExt as _, StreamExt as _};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Acknowledgements queued between the reader and the writer (the real client's bound).
+const ACK_QUEUE: usize = 1024;
+/// The most frames written before a flush.
+const MAX_BURST: usize = 64;
+/// How long the writer may take to write what is queued at the end.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What one connection sends: messages `0..messages` of ledger sender `sender`, to `to`.
+#[derive(Debug, Clone)]
+pub struct Sending {
+    pub sender: usize,
+    pub to: Recipient,
+    pub size: usize,
+}
+
+/// A connection's part in the workload.
+#[derive(Debug, Clone)]
+pub struct Role {
+    /// Its receiving slot in the ledger.
+    pub slot: u32,
+    pub sending: Option<Sending>,
+}
+
+/// A running connection.
+pub struct Flow {
+    reader: JoinHandle<Latencies>,
+    writer: JoinHandle<()>,
+    stop: CancellationToken,
+}
+
+impl Flow {
+    pub fn start(conn: Conn, ledger: Arc<Ledger>, role: Role) -> Flow {
+        let first_id = conn.next_request_id();
+        let (sink, stream) = conn.framed.split();
+        let (acks_tx, acks_rx) = mpsc::channel(ACK_QUEUE);
+        let stop = CancellationToken::new();
+        let reader = tokio::spawn(read(
+            stream,
+            ledger.clone(),
+            role.clone(),
+            first_id,
+            acks_tx,
+            stop.clone(),
+        ));
+        let writer = tokio::spawn(write(sink, ledger, role, first_id, acks_rx, stop.clone()));
+        Flow {
+            reader,
+            writer,
+            stop,
+        }
+    }
+
+    /// Stops both tasks, writing what is queued, and returns the latencies of the deliveries
+    /// this connection received.
+    pub async fn finish(self) -> Latencies {
+        self.stop.cancel();
+        let _ = self.writer.await;
+        self.reader.await.unwrap_or_default()
+    }
+}
+
+async fn read(
+    mut stream: SplitStream<ServerFramed>,
+    ledger: Arc<Ledger>,
+    role: Role,
+    first_id: RequestId,
+    acks: mpsc::Sender<MessageId>,
+    stop: CancellationToken,
+) -> Latencies {
+    let mut latencies = Latencies::new();
+    loop {
+        let frame = tokio::select! {
+            frame = stream.next() => frame,
+            () = stop.cancelled() => break,
+        };
+        match frame {
+            Some(Ok(ServerFrame::Deliver(message))) => {
+                match ledger.read(&message.text) {
+                    Some((stamp, age)) => match ledger.delivered(stamp, role.slot) {
+                        Delivery::First => latencies.record(age),
+                        Delivery::Doubled => {}
+                        Delivery::Unknown => ledger.error(format!("a stray message: {stamp:?}")),
+                    },
+                    None => ledger.error(format!("a message not of this run: {:?}", message.text)),
+                }
+                if acks.send(message.id).await.is_err() {
+                    break;
+                }
+            }
+            Some(Ok(ServerFrame::Reply { id, result })) => {
+                let Some(sending) = &role.sending else {
+                    ledger.error(format!("a reply to request {id}, which was never sent"));
+                    continue;
+                };
+                let seq = id.wrapping_sub(first_id);
+                match result {
+                    Ok(Response::Sent { .. }) => ledger.sent(sending.sender, seq),
+                    Ok(other) => ledger.abandon(sending.sender, seq, &format!("{other:?}")),
+                    Err(refusal) => ledger.abandon(sending.sender, seq, &refusal.message),
+                }
+            }
+            Some(Ok(ServerFrame::Closing { reason })) => {
+                ledger.error(format!("the server closed a connection: {reason}"));
+                break;
+            }
+            Some(Err(err)) => {
+                ledger.error(format!("a bad frame: {err}"));
+                break;
+            }
+            None => {
+                ledger.error("a server closed a connection".to_string());
+                break;
+            }
+        }
+    }
+    latencies
+}
+
+/// The next frame to write, if one is ready without waiting.
+fn ready_frame(acks: &mut mpsc::Receiver<MessageId>, next: &mut NextSend) -> Option<ClientFrame> {
+    if let Ok(id) = acks.try_recv() {
+        return Some(ack_batch(id, acks));
+    }
+    let seq = next.outgoing.try_take()?;
+    Some(next.frame(seq))
+}
+
+/// An `Ack` frame with `first` and whatever else is queued now, up to `MAX_ACK_BATCH` ids.
+fn ack_batch(first: MessageId, acks: &mut mpsc::Receiver<MessageId>) -> ClientFrame {
+    let mut ids = vec![first];
+    while ids.len() < MAX_ACK_BATCH {
+        match acks.try_recv() {
+            Ok(id) => ids.push(id),
+            Err(_) => break,
+        }
+    }
+    ClientFrame::Ack { ids }
+}
+
+/// The messages a writer has still to send, as frames.
+struct NextSend {
+    outgoing: Outgoing,
+    ledger: Arc<Ledger>,
+    sending: Option<Sending>,
+    first_id: RequestId,
+}
+
+impl NextSend {
+    fn frame(&self, seq: u32) -> ClientFrame {
+        let sending = self
+            .sending
+            .as_ref()
+            .expect("only a sending connection has messages to take");
+        ClientFrame::Request {
+            id: self.first_id.wrapping_add(seq),
+            body: Request::Send {
+                id: MessageId::new(),
+                to: sending.to.clone(),
+                text: self.ledger.text(sending.sender, seq, sending.size),
+            },
+        }
+    }
+}
+
+async fn write(
+    mut sink: SplitSink<ServerFramed, ClientFrame>,
+    ledger: Arc<Ledger>,
+    role: Role,
+    first_id: RequestId,
+    mut acks: mpsc::Receiver<MessageId>,
+    stop: CancellationToken,
+) {
+    let mut next = NextSend {
+        outgoing: Outgoing::new(
+            ledger.clone(),
+            role.sending.as_ref().map(|sending| sending.sender),
+        ),
+        ledger: ledger.clone(),
+        sending: role.sending,
+        first_id,
+    };
+    loop {
+        let first = tokio::select! {
+            biased;
+            Some(id) = acks.recv() => ack_batch(id, &mut acks),
+            seq = next.outgoing.take() => next.frame(seq),
+            () = stop.cancelled() => break,
+        };
+        let burst = async {
+            sink.feed(first).await?;
+            for _ in 1..MAX_BURST {
+                match ready_frame(&mut acks, &mut next) {
+                    Some(frame) => sink.feed(frame).await?,
+                    None => break,
+                }
+            }
+            sink.flush().await
+        };
+        if let Err(err) = burst.await {
+            ledger.error(format!("cannot write to the server: {err}"));
+            return;
+        }
+    }
+    // Acknowledge what was delivered before the end, then close.
+    let goodbye = async {
+        while let Ok(id) = acks.try_recv() {
+            sink.feed(ack_batch(id, &mut acks)).await?;
+        }
+        sink.close().await
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, goodbye).await;
+}

@@ -1,0 +1,109 @@
+//! `chat-bench`: load for the chat farm, and the same direct-message load for IRC networks,
+//! so that the farm is measured side by side with its peers.
+//!
+//! - `farm`: reaching the farm: the ring, names placed on chosen homes, logging in at home.
+//! - `logins`: many logins at once with bounded concurrency, timed.
+//! - `ledger`: what was sent and delivered, the windows, doubles and misses.
+//! - `flow`: the hot loop of one farm connection (a reader and a writer task).
+//! - `messages`: the `dm` and `group` workloads.
+//! - `storm`, `idle`, `failover`: logins at once, idle connections, a killed server.
+//! - `irc`: the `dm` workload spoken as IRC.
+//! - `report`: the `key=value` lines and the latency histograms.
+//!
+//! Every phase prints **one line of `key=value` pairs on standard output**, a stable interface
+//! that `scripts/bench` and the tests parse; everything else goes to standard error. **Every
+//! run stops by itself** (`--timeout-secs`), and the exit status is non-zero when it timed out
+//! or counted errors, missing or doubled messages. **It never trusts an unknown key**: the
+//! farm's public key must be given.
+
+mod args;
+mod failover;
+mod farm;
+mod flow;
+mod idle;
+mod irc;
+mod ledger;
+mod logins;
+mod messages;
+mod report;
+mod storm;
+
+use anyhow::Context as _;
+use args::{Cli, Workload};
+use clap::Parser as _;
+use report::Verdict;
+
+fn main() {
+    let cli = Cli::parse();
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    let code = match run(cli) {
+        Ok(verdict) if verdict.is_clean() => 0,
+        Ok(verdict) => {
+            if verdict.timed_out {
+                eprintln!("chat-bench: the run timed out");
+            }
+            for problem in &verdict.problems {
+                eprintln!("chat-bench: {problem}");
+            }
+            1
+        }
+        Err(err) => {
+            eprintln!("chat-bench: {err:#}");
+            1
+        }
+    };
+    // Exit without waiting for tasks still blocked on sockets that will not answer.
+    std::process::exit(code)
+}
+
+fn run(cli: Cli) -> anyhow::Result<Verdict> {
+    raise_open_files_limit();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let limits = cli.workload.limits();
+    let deadline = limits.deadline();
+    let workload = async move {
+        match cli.workload {
+            Workload::Dm(args) => messages::dm(args, deadline).await,
+            Workload::Group(args) => messages::group(args, deadline).await,
+            Workload::Storm(args) => storm::run(args, deadline).await,
+            Workload::Idle(args) => idle::run(args, deadline).await,
+            Workload::Failover(args) => failover::run(args, deadline).await,
+            Workload::Irc(args) => irc::run(args, deadline).await,
+        }
+    };
+    runtime.block_on(async move {
+        // The workloads stop measuring at the deadline and report; this is the backstop for
+        // a phase that cannot.
+        match tokio::time::timeout_at(deadline + args::REPORT_GRACE, workload).await {
+            Ok(verdict) => verdict,
+            Err(_) => Ok(Verdict {
+                timed_out: true,
+                problems: Vec::new(),
+            }),
+        }
+    })
+}
+
+/// Raises the soft limit of open files to the hard limit: every client is a socket.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(err) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                eprintln!(
+                    "warning: cannot raise the open files limit from {soft} to {hard}: {err}"
+                );
+            }
+        }
+        Ok(_) => {}
+        Err(err) => eprintln!("warning: cannot read the open files limit: {err}"),
+    }
+}

@@ -1,0 +1,188 @@
+//! The `dm` and `group` workloads: log everyone in at home, then send through the farm with
+//! a bounded window per sender, and report rates, latencies and the ledger's counts.
+
+use crate::args::{count, DmArgs, FarmArgs, GroupArgs, Traffic};
+use crate::farm::{Conn, Farm};
+use crate::flow::{Flow, Role, Sending};
+use crate::ledger::{Ledger, Shape, Tally};
+use crate::logins::farm_logins;
+use crate::report::{Latencies, Line, Verdict};
+use anyhow::{bail, Context as _};
+use chat_proto::{Recipient, Request, Response};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long the connections stay open after the last message completed, so that a late
+/// second delivery is still counted as doubled.
+const LINGER: Duration = Duration::from_millis(200);
+
+/// What a message phase measured.
+pub struct Measured {
+    pub tally: Tally,
+    pub latencies: Latencies,
+    pub elapsed: Duration,
+    pub finished: bool,
+}
+
+impl Measured {
+    /// The line's common tail: deliveries, rate, latencies and counts.
+    pub fn fields(&self, line: Line) -> Line {
+        line.field("delivered", self.tally.delivered)
+            .rate("msgs_per_s", self.tally.delivered, self.elapsed)
+            .micros(&self.latencies)
+            .field("missing", self.tally.missing)
+            .field("doubled", self.tally.doubled)
+            .field("errors", self.tally.errors)
+            .field("elapsed_ms", self.elapsed.as_millis())
+    }
+
+    pub fn verdict(&self) -> Verdict {
+        let mut verdict = Verdict {
+            timed_out: !self.finished,
+            ..Verdict::default()
+        };
+        verdict.expect_zero("errors", self.tally.errors);
+        verdict.expect_zero("missing deliveries", self.tally.missing);
+        verdict.expect_zero("doubled deliveries", self.tally.doubled);
+        verdict
+    }
+}
+
+pub async fn dm(args: DmArgs, deadline: tokio::time::Instant) -> anyhow::Result<Verdict> {
+    let n_clients = count(args.clients);
+    let farm = discover(&args.farm).await?;
+    if farm.names.len() < 2 {
+        eprintln!("warning: one server only: partners share it");
+    }
+    let run_id = args.farm.limits.run_id();
+    // Neighbours are homed on consecutive servers, so the pairs (2k, 2k+1) are split.
+    let users = farm.names_by_home(&format!("b{run_id}-"), n_clients);
+    let conns = log_in(&farm, &users, &args.farm).await?;
+    let ledger = Ledger::new(shape(n_clients, 1, 1, &args.traffic));
+    let roles = (0..n_clients).map(|idx| {
+        let partner = idx ^ 1;
+        Role {
+            slot: 0,
+            sending: Some(Sending {
+                sender: idx,
+                to: Recipient::User(users[partner].clone()),
+                size: args.traffic.size(),
+            }),
+        }
+    });
+    let measured = drive(conns.into_iter().zip(roles), &ledger, deadline).await;
+    let line = Line::new("dm")
+        .field("clients", n_clients)
+        .field("messages", args.traffic.messages)
+        .field("size", args.traffic.size)
+        .field("window", args.traffic.window);
+    measured.fields(line).print();
+    Ok(measured.verdict())
+}
+
+pub async fn group(args: GroupArgs, deadline: tokio::time::Instant) -> anyhow::Result<Verdict> {
+    let n_members = count(args.members);
+    let n_senders = count(args.senders);
+    if n_senders > n_members {
+        bail!("--senders ({n_senders}) cannot exceed --members ({n_members})");
+    }
+    let farm = discover(&args.farm).await?;
+    let run_id = args.farm.limits.run_id();
+    let users = farm.names_by_home(&format!("g{run_id}-"), n_members);
+    let mut conns = log_in(&farm, &users, &args.farm).await?;
+    let group = format!("bench{run_id}");
+    join_all(&mut conns, &group).await?;
+    let slots = u32::try_from(n_members).context("too many members")?;
+    let ledger = Ledger::new(shape(n_senders, slots - 1, slots, &args.traffic));
+    // The first senders are spread over the servers like everyone else.
+    let roles = (0..n_members).map(|idx| Role {
+        slot: idx as u32,
+        sending: (idx < n_senders).then(|| Sending {
+            sender: idx,
+            to: Recipient::Group(group.clone()),
+            size: args.traffic.size(),
+        }),
+    });
+    let measured = drive(conns.into_iter().zip(roles), &ledger, deadline).await;
+    let line = Line::new("group")
+        .field("clients", n_members)
+        .field("members", n_members)
+        .field("senders", n_senders)
+        .field("messages", args.traffic.messages)
+        .field("size", args.traffic.size)
+        .field("window", args.traffic.window);
+    measured.fields(line).print();
+    Ok(measured.verdict())
+}
+
+fn shape(senders: usize, recipients: u32, slots: u32, traffic: &Traffic) -> Shape {
+    Shape {
+        senders,
+        messages: traffic.messages,
+        recipients,
+        slots,
+        window: traffic.window,
+        wait_for_sent: true,
+    }
+}
+
+pub async fn discover(args: &FarmArgs) -> anyhow::Result<Arc<Farm>> {
+    Ok(Arc::new(
+        Farm::discover(&args.servers, args.trust()?).await?,
+    ))
+}
+
+/// Logs every user in at home and prints the `login` line; fails unless all logged in.
+async fn log_in(farm: &Arc<Farm>, users: &[String], args: &FarmArgs) -> anyhow::Result<Vec<Conn>> {
+    let logins = farm_logins(farm, users, &args.password, args.limits.concurrency()).await;
+    logins.print("login");
+    logins.all()
+}
+
+/// Every member joins `group`: the first creates it, then the others join, one request each.
+async fn join_all(conns: &mut [Conn], group: &str) -> anyhow::Result<()> {
+    let (first, others) = conns.split_first_mut().context("a group needs members")?;
+    join(first, group).await?;
+    let joins = others.iter_mut().map(|conn| join(conn, group));
+    for joined in futures::future::join_all(joins).await {
+        joined?;
+    }
+    Ok(())
+}
+
+async fn join(conn: &mut Conn, group: &str) -> anyhow::Result<()> {
+    let request = Request::Join {
+        group: group.to_string(),
+    };
+    match conn.request(request).await? {
+        Ok(Response::Done) => Ok(()),
+        Ok(other) => bail!("unexpected answer to a join: {other:?}"),
+        Err(refusal) => bail!("cannot join #{group} on {}: {refusal}", conn.server),
+    }
+}
+
+/// Starts a flow on each connection, waits until every message is complete or the deadline,
+/// and stops them all.
+async fn drive(
+    conns: impl Iterator<Item = (Conn, Role)>,
+    ledger: &Arc<Ledger>,
+    deadline: tokio::time::Instant,
+) -> Measured {
+    let started = Instant::now();
+    let flows: Vec<Flow> = conns
+        .map(|(conn, role)| Flow::start(conn, ledger.clone(), role))
+        .collect();
+    let finished = ledger.wait_done(deadline).await;
+    let elapsed = started.elapsed();
+    tokio::time::sleep(LINGER).await;
+    let mut latencies = Latencies::new();
+    for received in futures::future::join_all(flows.into_iter().map(Flow::finish)).await {
+        latencies.add(&received);
+    }
+    Measured {
+        tally: ledger.tally(),
+        latencies,
+        elapsed,
+        finished,
+    }
+}
