@@ -32,7 +32,7 @@ pub async fn run(shared: Arc<Shared>, peer: String, framed: PeerFramed) {
     let (link, queue) = LinkHandle::new(&peer, shared.links.stats_of(&peer));
     // Who is logged in here goes first, then every change, in order; only then may messages
     // be routed over the link.
-    shared.hub.watch(link.clone());
+    shared.hub.watch(link.queue().clone());
     shared.links.register(link.clone());
     tracing::info!(%peer, "link up");
     let writer = tokio::spawn(write_frames(sink, queue, link.clone(), rekey));
