@@ -55,17 +55,12 @@ impl Shared {
     /// The server that should serve `user` now: home if it is this server or linked, else
     /// the backup on the same terms, and so on around the ring.
     pub fn serving(&self, user: &str) -> String {
-        let view = self.farm.view();
-        view.serving(user, |server| self.links.is_up(server))
-            .to_owned()
+        self.links.serving(&self.farm.view(), user)
     }
 
     /// The user's home and backup on the current ring of live servers.
     pub fn placement(&self, user: &str) -> (String, Option<String>) {
-        let view = self.farm.view();
-        let mut order = view.ring.successors(user);
-        let home = order.next().unwrap_or(&self.name).to_owned();
-        (home, order.next().map(str::to_owned))
+        self.farm.view().placement(user)
     }
 
     pub fn remember_user(&self, user: &str) {

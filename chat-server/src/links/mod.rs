@@ -21,6 +21,7 @@ pub use accept::accept;
 pub use dial::supervise;
 pub use handle::{LinkHandle, LinkStats};
 
+use crate::farm::FarmView;
 use chat_proto::PeerFrame;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -76,6 +77,12 @@ impl Links {
 
     pub fn is_up(&self, peer: &str) -> bool {
         self.lock().up.contains_key(peer)
+    }
+
+    /// The server that should serve `user` now in `view`: home if it is this server or
+    /// linked, else the backup on the same terms, and so on around the ring.
+    pub fn serving(&self, view: &FarmView, user: &str) -> String {
+        view.serving(user, |server| self.is_up(server)).to_owned()
     }
 
     /// Every peer this server has had a link to, with whether it is up and its counters.
