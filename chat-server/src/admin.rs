@@ -4,11 +4,12 @@
 //! well: only the user running the server (or root) gets an answer. Nothing is exposed on the
 //! network. One connection carries one command line and its answer.
 
+use crate::config::Config;
 use crate::console;
 use crate::server::Shared;
 use anyhow::{bail, Context};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -22,6 +23,32 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// The effective user id of this process (the owner of `/proc/self`), on Linux.
 pub fn my_uid() -> Option<u32> {
     std::fs::metadata("/proc/self").ok().map(|meta| meta.uid())
+}
+
+/// The admin socket of the server that `config` runs: `--admin-socket`, or the default.
+pub fn socket_path(config: &Config) -> PathBuf {
+    config
+        .admin_socket
+        .clone()
+        .unwrap_or_else(|| default_socket(&config.name))
+}
+
+/// Where a server called `name` puts its admin socket unless told otherwise: in a directory of
+/// its user's own (see [`default_dir`]).
+pub fn default_socket(name: &str) -> PathBuf {
+    default_dir().join(format!("{name}.sock"))
+}
+
+/// The private directory of the default admin sockets: `$XDG_RUNTIME_DIR/chat-server`, or
+/// `chat-server-UID` in the temporary directory.
+pub fn default_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) => PathBuf::from(dir).join("chat-server"),
+        None => {
+            let uid = my_uid().map_or_else(|| "user".to_owned(), |uid| uid.to_string());
+            std::env::temp_dir().join(format!("chat-server-{uid}"))
+        }
+    }
 }
 
 /// Creates `dir` for this user alone, or checks that it is so: owned by this user and closed

@@ -117,9 +117,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         link_key: chat_proto::key_to_hex(&keys.link.public_key()),
     };
     if config.admin_socket.is_none() {
-        admin::ensure_private_dir(&crate::config::admin_dir())?;
+        admin::ensure_private_dir(&admin::default_dir())?;
     }
-    let admin_listener = admin::bind(&config.admin_socket()).await?;
+    let admin_listener = admin::bind(&admin::socket_path(&config)).await?;
     let started_at_ms = store
         .register_server(&row)
         .await
@@ -218,7 +218,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     {
         tracing::warn!("some sessions did not close before the shutdown timeout");
     }
-    admin::remove(&config.admin_socket());
+    admin::remove(&admin::socket_path(&config));
     if let Err(err) = store.mark_server_gone(&config.name).await {
         tracing::warn!(%err, "could not mark this server gone in server_info");
     }
