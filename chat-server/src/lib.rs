@@ -10,6 +10,8 @@
 //! - `presence`: who is logged in on the other servers, as their links report it.
 //! - `session`: one client connection: hello, read loop, writer task.
 //! - `outbound`: a session's bounded outbound queue, the only way to write to its socket.
+//! - `connection`: what sessions and links share: the handshake driver, the writer task, and
+//!   their timeouts.
 //! - `commands`: what each client request does, one file per family of commands.
 //! - `delivery`: pending messages, acknowledgements, and the group-commit writer.
 //! - `hub`: who is logged in here.
@@ -25,6 +27,7 @@
 pub mod admin;
 pub mod commands;
 pub mod config;
+pub mod connection;
 pub mod console;
 pub mod delivery;
 pub mod farm;

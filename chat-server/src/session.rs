@@ -1,33 +1,29 @@
 //! One client connection: the hello, the read loop, and the writer task.
 //!
 //! The read loop decodes frames and hands each to [`crate::commands`]; it never writes to the
-//! socket. The writer task owns the socket's write half and drains the session's bounded
+//! socket. The [`Writer`] task owns the socket's write half and drains the session's bounded
 //! [`Outbound`] queue. A bad frame closes this one connection, with its reason logged.
 
+use crate::connection::{
+    handshake, read_within, send, Secured, Writer, GOODBYE_TIMEOUT, HELLO_TIMEOUT,
+};
 use crate::limits::RateLimit;
 use crate::outbound::Outbound;
 use crate::server::Shared;
 use chat_proto::{
-    handshake_codec, ClientFrame, HandshakeBuilder, Hello, Pattern, RekeyHandle, SecureCodec,
-    ServerFrame, CLIENT_PROLOGUE, MAX_CLIENT_FRAME_LEN, PROTOCOL_VERSION,
+    ClientFrame, HandshakeBuilder, Hello, Pattern, ServerFrame, CLIENT_PROLOGUE,
+    MAX_CLIENT_FRAME_LEN, PROTOCOL_VERSION,
 };
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use rand_core::OsRng;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::timeout;
-use tokio_util::bytes::Bytes;
-use tokio_util::codec::Framed;
 
-/// How long a new connection has for the handshake and the hello.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long the goodbye (queued frames and the `Closing` frame) may take to write.
-const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
-
-type ClientFramed = Framed<TcpStream, SecureCodec<ClientFrame, ServerFrame>>;
+type ClientFramed = Secured<ClientFrame, ServerFrame>;
 
 /// The per-connection state that commands read and change.
 pub struct Session {
@@ -46,7 +42,6 @@ pub async fn serve(
     shared: Arc<Shared>,
     permit: Option<OwnedSemaphorePermit>,
 ) {
-    let _ = stream.set_nodelay(true);
     let refusal = permit.is_none().then(|| {
         "this server has too many connections; try another server or again later".to_owned()
     });
@@ -57,10 +52,10 @@ pub async fn serve(
             return;
         }
     };
-    let rekey = framed.codec().rekey_handle();
-    let (sink, mut frames) = framed.split();
     let (outbound, queue) = Outbound::new();
-    let writer = tokio::spawn(write_frames(sink, queue, outbound.clone(), rekey));
+    let (writer, mut frames) = Writer::split(framed, outbound.clone(), queue);
+    let writer = writer.goodbye(|reason| ServerFrame::Closing { reason });
+    let writer = tokio::spawn(writer.run());
     let mut session = Session {
         shared: shared.clone(),
         outbound: outbound.clone(),
@@ -129,32 +124,13 @@ async fn handshake_and_hello(
     shared: &Shared,
     refusal: Option<String>,
 ) -> Result<ClientFramed, String> {
-    let mut framed = Framed::new(stream, handshake_codec());
-    let noise_error = |err| format!("handshake failed: {err}");
-    let mut noise = HandshakeBuilder::new(Pattern::Nx)
+    let noise = HandshakeBuilder::new(Pattern::Nx)
         .prologue(CLIENT_PROLOGUE)
         .local_static(shared.farm_key.clone())
         .build_responder(&mut OsRng)
-        .map_err(noise_error)?;
-    let first = match framed.next().await {
-        None => return Err("closed before the handshake".into()),
-        Some(Err(err)) => return Err(format!("unreadable handshake: {err}")),
-        Some(Ok(first)) => first,
-    };
-    noise.read_message(&first).map_err(noise_error)?;
-    let second = noise.write_message(&[]).map_err(noise_error)?;
-    framed
-        .send(Bytes::from(second))
-        .await
-        .map_err(|err| format!("handshake not sent: {err}"))?;
-    let transport = noise.into_transport().map_err(noise_error)?;
-    let mut framed =
-        framed.map_codec(|_| SecureCodec::<Hello, Hello>::new(transport, MAX_CLIENT_FRAME_LEN));
-    let hello = match framed.next().await {
-        None => return Err("closed before hello".into()),
-        Some(Err(err)) => return Err(format!("unreadable hello: {err}")),
-        Some(Ok(hello)) => hello,
-    };
+        .map_err(|err| format!("handshake failed: {err}"))?;
+    let mut framed = handshake(stream, noise, MAX_CLIENT_FRAME_LEN, "handshake failed").await?;
+    let hello: Hello = read_within(&mut framed, "hello").await?;
     if hello.magic != Hello::MAGIC {
         return Err("not a chat client".into());
     }
@@ -167,58 +143,15 @@ async fn handshake_and_hello(
             )
         })
     });
+    let name = &shared.name;
     if let Some(refusal) = refusal {
         let reply = Hello {
             refusal: refusal.clone(),
-            ..Hello::new(&shared.name)
+            ..Hello::new(name)
         };
-        let _ = timeout(GOODBYE_TIMEOUT, framed.send(reply)).await;
+        let _ = timeout(GOODBYE_TIMEOUT, send(&mut framed, reply, "refusal")).await;
         return Err(refusal);
     }
-    framed
-        .send(Hello::new(&shared.name))
-        .await
-        .map_err(|err| format!("hello not sent: {err}"))?;
-    Ok(framed.map_codec(SecureCodec::retype))
-}
-
-/// The only task that writes to the client's socket.
-async fn write_frames(
-    mut sink: futures::stream::SplitSink<ClientFramed, ServerFrame>,
-    mut queue: mpsc::Receiver<ServerFrame>,
-    outbound: Outbound,
-    rekey: RekeyHandle,
-) {
-    let mut last_rekey = Instant::now();
-    loop {
-        tokio::select! {
-            frame = queue.recv() => {
-                let Some(frame) = frame else { break };
-                rekey.request_if_due(&mut last_rekey, Instant::now());
-                // Write everything already queued with one flush.
-                let written = async {
-                    sink.feed(frame).await?;
-                    while let Ok(frame) = queue.try_recv() {
-                        sink.feed(frame).await?;
-                    }
-                    sink.flush().await
-                };
-                if written.await.is_err() {
-                    outbound.close("");
-                    return;
-                }
-            }
-            () = outbound.closed() => break,
-        }
-    }
-    let goodbye = async {
-        while let Ok(frame) = queue.try_recv() {
-            sink.feed(frame).await?;
-        }
-        if let Some(reason) = outbound.close_reason().filter(|reason| !reason.is_empty()) {
-            sink.feed(ServerFrame::Closing { reason }).await?;
-        }
-        sink.close().await
-    };
-    let _ = timeout(GOODBYE_TIMEOUT, goodbye).await;
+    send(&mut framed, Hello::new(name), "hello").await?;
+    Ok(framed.map_codec(chat_proto::SecureCodec::retype))
 }

@@ -1,4 +1,5 @@
-//! One live link: a reader task (this one) and a writer task, fed by the link's bounded queue.
+//! One live link: a reader task (this one) and a [`Writer`] task, fed by the link's bounded
+//! queue.
 //!
 //! **Only the writer task writes to the link's socket.** It sends a heartbeat when the link has
 //! been idle for [`HEARTBEAT_EVERY`]; the reader drops a link that stays silent for
@@ -6,14 +7,13 @@
 
 use super::greet::PeerFramed;
 use super::LinkHandle;
+use crate::connection::Writer;
 use crate::server::Shared;
-use chat_proto::{PeerFrame, RekeyHandle};
-use futures::stream::{SplitSink, SplitStream};
-use futures::{SinkExt, StreamExt};
+use chat_proto::PeerFrame;
+use futures::stream::SplitStream;
+use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
-use std::time::Instant;
-use tokio::sync::mpsc;
 use tokio::time::timeout;
 
 /// How long a link may be idle before the writer sends a heartbeat.
@@ -22,20 +22,21 @@ const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
 /// notice a hung peer well before its clients do (they miss three pings a second apart), so
 /// that a client failing over is not redirected back to the hung server.
 const DEAD_AFTER: Duration = Duration::from_millis(1500);
-/// How long the writer may take to write what is queued once the link closes.
-const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs the link to `peer` until it drops or the server shuts down.
 pub async fn run(shared: Arc<Shared>, peer: String, framed: PeerFramed) {
-    let rekey = framed.codec().rekey_handle();
-    let (sink, stream) = framed.split();
     let (link, queue) = LinkHandle::new(&peer, shared.links.stats_of(&peer));
+    let (writer, stream) = Writer::split(framed, link.queue().clone(), queue);
+    let counted = link.clone();
+    let writer = writer
+        .heartbeat(HEARTBEAT_EVERY, || PeerFrame::Heartbeat)
+        .on_frame(move |frame| counted.stats().count(frame, true));
     // Who is logged in here goes first, then every change, in order; only then may messages
     // be routed over the link.
     shared.hub.watch(link.queue().clone());
     shared.links.register(link.clone());
     tracing::info!(%peer, "link up");
-    let writer = tokio::spawn(write_frames(sink, queue, link.clone(), rekey));
+    let writer = tokio::spawn(writer.run());
     let reason = read_frames(stream, &shared, &link).await;
     link.close(reason);
     shared.links.unregister(&link);
@@ -82,51 +83,4 @@ async fn apply(shared: &Shared, link: &LinkHandle, frame: PeerFrame) {
         PeerFrame::Acked { user, ids } => shared.delivery.ack_owned(&user, &ids).await,
         PeerFrame::Heartbeat => {}
     }
-}
-
-/// The only task that writes to the link's socket.
-async fn write_frames(
-    mut sink: SplitSink<PeerFramed, PeerFrame>,
-    mut queue: mpsc::Receiver<PeerFrame>,
-    link: LinkHandle,
-    rekey: RekeyHandle,
-) {
-    let mut last_rekey = Instant::now();
-    loop {
-        let frame = tokio::select! {
-            frame = timeout(HEARTBEAT_EVERY, queue.recv()) => match frame {
-                Ok(Some(frame)) => frame,
-                Ok(None) => break,
-                Err(_) => PeerFrame::Heartbeat,
-            },
-            () = link.closed() => break,
-        };
-        rekey.request_if_due(&mut last_rekey, Instant::now());
-        // Write everything already queued with one flush. A peer that stops reading fills the
-        // socket's buffer; the write is then abandoned when the link closes (its reader gives
-        // up after `DEAD_AFTER`), rather than blocking forever.
-        let written = async {
-            link.stats().count(&frame, true);
-            sink.feed(frame).await?;
-            while let Ok(frame) = queue.try_recv() {
-                link.stats().count(&frame, true);
-                sink.feed(frame).await?;
-            }
-            sink.flush().await
-        };
-        tokio::select! {
-            result = written => if let Err(err) = result {
-                link.close(format!("cannot write: {err}"));
-                return;
-            },
-            () = link.closed() => break,
-        }
-    }
-    let goodbye = async {
-        while let Ok(frame) = queue.try_recv() {
-            sink.feed(frame).await?;
-        }
-        sink.close().await
-    };
-    let _ = timeout(GOODBYE_TIMEOUT, goodbye).await;
 }
