@@ -5,8 +5,7 @@
 //! network. One connection carries one command line and its answer.
 
 use crate::config::Config;
-use crate::console;
-use crate::server::Shared;
+use crate::console::{self, ConsoleContext};
 use anyhow::{bail, Context};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -14,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
 
 /// The longest command line accepted.
 const MAX_LINE: u64 = 4096;
@@ -100,7 +100,11 @@ pub fn remove(path: &Path) {
 }
 
 /// Answers admin connections until shutdown.
-pub async fn serve(listener: UnixListener, shared: Arc<Shared>) {
+pub async fn serve(
+    listener: UnixListener,
+    console: Arc<ConsoleContext>,
+    shutdown: CancellationToken,
+) {
     let owner = my_uid();
     loop {
         let stream = tokio::select! {
@@ -112,7 +116,7 @@ pub async fn serve(listener: UnixListener, shared: Arc<Shared>) {
                     continue;
                 }
             },
-            () = shared.shutdown.cancelled() => return,
+            () = shutdown.cancelled() => return,
         };
         let allowed = stream
             .peer_cred()
@@ -121,17 +125,17 @@ pub async fn serve(listener: UnixListener, shared: Arc<Shared>) {
             tracing::warn!("admin connection refused: not the server's user");
             continue;
         }
-        tokio::spawn(answer(stream, shared.clone()));
+        tokio::spawn(answer(stream, console.clone()));
     }
 }
 
-async fn answer(stream: UnixStream, shared: Arc<Shared>) {
+async fn answer(stream: UnixStream, console: Arc<ConsoleContext>) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut reader = BufReader::new(read.take(MAX_LINE));
     let read = tokio::time::timeout(READ_TIMEOUT, reader.read_line(&mut line)).await;
     let reply = match read {
-        Ok(Ok(_)) => console::execute(&shared, line.trim()).await,
+        Ok(Ok(_)) => console::execute(&console, line.trim()).await,
         Ok(Err(err)) => format!("error: cannot read the command: {err}"),
         Err(_) => return,
     };

@@ -6,9 +6,8 @@
 //! [`DEAD_AFTER`], so a hung peer is noticed even when its TCP connection looks fine.
 
 use super::greet::PeerFramed;
-use super::LinkHandle;
+use super::{LinkContext, LinkHandle};
 use crate::connection::Writer;
-use crate::server::Shared;
 use chat_proto::PeerFrame;
 use futures::stream::SplitStream;
 use futures::StreamExt;
@@ -24,8 +23,8 @@ const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
 const DEAD_AFTER: Duration = Duration::from_millis(1500);
 
 /// Runs the link to `peer` until it drops or the server shuts down.
-pub async fn run(shared: Arc<Shared>, peer: String, framed: PeerFramed) {
-    let (link, queue) = LinkHandle::new(&peer, shared.links.stats_of(&peer));
+pub async fn run(ctx: Arc<LinkContext>, peer: String, framed: PeerFramed) {
+    let (link, queue) = LinkHandle::new(&peer, ctx.links.stats_of(&peer));
     let (writer, stream) = Writer::split(framed, link.queue().clone(), queue);
     let counted = link.clone();
     let writer = writer
@@ -33,15 +32,15 @@ pub async fn run(shared: Arc<Shared>, peer: String, framed: PeerFramed) {
         .on_frame(move |frame| counted.stats().count(frame, true));
     // Who is logged in here goes first, then every change, in order; only then may messages
     // be routed over the link.
-    shared.hub.watch(link.queue().clone());
-    shared.links.register(link.clone());
+    ctx.hub.watch(link.queue().clone());
+    ctx.links.register(link.clone());
     tracing::info!(%peer, "link up");
     let writer = tokio::spawn(writer.run());
-    let reason = read_frames(stream, &shared, &link).await;
+    let reason = read_frames(stream, &ctx, &link).await;
     link.close(reason);
-    shared.links.unregister(&link);
-    shared.hub.unwatch(link.id());
-    shared.presence.forget(&peer, link.id());
+    ctx.links.unregister(&link);
+    ctx.hub.unwatch(link.id());
+    ctx.presence.forget(&peer, link.id());
     let _ = writer.await;
     let reason = link.close_reason().unwrap_or_default();
     tracing::info!(%peer, %reason, "link down");
@@ -49,14 +48,14 @@ pub async fn run(shared: Arc<Shared>, peer: String, framed: PeerFramed) {
 
 async fn read_frames(
     mut stream: SplitStream<PeerFramed>,
-    shared: &Shared,
+    ctx: &LinkContext,
     link: &LinkHandle,
 ) -> String {
     loop {
         let frame = tokio::select! {
             frame = timeout(DEAD_AFTER, stream.next()) => frame,
             () = link.closed() => return String::new(),
-            () = shared.drained.cancelled() => return "this server is shutting down".into(),
+            () = ctx.drained.cancelled() => return "this server is shutting down".into(),
         };
         match frame {
             Err(_) => return format!("peer silent for {DEAD_AFTER:?}"),
@@ -64,23 +63,23 @@ async fn read_frames(
             Ok(Some(Err(err))) => return format!("unreadable frame: {err}"),
             Ok(Some(Ok(frame))) => {
                 link.stats().count(&frame, false);
-                apply(shared, link, frame).await;
+                apply(ctx, link, frame).await;
             }
         }
     }
 }
 
 /// What a frame from a peer does here.
-async fn apply(shared: &Shared, link: &LinkHandle, frame: PeerFrame) {
+async fn apply(ctx: &LinkContext, link: &LinkHandle, frame: PeerFrame) {
     let peer = link.peer();
     match frame {
-        PeerFrame::Online { users, reset } => shared.presence.online(peer, link.id(), users, reset),
-        PeerFrame::Offline { users } => shared.presence.offline(peer, link.id(), users),
+        PeerFrame::Online { users, reset } => ctx.presence.online(peer, link.id(), users, reset),
+        PeerFrame::Offline { users } => ctx.presence.offline(peer, link.id(), users),
         PeerFrame::Deliver {
             message,
             recipients,
-        } => shared.delivery.deliver_relayed(peer, message, &recipients),
-        PeerFrame::Acked { user, ids } => shared.delivery.ack_owned(&user, &ids).await,
+        } => ctx.delivery.deliver_relayed(peer, message, &recipients),
+        PeerFrame::Acked { user, ids } => ctx.delivery.ack_owned(&user, &ids).await,
         PeerFrame::Heartbeat => {}
     }
 }
