@@ -4,15 +4,16 @@
 //! well: only the user running the server (or root) gets an answer. Nothing is exposed on the
 //! network. One connection carries one command line and its answer.
 
-use crate::console;
-use crate::server::Shared;
+use crate::config::Config;
+use crate::console::{self, ConsoleContext};
 use anyhow::{bail, Context};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
 
 /// The longest command line accepted.
 const MAX_LINE: u64 = 4096;
@@ -22,6 +23,32 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// The effective user id of this process (the owner of `/proc/self`), on Linux.
 pub fn my_uid() -> Option<u32> {
     std::fs::metadata("/proc/self").ok().map(|meta| meta.uid())
+}
+
+/// The admin socket of the server that `config` runs: `--admin-socket`, or the default.
+pub fn socket_path(config: &Config) -> PathBuf {
+    config
+        .admin_socket
+        .clone()
+        .unwrap_or_else(|| default_socket(&config.name))
+}
+
+/// Where a server called `name` puts its admin socket unless told otherwise: in a directory of
+/// its user's own (see [`default_dir`]).
+pub fn default_socket(name: &str) -> PathBuf {
+    default_dir().join(format!("{name}.sock"))
+}
+
+/// The private directory of the default admin sockets: `$XDG_RUNTIME_DIR/chat-server`, or
+/// `chat-server-UID` in the temporary directory.
+pub fn default_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) => PathBuf::from(dir).join("chat-server"),
+        None => {
+            let uid = my_uid().map_or_else(|| "user".to_owned(), |uid| uid.to_string());
+            std::env::temp_dir().join(format!("chat-server-{uid}"))
+        }
+    }
 }
 
 /// Creates `dir` for this user alone, or checks that it is so: owned by this user and closed
@@ -73,7 +100,11 @@ pub fn remove(path: &Path) {
 }
 
 /// Answers admin connections until shutdown.
-pub async fn serve(listener: UnixListener, shared: Arc<Shared>) {
+pub async fn serve(
+    listener: UnixListener,
+    console: Arc<ConsoleContext>,
+    shutdown: CancellationToken,
+) {
     let owner = my_uid();
     loop {
         let stream = tokio::select! {
@@ -85,7 +116,7 @@ pub async fn serve(listener: UnixListener, shared: Arc<Shared>) {
                     continue;
                 }
             },
-            () = shared.shutdown.cancelled() => return,
+            () = shutdown.cancelled() => return,
         };
         let allowed = stream
             .peer_cred()
@@ -94,17 +125,17 @@ pub async fn serve(listener: UnixListener, shared: Arc<Shared>) {
             tracing::warn!("admin connection refused: not the server's user");
             continue;
         }
-        tokio::spawn(answer(stream, shared.clone()));
+        tokio::spawn(answer(stream, console.clone()));
     }
 }
 
-async fn answer(stream: UnixStream, shared: Arc<Shared>) {
+async fn answer(stream: UnixStream, console: Arc<ConsoleContext>) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut reader = BufReader::new(read.take(MAX_LINE));
     let read = tokio::time::timeout(READ_TIMEOUT, reader.read_line(&mut line)).await;
     let reply = match read {
-        Ok(Ok(_)) => console::execute(&shared, line.trim()).await,
+        Ok(Ok(_)) => console::execute(&console, line.trim()).await,
         Ok(Err(err)) => format!("error: cannot read the command: {err}"),
         Err(_) => return,
     };

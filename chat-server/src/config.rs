@@ -131,29 +131,4 @@ impl Config {
     pub fn heartbeat_timeout(&self) -> Duration {
         Duration::from_millis(self.heartbeat_timeout_ms)
     }
-
-    pub fn admin_socket(&self) -> PathBuf {
-        self.admin_socket
-            .clone()
-            .unwrap_or_else(|| default_admin_socket(&self.name))
-    }
-}
-
-/// Where a server called `name` puts its admin socket unless told otherwise: in a directory of
-/// its user's own (see [`admin_dir`]).
-pub fn default_admin_socket(name: &str) -> PathBuf {
-    admin_dir().join(format!("{name}.sock"))
-}
-
-/// The private directory of the default admin sockets: `$XDG_RUNTIME_DIR/chat-server`, or
-/// `chat-server-UID` in the temporary directory.
-pub fn admin_dir() -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(dir) => PathBuf::from(dir).join("chat-server"),
-        None => {
-            let uid =
-                crate::admin::my_uid().map_or_else(|| "user".to_owned(), |uid| uid.to_string());
-            std::env::temp_dir().join(format!("chat-server-{uid}"))
-        }
-    }
 }

@@ -3,12 +3,26 @@
 //!
 //! The end of standard input only ends the console; the server keeps running.
 
-use crate::server::Shared;
-use crate::store::StoreError;
+use crate::farm::Farm;
+use crate::hub::Hub;
+use crate::links::Links;
+use crate::presence::Presence;
+use crate::store::{Store, StoreError};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// What the admin commands look at, and nothing more.
+pub struct ConsoleContext {
+    /// This server's name in the farm.
+    pub name: String,
+    pub store: Store,
+    pub farm: Arc<Farm>,
+    pub hub: Arc<Hub>,
+    pub presence: Arc<Presence>,
+    pub links: Arc<Links>,
+}
 
 const HELP: &str = "\
 commands:
@@ -21,38 +35,34 @@ commands:
   thread-count     OS threads and live tokio tasks of this process
   help             this list";
 
-pub async fn run(shared: Arc<Shared>) {
+pub async fn run(ctx: Arc<ConsoleContext>) {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         let line = line.trim();
         if line.is_empty() {
             continue;
         }
-        println!("{}", execute(&shared, line).await);
+        println!("{}", execute(&ctx, line).await);
     }
     tracing::debug!("console input closed; the server keeps running");
 }
 
 /// Runs one console command and returns what to print.
-pub async fn execute(shared: &Shared, line: &str) -> String {
+pub async fn execute(ctx: &ConsoleContext, line: &str) -> String {
     let words: Vec<&str> = line.split_whitespace().collect();
     let result = match words.as_slice() {
-        ["users"] => shared.store.all_users().await.map(|users| list(&users)),
+        ["users"] => ctx.store.all_users().await.map(|users| list(&users)),
         ["users", group] => {
             let group = group.trim_start_matches('#');
-            shared
-                .store
-                .members(group)
-                .await
-                .map(|members| match members {
-                    Some(members) => list(&members),
-                    None => format!("no such group: #{group}"),
-                })
+            ctx.store.members(group).await.map(|members| match members {
+                Some(members) => list(&members),
+                None => format!("no such group: #{group}"),
+            })
         }
-        ["groups"] => shared.store.all_groups().await.map(|groups| list(&groups)),
-        ["active-users"] => Ok(active_users(shared)),
-        ["servers"] => servers(shared).await,
-        ["links"] => Ok(links(shared)),
+        ["groups"] => ctx.store.all_groups().await.map(|groups| list(&groups)),
+        ["active-users"] => Ok(active_users(ctx)),
+        ["servers"] => servers(ctx).await,
+        ["links"] => Ok(links(ctx)),
         ["thread-count"] => Ok(thread_count()),
         ["help"] => Ok(HELP.to_owned()),
         _ => Ok(format!("unknown command: {line} (try help)")),
@@ -68,16 +78,15 @@ fn list(names: &[String]) -> String {
     }
 }
 
-fn active_users(shared: &Shared) -> String {
-    let mut lines: Vec<String> = shared
+fn active_users(ctx: &ConsoleContext) -> String {
+    let mut lines: Vec<String> = ctx
         .hub
         .users()
         .into_iter()
-        .map(|(user, n_sessions)| format!("{user} server={} sessions={n_sessions}", shared.name))
+        .map(|(user, n_sessions)| format!("{user} server={} sessions={n_sessions}", ctx.name))
         .collect();
     lines.extend(
-        shared
-            .presence
+        ctx.presence
             .all()
             .into_iter()
             .map(|(user, server)| format!("{user} server={server}")),
@@ -88,21 +97,21 @@ fn active_users(shared: &Shared) -> String {
 
 /// Every registered server: whether it is live, where, its link from here, how many users are
 /// logged in on it, and how many registered users the ring gives it.
-async fn servers(shared: &Shared) -> Result<String, StoreError> {
-    let view = shared.farm.view();
-    let users = shared.store.all_users().await?;
+async fn servers(ctx: &ConsoleContext) -> Result<String, StoreError> {
+    let view = ctx.farm.view();
+    let users = ctx.store.all_users().await?;
     let mut homed: HashMap<&str, usize> = HashMap::new();
     for user in &users {
         if let Some(home) = view.ring.home(user) {
             *homed.entry(home).or_default() += 1;
         }
     }
-    let online = shared.presence.counts();
+    let online = ctx.presence.counts();
     let mut out = String::new();
     for server in &view.servers {
-        let (link, n_online) = if server.name == shared.name {
-            ("self", shared.hub.users().len())
-        } else if shared.links.is_up(&server.name) {
+        let (link, n_online) = if server.name == ctx.name {
+            ("self", ctx.hub.users().len())
+        } else if ctx.links.is_up(&server.name) {
             ("up", online.get(&server.name).copied().unwrap_or(0))
         } else {
             ("down", 0)
@@ -126,8 +135,8 @@ async fn servers(shared: &Shared) -> Result<String, StoreError> {
     Ok(out)
 }
 
-fn links(shared: &Shared) -> String {
-    let lines: Vec<String> = shared
+fn links(ctx: &ConsoleContext) -> String {
+    let lines: Vec<String> = ctx
         .links
         .report()
         .into_iter()

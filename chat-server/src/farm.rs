@@ -86,6 +86,13 @@ impl FarmView {
             .find(|server| *server == self.me || reachable(server))
             .unwrap_or(&self.me)
     }
+
+    /// The user's home and backup on the ring of live servers.
+    pub fn placement(&self, user: &str) -> (String, Option<String>) {
+        let mut order = self.ring.successors(user);
+        let home = order.next().unwrap_or(&self.me).to_owned();
+        (home, order.next().map(str::to_owned))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,6 @@
 //! Who is logged in on this server, the way to reach each of their sessions, and the links
 //! that must hear about every login and logout.
 
-use crate::links::LinkHandle;
 use crate::outbound::Outbound;
 use chat_proto::PeerFrame;
 use std::collections::HashMap;
@@ -24,7 +23,7 @@ pub struct Hub {
 struct Inner {
     sessions: HashMap<String, Vec<Outbound>>,
     /// The links to the other servers, told of each user's first login and last logout.
-    watchers: Vec<LinkHandle>,
+    watchers: Vec<Outbound<PeerFrame>>,
 }
 
 impl Hub {
@@ -61,7 +60,7 @@ impl Hub {
     }
 
     /// Tells `link` who is logged in here now, and from now on every change.
-    pub fn watch(&self, link: LinkHandle) {
+    pub fn watch(&self, link: Outbound<PeerFrame>) {
         let mut inner = self.lock();
         let users: Vec<String> = inner.sessions.keys().cloned().collect();
         let mut chunks = users.chunks(PRESENCE_CHUNK);

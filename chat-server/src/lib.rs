@@ -3,33 +3,43 @@
 //! Clients log in, chat and read their offline messages here; all durable state lives in the
 //! shared PostgreSQL database, so any server can die without taking anything with it.
 //!
+//! The modules, from the bottom up: each imports only modules listed before it (the first
+//! five import none), so that nothing below `server` knows the whole server. The `layers`
+//! test checks it.
+//!
 //! - `config`: the command-line flags.
-//! - `server`: start-up, the accept loops and graceful shutdown.
-//! - `farm`: the registry (heartbeats, live servers), the ring, and who serves which user.
-//! - `links`: the persistent links to the other servers.
-//! - `presence`: who is logged in on the other servers, as their links report it.
-//! - `session`: one client connection: hello, read loop, writer task.
-//! - `outbound`: a session's bounded outbound queue, the only way to write to its socket.
-//! - `commands`: what each client request does, one file per family of commands.
-//! - `delivery`: pending messages, acknowledgements, and the group-commit writer.
-//! - `hub`: who is logged in here.
-//! - `store`: the PostgreSQL store and its migrations; the only module that speaks SQL.
-//! - `password`: argon2id hashing off the async threads.
 //! - `keys`: the farm and cluster keys, this process's link key, and `chat-server keygen`.
+//! - `password`: argon2id hashing off the async threads.
 //! - `limits`: the request rate per connection, and delays after failed logins.
+//! - `outbound`: a connection's bounded outbound queue, the only way to write to its socket.
+//! - `connection`: what sessions and links share: the handshake driver, the writer task, and
+//!   their timeouts.
+//! - `store`: the PostgreSQL store and its migrations; the only module that speaks SQL.
+//! - `farm`: the registry (heartbeats, live servers), the ring, and who serves which user.
+//! - `hub`, `presence`: who is logged in here; who is logged in on the other servers, as their
+//!   links report it.
+//! - `links`: the persistent links to the other servers.
+//! - `delivery`: pending messages, acknowledgements, and the group-commit writer.
+//! - `commands`: what each client request does, one file per family of commands.
+//! - `session`: one client connection: hello, read loop, writer task.
 //! - `console`: admin commands, on standard input and through `admin`.
 //! - `admin`: the admin socket, local and owner-only, and the `chat-server admin` client.
+//! - `server`: start-up, the accept loops and graceful shutdown; it makes each kind of task's
+//!   context.
 //!
 //! The server must never panic on anything a client sends, and never log a password.
 
 pub mod admin;
 pub mod commands;
 pub mod config;
+pub mod connection;
 pub mod console;
 pub mod delivery;
 pub mod farm;
 pub mod hub;
 pub mod keys;
+#[cfg(test)]
+mod layers;
 pub mod limits;
 pub mod links;
 pub mod outbound;

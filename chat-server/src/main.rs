@@ -50,7 +50,7 @@ fn main() -> anyhow::Result<()> {
 fn admin(runtime: &tokio::runtime::Runtime, args: AdminArgs) -> anyhow::Result<()> {
     let path = match (args.socket, args.name) {
         (Some(path), _) => path,
-        (None, Some(name)) => chat_server::config::default_admin_socket(&name),
+        (None, Some(name)) => admin::default_socket(&name),
         (None, None) => anyhow::bail!("name the server with --name or --socket"),
     };
     let answer = runtime.block_on(admin::request(&path, &args.command.join(" ")))?;

@@ -1,21 +1,28 @@
-//! Start-up, the accept loop, and graceful shutdown of one chat server.
+//! Start-up, the accept loops, and graceful shutdown of one chat server.
+//!
+//! This is where the server's parts are made and wired: each kind of task gets a narrow
+//! context of what it uses ([`LinkContext`], [`SessionContext`], [`ConsoleContext`]), and
+//! nothing below this module knows the whole.
 
+use crate::admin;
+use crate::commands::{CommandContext, KnownUsers};
 use crate::config::Config;
+use crate::console::{self, ConsoleContext};
 use crate::delivery::{Delivery, DeliveryConfig, Routes};
 use crate::farm::Farm;
 use crate::hub::Hub;
 use crate::keys::Keys;
 use crate::limits::LoginThrottle;
-use crate::links::{self, Links};
+use crate::links::{self, LinkContext, Links, Relayed};
 use crate::presence::Presence;
-use crate::store::{ServerRow, Store, StoreError};
-use crate::{admin, console, session};
+use crate::session::{self, SessionContext};
+use crate::store::{ServerRow, Store};
 use anyhow::Context;
-use std::collections::HashSet;
+use chat_proto::{ChatMessage, MessageId};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio::sync::Semaphore;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
@@ -23,72 +30,6 @@ use tokio_util::task::TaskTracker;
 
 /// How long a starting server waits for its links to the live servers before it serves.
 const INITIAL_LINKS_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// What every session and link of this server shares.
-pub struct Shared {
-    pub name: String,
-    pub store: Store,
-    pub farm: Arc<Farm>,
-    pub hub: Arc<Hub>,
-    pub presence: Arc<Presence>,
-    pub links: Arc<Links>,
-    pub delivery: Arc<Delivery>,
-    /// Names known to be registered. Users are never deleted, so this needs no invalidation.
-    known_users: Mutex<HashSet<String>>,
-    /// Cancelled when the server starts to shut down: sessions stop reading requests.
-    pub shutdown: CancellationToken,
-    /// Cancelled once the delivery writer has flushed: sessions say goodbye, links close.
-    pub drained: CancellationToken,
-    pub shutdown_grace: Duration,
-    /// Every session, link and dial loop, so that shutdown can wait for them.
-    pub tracker: TaskTracker,
-    /// One permit per client connection, up to `--max-connections`.
-    pub connections: Arc<Semaphore>,
-    /// Frames a second per client connection, on average.
-    pub max_frames_per_sec: u32,
-    pub login_throttle: LoginThrottle,
-    /// The static key of every client handshake.
-    pub farm_key: chat_proto::Keypair,
-}
-
-impl Shared {
-    /// The server that should serve `user` now: home if it is this server or linked, else
-    /// the backup on the same terms, and so on around the ring.
-    pub fn serving(&self, user: &str) -> String {
-        let view = self.farm.view();
-        view.serving(user, |server| self.links.is_up(server))
-            .to_owned()
-    }
-
-    /// The user's home and backup on the current ring of live servers.
-    pub fn placement(&self, user: &str) -> (String, Option<String>) {
-        let view = self.farm.view();
-        let mut order = view.ring.successors(user);
-        let home = order.next().unwrap_or(&self.name).to_owned();
-        (home, order.next().map(str::to_owned))
-    }
-
-    pub fn remember_user(&self, user: &str) {
-        self.known_users_lock().insert(user.to_owned());
-    }
-
-    pub async fn user_exists(&self, user: &str) -> Result<bool, StoreError> {
-        if self.known_users_lock().contains(user) {
-            return Ok(true);
-        }
-        let exists = self.store.user_exists(user).await?;
-        if exists {
-            self.remember_user(user);
-        }
-        Ok(exists)
-    }
-
-    fn known_users_lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.known_users
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-    }
-}
 
 /// Runs the server until `shutdown` is cancelled, then shuts it down gracefully.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -101,35 +42,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let store = Store::open(&config.database_url, config.db_pool_size)
         .await
         .context("cannot open the database")?;
-    let listener = TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let peer_listener = TcpListener::bind(&config.peer_listen)
-        .await
-        .with_context(|| format!("cannot listen for peers on {}", config.peer_listen))?;
-    let client_addr = listener.local_addr()?;
-    let peer_addr = peer_listener.local_addr()?;
-    let row = ServerRow {
-        name: config.name.clone(),
-        client_addr: advertised(config.advertise.as_deref(), client_addr)?,
-        peer_addr: match &config.advertise_peer {
-            Some(addr) => advertised(Some(addr), peer_addr)?,
-            None => advertised(
-                config.advertise.as_deref().map(|a| split_host_port(a).0),
-                peer_addr,
-            )?,
-        },
-        link_key: chat_proto::key_to_hex(&keys.link.public_key()),
-    };
-    if config.admin_socket.is_none() {
-        admin::ensure_private_dir(&crate::config::admin_dir())?;
-    }
-    let admin_listener = admin::bind(&config.admin_socket()).await?;
+    let listeners = Listeners::bind(&config, &keys).await?;
     let started_at_ms = store
-        .register_server(&row)
+        .register_server(&listeners.row)
         .await
         .context("cannot register in server_info")?;
-
     let farm = Arc::new(Farm::new(
         &config.name,
         started_at_ms,
@@ -138,103 +55,287 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     farm.refresh(&store)
         .await
         .context("cannot read the registry")?;
-    let hub = Arc::new(Hub::default());
-    let presence = Arc::new(Presence::default());
-    let Keys {
-        farm: farm_key,
-        cluster,
-        link,
-    } = keys;
-    let links = Arc::new(Links::new(&config.name, started_at_ms, link, cluster));
-    let routes = Routes {
-        hub: hub.clone(),
-        presence: presence.clone(),
-        links: links.clone(),
-    };
-    let delivery_config = DeliveryConfig {
-        ack_deadline: config.ack_deadline(),
-        max_batch: config.max_batch.max(1),
-    };
-    let delivery = Delivery::start(store.clone(), routes, delivery_config);
-    let tracker = TaskTracker::new();
-    let shared = Arc::new(Shared {
-        name: config.name.clone(),
-        store: store.clone(),
-        farm: farm.clone(),
-        hub,
-        presence,
-        links,
-        delivery,
-        known_users: Mutex::default(),
-        shutdown: shutdown.clone(),
-        drained: CancellationToken::new(),
-        shutdown_grace: config.shutdown_timeout(),
-        tracker: tracker.clone(),
-        connections: Arc::new(Semaphore::new(config.max_connections.max(1))),
-        max_frames_per_sec: config.max_frames_per_sec,
-        login_throttle: LoginThrottle::default(),
-        farm_key,
-    });
-    tracker.spawn(farm.clone().run(store.clone(), shutdown.clone()));
-    tracker.spawn(links::supervise(shared.clone()));
-    let accept_links = shared.clone();
-    tracker.spawn(accept_loop(
-        peer_listener,
-        shared.clone(),
-        move |stream, addr| links::accept(accept_links.clone(), stream, addr),
-    ));
-    // The console waits on standard input, which cannot be interrupted; it is not tracked.
-    tokio::spawn(console::run(shared.clone()));
-    tracker.spawn(admin::serve(admin_listener, shared.clone()));
-
-    // Serve clients once linked with every live server, so that routing is complete.
-    let peers: Vec<String> = farm
-        .view()
-        .live_peers()
-        .map(|peer| peer.name.clone())
-        .collect();
-    if !shared.links.wait_up(&peers, INITIAL_LINKS_TIMEOUT).await {
-        tracing::warn!("not every live server is linked yet; serving anyway");
-    }
-    tracing::info!(name = %config.name, %client_addr, %peer_addr, "serving clients");
-    println!(
-        "ready name={} client={client_addr} peer={peer_addr}",
-        config.name
-    );
-    let serve_clients = shared.clone();
-    accept_loop(listener, shared.clone(), move |stream, addr| {
-        let permit = serve_clients.connections.clone().try_acquire_owned().ok();
-        session::serve(stream, addr, serve_clients.clone(), permit)
-    })
-    .await;
-
-    tracing::info!("shutting down: no new connections");
-    if timeout(shared.shutdown_grace, shared.delivery.finish())
-        .await
-        .is_err()
-    {
-        tracing::error!("pending messages could not be stored before the shutdown timeout");
-    }
-    shared.drained.cancel();
-    tracker.close();
-    if timeout(shared.shutdown_grace, tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("some sessions did not close before the shutdown timeout");
-    }
-    admin::remove(&config.admin_socket());
-    if let Err(err) = store.mark_server_gone(&config.name).await {
-        tracing::warn!(%err, "could not mark this server gone in server_info");
-    }
-    tracing::info!("stopped");
+    let server = Server::assemble(&config, store, farm, keys, started_at_ms, shutdown);
+    server.serve(listeners).await;
+    server.stop(&config).await;
     Ok(())
+}
+
+/// The server's listening sockets, and its row for the registry.
+struct Listeners {
+    clients: TcpListener,
+    peers: TcpListener,
+    admin: UnixListener,
+    client_addr: SocketAddr,
+    peer_addr: SocketAddr,
+    row: ServerRow,
+}
+
+impl Listeners {
+    async fn bind(config: &Config, keys: &Keys) -> anyhow::Result<Listeners> {
+        let clients = TcpListener::bind(&config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let peers = TcpListener::bind(&config.peer_listen)
+            .await
+            .with_context(|| format!("cannot listen for peers on {}", config.peer_listen))?;
+        let client_addr = clients.local_addr()?;
+        let peer_addr = peers.local_addr()?;
+        let row = ServerRow {
+            name: config.name.clone(),
+            client_addr: advertised(config.advertise.as_deref(), client_addr)?,
+            peer_addr: match &config.advertise_peer {
+                Some(addr) => advertised(Some(addr), peer_addr)?,
+                None => advertised(
+                    config.advertise.as_deref().map(|a| split_host_port(a).0),
+                    peer_addr,
+                )?,
+            },
+            link_key: chat_proto::key_to_hex(&keys.link.public_key()),
+        };
+        if config.admin_socket.is_none() {
+            admin::ensure_private_dir(&admin::default_dir())?;
+        }
+        let admin = admin::bind(&admin::socket_path(config)).await?;
+        Ok(Listeners {
+            clients,
+            peers,
+            admin,
+            client_addr,
+            peer_addr,
+            row,
+        })
+    }
+}
+
+/// A running server: its parts, and the contexts of its tasks.
+struct Server {
+    parts: Parts,
+    links: Arc<LinkContext>,
+    sessions: Arc<SessionContext>,
+    console: Arc<ConsoleContext>,
+    /// One permit per client connection, up to `--max-connections`.
+    connections: Arc<Semaphore>,
+    /// Every session, link and dial loop, so that shutdown can wait for them.
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    /// Cancelled once the delivery writer has flushed: sessions say goodbye, links close.
+    drained: CancellationToken,
+    shutdown_grace: Duration,
+}
+
+/// What the contexts are made of, each part made once.
+struct Parts {
+    name: String,
+    store: Store,
+    farm: Arc<Farm>,
+    hub: Arc<Hub>,
+    presence: Arc<Presence>,
+    links: Arc<Links>,
+    delivery: Arc<Delivery>,
+}
+
+impl Server {
+    /// Makes the server's parts and the context of each kind of task, and starts delivery.
+    fn assemble(
+        config: &Config,
+        store: Store,
+        farm: Arc<Farm>,
+        keys: Keys,
+        started_at_ms: i64,
+        shutdown: CancellationToken,
+    ) -> Server {
+        let Keys {
+            farm: farm_key,
+            cluster,
+            link,
+        } = keys;
+        let links = Arc::new(Links::new(&config.name, started_at_ms, link, cluster));
+        let parts = Parts::new(config, store, farm, links);
+        let (drained, tracker) = (CancellationToken::new(), TaskTracker::new());
+        let sessions = SessionContext {
+            commands: Arc::new(parts.command_context()),
+            farm_key,
+            max_frames_per_sec: config.max_frames_per_sec,
+            shutdown: shutdown.clone(),
+            drained: drained.clone(),
+            shutdown_grace: config.shutdown_timeout(),
+        };
+        Server {
+            links: Arc::new(parts.link_context(&shutdown, &drained, &tracker)),
+            sessions: Arc::new(sessions),
+            console: Arc::new(parts.console_context()),
+            parts,
+            connections: Arc::new(Semaphore::new(config.max_connections.max(1))),
+            tracker,
+            shutdown,
+            drained,
+            shutdown_grace: config.shutdown_timeout(),
+        }
+    }
+
+    /// Starts the heartbeat, the links and the admin console, then serves clients until
+    /// shutdown.
+    async fn serve(&self, listeners: Listeners) {
+        let (tracker, shutdown) = (&self.tracker, &self.shutdown);
+        let farm = &self.parts.farm;
+        tracker.spawn(farm.clone().run(self.parts.store.clone(), shutdown.clone()));
+        tracker.spawn(links::supervise(self.links.clone()));
+        let link_context = self.links.clone();
+        let accept_links = accept_loop(
+            listeners.peers,
+            tracker.clone(),
+            shutdown.clone(),
+            move |stream, addr| links::accept(link_context.clone(), stream, addr),
+        );
+        tracker.spawn(accept_links);
+        // The console waits on standard input, which cannot be interrupted; it is not tracked.
+        tokio::spawn(console::run(self.console.clone()));
+        let console = self.console.clone();
+        tracker.spawn(admin::serve(listeners.admin, console, shutdown.clone()));
+
+        // Serve clients once linked with every live server, so that routing is complete.
+        let peers: Vec<String> = farm
+            .view()
+            .live_peers()
+            .map(|peer| peer.name.clone())
+            .collect();
+        if !self
+            .parts
+            .links
+            .wait_up(&peers, INITIAL_LINKS_TIMEOUT)
+            .await
+        {
+            tracing::warn!("not every live server is linked yet; serving anyway");
+        }
+        let (name, client_addr, peer_addr) =
+            (&self.parts.name, listeners.client_addr, listeners.peer_addr);
+        tracing::info!(%name, %client_addr, %peer_addr, "serving clients");
+        println!("ready name={name} client={client_addr} peer={peer_addr}");
+        let sessions = self.sessions.clone();
+        let connections = self.connections.clone();
+        accept_loop(
+            listeners.clients,
+            tracker.clone(),
+            shutdown.clone(),
+            move |stream, addr| {
+                let permit = connections.clone().try_acquire_owned().ok();
+                session::serve(stream, addr, sessions.clone(), permit)
+            },
+        )
+        .await;
+    }
+
+    /// Stores what is pending, closes the sessions and links, and leaves the registry.
+    async fn stop(&self, config: &Config) {
+        tracing::info!("shutting down: no new connections");
+        let grace = self.shutdown_grace;
+        if timeout(grace, self.parts.delivery.finish()).await.is_err() {
+            tracing::error!("pending messages could not be stored before the shutdown timeout");
+        }
+        self.drained.cancel();
+        self.tracker.close();
+        if timeout(grace, self.tracker.wait()).await.is_err() {
+            tracing::warn!("some sessions did not close before the shutdown timeout");
+        }
+        admin::remove(&admin::socket_path(config));
+        if let Err(err) = self.parts.store.mark_server_gone(&config.name).await {
+            tracing::warn!(%err, "could not mark this server gone in server_info");
+        }
+        tracing::info!("stopped");
+    }
+}
+
+impl Parts {
+    /// Makes the hub and presence, and starts delivery.
+    fn new(config: &Config, store: Store, farm: Arc<Farm>, links: Arc<Links>) -> Parts {
+        let hub = Arc::new(Hub::default());
+        let presence = Arc::new(Presence::default());
+        let routes = Routes {
+            hub: hub.clone(),
+            presence: presence.clone(),
+            links: links.clone(),
+        };
+        let delivery_config = DeliveryConfig {
+            ack_deadline: config.ack_deadline(),
+            max_batch: config.max_batch.max(1),
+        };
+        let delivery = Delivery::start(store.clone(), routes, delivery_config);
+        Parts {
+            name: config.name.clone(),
+            store,
+            farm,
+            hub,
+            presence,
+            links,
+            delivery,
+        }
+    }
+
+    fn link_context(
+        &self,
+        shutdown: &CancellationToken,
+        drained: &CancellationToken,
+        tracker: &TaskTracker,
+    ) -> LinkContext {
+        LinkContext {
+            links: self.links.clone(),
+            farm: self.farm.clone(),
+            store: self.store.clone(),
+            hub: self.hub.clone(),
+            presence: self.presence.clone(),
+            delivery: self.delivery.clone(),
+            shutdown: shutdown.clone(),
+            drained: drained.clone(),
+            tracker: tracker.clone(),
+        }
+    }
+
+    fn command_context(&self) -> CommandContext {
+        CommandContext {
+            name: self.name.clone(),
+            store: self.store.clone(),
+            farm: self.farm.clone(),
+            hub: self.hub.clone(),
+            presence: self.presence.clone(),
+            links: self.links.clone(),
+            delivery: self.delivery.clone(),
+            known_users: KnownUsers::default(),
+            login_throttle: LoginThrottle::default(),
+        }
+    }
+
+    fn console_context(&self) -> ConsoleContext {
+        ConsoleContext {
+            name: self.name.clone(),
+            store: self.store.clone(),
+            farm: self.farm.clone(),
+            hub: self.hub.clone(),
+            presence: self.presence.clone(),
+            links: self.links.clone(),
+        }
+    }
+}
+
+/// Delivery, as the links see it.
+impl Relayed for Delivery {
+    fn deliver_relayed(&self, owner: &str, message: Arc<ChatMessage>, recipients: &[String]) {
+        Delivery::deliver_relayed(self, owner, message, recipients);
+    }
+
+    fn ack_owned(&self, user: &str, ids: &[MessageId]) {
+        Delivery::ack_owned(self, user, ids);
+    }
 }
 
 /// Accepts connections and spawns `serve` for each until shutdown. Accept errors (out of
 /// file descriptors, say) back off instead of spinning.
-async fn accept_loop<F, Fut>(listener: TcpListener, shared: Arc<Shared>, serve: F)
-where
+async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    serve: F,
+) where
     F: Fn(TcpStream, SocketAddr) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
@@ -244,7 +345,7 @@ where
             accepted = listener.accept() => match accepted {
                 Ok((stream, addr)) => {
                     backoff = Duration::from_millis(10);
-                    shared.tracker.spawn(serve(stream, addr));
+                    tracker.spawn(serve(stream, addr));
                 }
                 Err(err) => {
                     tracing::warn!(%err, "accept failed; retrying in {backoff:?}");
@@ -252,7 +353,7 @@ where
                     backoff = (backoff * 2).min(Duration::from_secs(1));
                 }
             },
-            () = shared.shutdown.cancelled() => return,
+            () = shutdown.cancelled() => return,
         }
     }
 }

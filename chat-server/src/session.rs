@@ -1,41 +1,45 @@
 //! One client connection: the hello, the read loop, and the writer task.
 //!
 //! The read loop decodes frames and hands each to [`crate::commands`]; it never writes to the
-//! socket. The writer task owns the socket's write half and drains the session's bounded
+//! socket. The [`Writer`] task owns the socket's write half and drains the session's bounded
 //! [`Outbound`] queue. A bad frame closes this one connection, with its reason logged.
 
+use crate::commands::{CommandContext, Session};
+use crate::connection::{
+    handshake, read_within, send, Secured, Writer, GOODBYE_TIMEOUT, HELLO_TIMEOUT,
+};
 use crate::limits::RateLimit;
 use crate::outbound::Outbound;
-use crate::server::Shared;
 use chat_proto::{
-    handshake_codec, ClientFrame, HandshakeBuilder, Hello, Pattern, RekeyHandle, SecureCodec,
-    ServerFrame, CLIENT_PROLOGUE, MAX_CLIENT_FRAME_LEN, PROTOCOL_VERSION,
+    ClientFrame, ErrorCode, ErrorReply, HandshakeBuilder, Hello, Pattern, ServerFrame,
+    CLIENT_PROLOGUE, MAX_CLIENT_FRAME_LEN, PROTOCOL_VERSION,
 };
-use futures::{SinkExt, StreamExt};
+use futures::stream::SplitStream;
+use futures::StreamExt;
 use rand_core::OsRng;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::timeout;
-use tokio_util::bytes::Bytes;
-use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
 
-/// How long a new connection has for the handshake and the hello.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long the goodbye (queued frames and the `Closing` frame) may take to write.
-const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
+type ClientFramed = Secured<ClientFrame, ServerFrame>;
 
-type ClientFramed = Framed<TcpStream, SecureCodec<ClientFrame, ServerFrame>>;
-
-/// The per-connection state that commands read and change.
-pub struct Session {
-    pub shared: Arc<Shared>,
-    pub outbound: Outbound,
-    /// The logged-in user, if any.
-    pub user: Option<String>,
-    pub peer: SocketAddr,
+/// What client connections use, and nothing more.
+pub struct SessionContext {
+    pub commands: Arc<CommandContext>,
+    /// The static key of every client handshake.
+    pub farm_key: chat_proto::Keypair,
+    /// Frames a second per client connection, on average.
+    pub max_frames_per_sec: u32,
+    /// Cancelled when the server starts to shut down: sessions stop reading requests.
+    pub shutdown: CancellationToken,
+    /// Cancelled once the delivery writer has flushed: sessions say goodbye.
+    pub drained: CancellationToken,
+    /// How long a session waits for `drained` before it says goodbye all the same.
+    pub shutdown_grace: Duration,
 }
 
 /// Serves one client connection until either side closes it. Without a connection `permit`
@@ -43,65 +47,25 @@ pub struct Session {
 pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
-    shared: Arc<Shared>,
+    ctx: Arc<SessionContext>,
     permit: Option<OwnedSemaphorePermit>,
 ) {
-    let _ = stream.set_nodelay(true);
     let refusal = permit.is_none().then(|| {
         "this server has too many connections; try another server or again later".to_owned()
     });
-    let framed = match greet(stream, &shared, refusal).await {
+    let framed = match greet(stream, &ctx, refusal).await {
         Ok(framed) => framed,
         Err(reason) => {
             tracing::info!(%peer, %reason, "connection refused at hello");
             return;
         }
     };
-    let rekey = framed.codec().rekey_handle();
-    let (sink, mut frames) = framed.split();
     let (outbound, queue) = Outbound::new();
-    let writer = tokio::spawn(write_frames(sink, queue, outbound.clone(), rekey));
-    let mut session = Session {
-        shared: shared.clone(),
-        outbound: outbound.clone(),
-        user: None,
-        peer,
-    };
-    let mut rate = RateLimit::new(shared.max_frames_per_sec, shared.max_frames_per_sec * 2);
-    // Frames refused as too fast are themselves limited: a client that keeps sending at more
-    // than twice the rate is flooding, and is disconnected.
-    let mut refusals = RateLimit::new(shared.max_frames_per_sec, shared.max_frames_per_sec * 2);
-    loop {
-        tokio::select! {
-            frame = frames.next() => match frame {
-                Some(Ok(frame)) if rate.allow(Instant::now()) => session.handle(frame).await,
-                Some(Ok(frame)) => {
-                    if !refusals.allow(Instant::now()) {
-                        tracing::warn!(%peer, "closing connection: flooding");
-                        outbound.close(format!(
-                            "flooding: more than twice {} frames a second",
-                            shared.max_frames_per_sec
-                        ));
-                        break;
-                    }
-                    session.refuse_too_fast(frame).await;
-                }
-                Some(Err(err)) => {
-                    tracing::warn!(%peer, %err, "closing connection: unreadable frame");
-                    outbound.close(format!("unreadable frame: {err}"));
-                    break;
-                }
-                None => break,
-            },
-            () = outbound.closed() => break,
-            () = shared.shutdown.cancelled() => {
-                // Let the delivery writer flush, so that queued "sent" replies still go out.
-                let _ = timeout(shared.shutdown_grace, shared.drained.cancelled()).await;
-                outbound.close("server is shutting down");
-                break;
-            }
-        }
-    }
+    let (writer, frames) = Writer::split(framed, outbound.clone(), queue);
+    let writer = writer.goodbye(|reason| ServerFrame::Closing { reason });
+    let writer = tokio::spawn(writer.run());
+    let mut session = Session::new(ctx.commands.clone(), outbound.clone(), peer);
+    read_requests(frames, &ctx, &mut session, &outbound, peer).await;
     session.logout();
     if let Some(reason) = outbound.close_reason() {
         tracing::debug!(%peer, %reason, "session closed");
@@ -110,15 +74,76 @@ pub async fn serve(
     let _ = writer.await;
 }
 
+/// Hands the client's frames to `session` until the connection closes or the server shuts
+/// down, within the frame rate.
+async fn read_requests(
+    mut frames: SplitStream<ClientFramed>,
+    ctx: &SessionContext,
+    session: &mut Session,
+    outbound: &Outbound,
+    peer: SocketAddr,
+) {
+    let max_rate = ctx.max_frames_per_sec;
+    let mut rate = RateLimit::new(max_rate, max_rate * 2);
+    // Frames refused as too fast are themselves limited: a client that keeps sending at more
+    // than twice the rate is flooding, and is disconnected.
+    let mut refusals = RateLimit::new(max_rate, max_rate * 2);
+    loop {
+        tokio::select! {
+            frame = frames.next() => match frame {
+                Some(Ok(frame)) if rate.allow(Instant::now()) => session.handle(frame).await,
+                Some(Ok(frame)) => {
+                    if !refusals.allow(Instant::now()) {
+                        tracing::warn!(%peer, "closing connection: flooding");
+                        outbound.close(format!(
+                            "flooding: more than twice {max_rate} frames a second"
+                        ));
+                        return;
+                    }
+                    refuse_too_fast(outbound, frame, max_rate).await;
+                }
+                Some(Err(err)) => {
+                    tracing::warn!(%peer, %err, "closing connection: unreadable frame");
+                    outbound.close(format!("unreadable frame: {err}"));
+                    return;
+                }
+                None => return,
+            },
+            () = outbound.closed() => return,
+            () = ctx.shutdown.cancelled() => {
+                // Let the delivery writer flush, so that queued "sent" replies still go out.
+                let _ = timeout(ctx.shutdown_grace, ctx.drained.cancelled()).await;
+                outbound.close("server is shutting down");
+                return;
+            }
+        }
+    }
+}
+
+/// Answers a frame that came too fast without doing what it asks.
+async fn refuse_too_fast(outbound: &Outbound, frame: ClientFrame, max_rate: u32) {
+    if let ClientFrame::Request { id, .. } = frame {
+        let refusal = ErrorReply::new(
+            ErrorCode::TooFast,
+            format!("too many requests: at most {max_rate} a second; slow down"),
+        );
+        let reply = ServerFrame::Reply {
+            id,
+            result: Err(refusal),
+        };
+        outbound.send(reply).await;
+    }
+}
+
 /// Runs the Noise NX handshake as the responder with the farm key, then exchanges hellos,
 /// refusing a client that speaks another protocol version, or any client when there is a
 /// `refusal`. The whole must be done within [`HELLO_TIMEOUT`].
 async fn greet(
     stream: TcpStream,
-    shared: &Shared,
+    ctx: &SessionContext,
     refusal: Option<String>,
 ) -> Result<ClientFramed, String> {
-    match timeout(HELLO_TIMEOUT, handshake_and_hello(stream, shared, refusal)).await {
+    match timeout(HELLO_TIMEOUT, handshake_and_hello(stream, ctx, refusal)).await {
         Ok(greeted) => greeted,
         Err(_) => Err(format!("no handshake and hello within {HELLO_TIMEOUT:?}")),
     }
@@ -126,35 +151,16 @@ async fn greet(
 
 async fn handshake_and_hello(
     stream: TcpStream,
-    shared: &Shared,
+    ctx: &SessionContext,
     refusal: Option<String>,
 ) -> Result<ClientFramed, String> {
-    let mut framed = Framed::new(stream, handshake_codec());
-    let noise_error = |err| format!("handshake failed: {err}");
-    let mut noise = HandshakeBuilder::new(Pattern::Nx)
+    let noise = HandshakeBuilder::new(Pattern::Nx)
         .prologue(CLIENT_PROLOGUE)
-        .local_static(shared.farm_key.clone())
+        .local_static(ctx.farm_key.clone())
         .build_responder(&mut OsRng)
-        .map_err(noise_error)?;
-    let first = match framed.next().await {
-        None => return Err("closed before the handshake".into()),
-        Some(Err(err)) => return Err(format!("unreadable handshake: {err}")),
-        Some(Ok(first)) => first,
-    };
-    noise.read_message(&first).map_err(noise_error)?;
-    let second = noise.write_message(&[]).map_err(noise_error)?;
-    framed
-        .send(Bytes::from(second))
-        .await
-        .map_err(|err| format!("handshake not sent: {err}"))?;
-    let transport = noise.into_transport().map_err(noise_error)?;
-    let mut framed =
-        framed.map_codec(|_| SecureCodec::<Hello, Hello>::new(transport, MAX_CLIENT_FRAME_LEN));
-    let hello = match framed.next().await {
-        None => return Err("closed before hello".into()),
-        Some(Err(err)) => return Err(format!("unreadable hello: {err}")),
-        Some(Ok(hello)) => hello,
-    };
+        .map_err(|err| format!("handshake failed: {err}"))?;
+    let mut framed = handshake(stream, noise, MAX_CLIENT_FRAME_LEN, "handshake failed").await?;
+    let hello: Hello = read_within(&mut framed, "hello").await?;
     if hello.magic != Hello::MAGIC {
         return Err("not a chat client".into());
     }
@@ -167,58 +173,15 @@ async fn handshake_and_hello(
             )
         })
     });
+    let name = &ctx.commands.name;
     if let Some(refusal) = refusal {
         let reply = Hello {
             refusal: refusal.clone(),
-            ..Hello::new(&shared.name)
+            ..Hello::new(name)
         };
-        let _ = timeout(GOODBYE_TIMEOUT, framed.send(reply)).await;
+        let _ = timeout(GOODBYE_TIMEOUT, send(&mut framed, reply, "refusal")).await;
         return Err(refusal);
     }
-    framed
-        .send(Hello::new(&shared.name))
-        .await
-        .map_err(|err| format!("hello not sent: {err}"))?;
-    Ok(framed.map_codec(SecureCodec::retype))
-}
-
-/// The only task that writes to the client's socket.
-async fn write_frames(
-    mut sink: futures::stream::SplitSink<ClientFramed, ServerFrame>,
-    mut queue: mpsc::Receiver<ServerFrame>,
-    outbound: Outbound,
-    rekey: RekeyHandle,
-) {
-    let mut last_rekey = Instant::now();
-    loop {
-        tokio::select! {
-            frame = queue.recv() => {
-                let Some(frame) = frame else { break };
-                rekey.request_if_due(&mut last_rekey, Instant::now());
-                // Write everything already queued with one flush.
-                let written = async {
-                    sink.feed(frame).await?;
-                    while let Ok(frame) = queue.try_recv() {
-                        sink.feed(frame).await?;
-                    }
-                    sink.flush().await
-                };
-                if written.await.is_err() {
-                    outbound.close("");
-                    return;
-                }
-            }
-            () = outbound.closed() => break,
-        }
-    }
-    let goodbye = async {
-        while let Ok(frame) = queue.try_recv() {
-            sink.feed(frame).await?;
-        }
-        if let Some(reason) = outbound.close_reason().filter(|reason| !reason.is_empty()) {
-            sink.feed(ServerFrame::Closing { reason }).await?;
-        }
-        sink.close().await
-    };
-    let _ = timeout(GOODBYE_TIMEOUT, goodbye).await;
+    send(&mut framed, Hello::new(name), "hello").await?;
+    Ok(framed.map_codec(chat_proto::SecureCodec::retype))
 }

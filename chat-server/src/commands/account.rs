@@ -1,8 +1,7 @@
 //! `login` (which registers a new name) and `logout`.
 
-use super::{invalid, unavailable};
+use super::{invalid, unavailable, Session};
 use crate::password;
-use crate::session::Session;
 use chat_proto::{validate_user, ErrorCode, ErrorReply, Response};
 use std::time::Instant;
 
@@ -22,9 +21,9 @@ impl Session {
             ));
         }
         validate_user(&user).map_err(invalid)?;
-        let serving = self.shared.serving(&user);
-        if serving != self.shared.name {
-            let view = self.shared.farm.view();
+        let serving = self.ctx.serving(&user);
+        if serving != self.ctx.name {
+            let view = self.ctx.farm.view();
             if let Some(server) = view.server(&serving) {
                 tracing::debug!(%user, to = %serving, "login redirected");
                 return Ok(Response::Redirect {
@@ -40,7 +39,7 @@ impl Session {
             ));
         }
         let now = Instant::now();
-        if let Some(wait) = self.shared.login_throttle.check(&user, self.peer.ip(), now) {
+        if let Some(wait) = self.ctx.login_throttle.check(&user, self.peer.ip(), now) {
             tracing::info!(%user, peer = %self.peer, "login refused: too many failed logins");
             return Err(ErrorReply::new(
                 ErrorCode::TooFast,
@@ -51,11 +50,11 @@ impl Session {
             ));
         }
         let registered = self.check_or_register(&user, password).await?;
-        self.shared.login_throttle.succeeded(&user);
-        let store = &self.shared.store;
+        self.ctx.login_throttle.succeeded(&user);
+        let store = &self.ctx.store;
         let waiting = store.count_inbox(&user).await?;
-        self.shared.remember_user(&user);
-        self.shared.hub.add(&user, self.outbound.clone());
+        self.ctx.known_users.insert(&user);
+        self.ctx.hub.add(&user, self.outbound.clone());
         tracing::info!(%user, peer = %self.peer, registered, "logged in");
         self.user = Some(user.clone());
         Ok(Response::LoggedIn {
@@ -67,7 +66,7 @@ impl Session {
 
     /// Returns true if this call registered the user.
     async fn check_or_register(&self, user: &str, password: String) -> Result<bool, ErrorReply> {
-        let store = &self.shared.store;
+        let store = &self.ctx.store;
         let stored = match store.password_hash(user).await? {
             Some(stored) => stored,
             None => {
@@ -88,7 +87,7 @@ impl Session {
             Ok(false)
         } else {
             tracing::info!(%user, peer = %self.peer, "login refused: wrong password");
-            self.shared
+            self.ctx
                 .login_throttle
                 .failed(user, self.peer.ip(), Instant::now());
             Err(ErrorReply::new(
@@ -107,7 +106,7 @@ impl Session {
     /// Takes the session's user off the hub, if logged in.
     pub fn logout(&mut self) {
         if let Some(user) = self.user.take() {
-            self.shared.hub.remove(&user, self.outbound.id());
+            self.ctx.hub.remove(&user, self.outbound.id());
             tracing::info!(%user, peer = %self.peer, "logged out");
         }
     }

@@ -1,21 +1,20 @@
 //! `join`, `leave` and `groups`.
 
-use super::invalid;
-use crate::session::Session;
+use super::{invalid, Session};
 use chat_proto::{validate_group, ErrorCode, ErrorReply, Response};
 
 impl Session {
     pub(super) async fn join(&mut self, group: String) -> Result<Response, ErrorReply> {
         let user = self.require_user()?;
         validate_group(&group).map_err(invalid)?;
-        self.shared.store.join(&group, &user).await?;
+        self.ctx.store.join(&group, &user).await?;
         Ok(Response::Done)
     }
 
     pub(super) async fn leave(&mut self, group: String) -> Result<Response, ErrorReply> {
         let user = self.require_user()?;
         validate_group(&group).map_err(invalid)?;
-        if self.shared.store.leave(&group, &user).await? {
+        if self.ctx.store.leave(&group, &user).await? {
             Ok(Response::Done)
         } else {
             Err(ErrorReply::new(
@@ -27,7 +26,7 @@ impl Session {
 
     pub(super) async fn groups(&self) -> Result<Response, ErrorReply> {
         let user = self.require_user()?;
-        let store = &self.shared.store;
+        let store = &self.ctx.store;
         Ok(Response::Groups {
             all: store.all_groups().await?,
             joined: store.groups_of(&user).await?,

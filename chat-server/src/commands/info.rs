@@ -1,25 +1,24 @@
 //! `ring`, `who`, `whois` and `whoami`: what the farm looks like.
 
-use super::invalid;
-use crate::session::Session;
+use super::{invalid, Session};
 use chat_proto::{validate_user, ErrorCode, ErrorReply, Response};
 
 impl Session {
     pub(super) fn ring(&self) -> Result<Response, ErrorReply> {
-        Ok(Response::Ring(self.shared.farm.view().ring_info()))
+        Ok(Response::Ring(self.ctx.farm.view().ring_info()))
     }
 
     /// The users logged in anywhere in the farm, each once.
     pub(super) fn who(&self) -> Result<Response, ErrorReply> {
         self.require_user()?;
         let mut users: Vec<String> = self
-            .shared
+            .ctx
             .hub
             .users()
             .into_iter()
             .map(|(user, _sessions)| user)
             .collect();
-        users.extend(self.shared.presence.all().into_iter().map(|(user, _)| user));
+        users.extend(self.ctx.presence.all().into_iter().map(|(user, _)| user));
         users.sort();
         users.dedup();
         Ok(Response::Users(users))
@@ -28,18 +27,18 @@ impl Session {
     pub(super) async fn whois(&self, user: String) -> Result<Response, ErrorReply> {
         self.require_user()?;
         validate_user(&user).map_err(invalid)?;
-        if !self.shared.user_exists(&user).await? {
+        if !self.ctx.user_exists(&user).await? {
             return Err(ErrorReply::new(
                 ErrorCode::NoSuchUser,
                 format!("no such user: {user}"),
             ));
         }
-        let server = if self.shared.hub.is_online(&user) {
-            Some(self.shared.name.clone())
+        let server = if self.ctx.hub.is_online(&user) {
+            Some(self.ctx.name.clone())
         } else {
-            self.shared.presence.servers_of(&user).into_iter().next()
+            self.ctx.presence.servers_of(&user).into_iter().next()
         };
-        let (home, backup) = self.shared.placement(&user);
+        let (home, backup) = self.ctx.placement(&user);
         Ok(Response::WhoIs {
             user,
             online: server.is_some(),
@@ -51,10 +50,10 @@ impl Session {
 
     pub(super) fn whoami(&self) -> Result<Response, ErrorReply> {
         let user = self.require_user()?;
-        let (home, backup) = self.shared.placement(&user);
+        let (home, backup) = self.ctx.placement(&user);
         Ok(Response::WhoAmI {
             user,
-            server: self.shared.name.clone(),
+            server: self.ctx.name.clone(),
             home,
             backup,
         })

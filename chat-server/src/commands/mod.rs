@@ -3,16 +3,35 @@
 //! A command either answers at once, or (a send) leaves its answer to the delivery writer.
 //! A client's mistake gets an [`ErrorReply`] and the session carries on; an underlying failure
 //! (the database, say) is logged here once and the client is told it is unavailable.
+//!
+//! A [`Session`] is one client's state; every session's commands share one
+//! [`CommandContext`] (`context`), of what they use. The connection itself, its hello, read
+//! loop and writer, is the `session` module's.
 
 mod account;
+mod context;
 mod groups;
 mod info;
 mod readlog;
 mod send;
 
-use crate::session::Session;
+pub use context::{CommandContext, KnownUsers};
+
+use crate::outbound::Outbound;
 use crate::store::StoreError;
 use chat_proto::{ClientFrame, ErrorCode, ErrorReply, NameError, Request, Response, ServerFrame};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// One client's state, which its commands read and change.
+pub struct Session {
+    ctx: Arc<CommandContext>,
+    /// The client's queue: replies, and whom to tell once a message is sent.
+    outbound: Outbound,
+    /// The logged-in user, if any.
+    user: Option<String>,
+    peer: SocketAddr,
+}
 
 /// What a command produced.
 pub enum Outcome {
@@ -28,12 +47,22 @@ impl From<Result<Response, ErrorReply>> for Outcome {
 }
 
 impl Session {
+    /// A session of the client at `peer`, not logged in yet, answering on `outbound`.
+    pub fn new(ctx: Arc<CommandContext>, outbound: Outbound, peer: SocketAddr) -> Session {
+        Session {
+            ctx,
+            outbound,
+            user: None,
+            peer,
+        }
+    }
+
     /// Handles one frame from the client.
     pub async fn handle(&mut self, frame: ClientFrame) {
         match frame {
             ClientFrame::Ack { ids } => {
                 if let Some(user) = &self.user {
-                    self.shared.delivery.ack(user, &ids).await;
+                    self.ctx.delivery.ack(user, &ids);
                 }
             }
             ClientFrame::Request { id, body } => {
@@ -41,24 +70,6 @@ impl Session {
                     self.outbound.send(ServerFrame::Reply { id, result }).await;
                 }
             }
-        }
-    }
-
-    /// Answers a frame that came too fast without doing what it asks.
-    pub async fn refuse_too_fast(&mut self, frame: ClientFrame) {
-        if let ClientFrame::Request { id, .. } = frame {
-            let refusal = ErrorReply::new(
-                ErrorCode::TooFast,
-                format!(
-                    "too many requests: at most {} a second; slow down",
-                    self.shared.max_frames_per_sec
-                ),
-            );
-            let reply = ServerFrame::Reply {
-                id,
-                result: Err(refusal),
-            };
-            self.outbound.send(reply).await;
         }
     }
 

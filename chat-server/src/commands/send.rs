@@ -1,8 +1,7 @@
 //! `send` to a user or a group.
 
-use super::{invalid, Outcome};
+use super::{invalid, Outcome, Session};
 use crate::delivery::Waiter;
-use crate::session::Session;
 use chat_proto::{
     validate_group, validate_text, validate_user, ChatMessage, ErrorCode, ErrorReply, MessageId,
     Recipient, RequestId,
@@ -32,10 +31,7 @@ impl Session {
             session: self.outbound.clone(),
             request,
         };
-        self.shared
-            .delivery
-            .submit(message, recipients, waiter)
-            .await;
+        self.ctx.delivery.submit(message, recipients, waiter);
         Outcome::Later
     }
 
@@ -50,7 +46,7 @@ impl Session {
         match to {
             Recipient::User(user) => {
                 validate_user(user).map_err(invalid)?;
-                if !self.shared.user_exists(user).await? {
+                if !self.ctx.user_exists(user).await? {
                     return Err(ErrorReply::new(
                         ErrorCode::NoSuchUser,
                         format!("no such user: {user}"),
@@ -60,7 +56,7 @@ impl Session {
             }
             Recipient::Group(group) => {
                 validate_group(group).map_err(invalid)?;
-                let Some(mut members) = self.shared.store.members(group).await? else {
+                let Some(mut members) = self.ctx.store.members(group).await? else {
                     return Err(ErrorReply::new(
                         ErrorCode::NoSuchGroup,
                         format!("no such group: #{group}"),

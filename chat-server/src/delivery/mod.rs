@@ -138,7 +138,7 @@ impl Delivery {
     /// Delivers `message` to `recipients` and tells `waiter` once it is sent. A message whose id
     /// is already pending or was recently sent is not delivered again; the waiter is told all the
     /// same.
-    pub async fn submit(&self, message: ChatMessage, recipients: Vec<String>, waiter: Waiter) {
+    pub fn submit(&self, message: ChatMessage, recipients: Vec<String>, waiter: Waiter) {
         let message = Arc::new(message);
         let plan = self.plan(&recipients);
         let mut reached = vec![false; recipients.len()];
@@ -231,13 +231,13 @@ impl Delivery {
 
     /// Records that `user`'s client, logged in here, has shown these messages. The
     /// acknowledgements of relayed messages go back to the servers that own them.
-    pub async fn ack(&self, user: &str, ids: &[MessageId]) {
+    pub fn ack(&self, user: &str, ids: &[MessageId]) {
         let actions = self.with_ledger(|ledger| ledger.ack(user, ids));
         self.carry_out(actions);
     }
 
     /// Records that `user`'s client has shown these messages, which this server owns.
-    pub async fn ack_owned(&self, user: &str, ids: &[MessageId]) {
+    pub fn ack_owned(&self, user: &str, ids: &[MessageId]) {
         let actions = self.with_ledger(|ledger| ledger.ack_owned(user, ids));
         self.carry_out(actions);
     }

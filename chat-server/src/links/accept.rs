@@ -1,7 +1,6 @@
 //! The accepting side: one connection to the peer listener.
 
-use super::link;
-use crate::server::Shared;
+use super::{link, LinkContext};
 use chat_proto::LinkHello;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,49 +11,45 @@ use tokio::net::TcpStream;
 /// The dialer has proved in the handshake that it holds the cluster key. It must also be a
 /// live server of the registry, with the start time it registered and the link key of its
 /// row: a stale process, or one that claims another's name, is refused.
-pub async fn accept(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
-    let dialer = match shared.links.hear_dialer(stream).await {
+pub async fn accept(ctx: Arc<LinkContext>, stream: TcpStream, addr: SocketAddr) {
+    let dialer = match ctx.links.hear_dialer(stream).await {
         Ok(dialer) => dialer,
         Err(reason) => {
             tracing::warn!(%addr, %reason, "link refused at hello");
             return;
         }
     };
-    if !registered(&shared, &dialer.hello, &dialer.link_key).await {
+    if !registered(&ctx, &dialer.hello, &dialer.link_key).await {
         let reason = format!(
             "{} is not a live server of the registry with this link key, or has restarted since",
             dialer.hello.name
         );
         tracing::warn!(%addr, %reason, "link refused at hello");
-        shared.links.refuse(dialer, reason).await;
+        ctx.links.refuse(dialer, reason).await;
         return;
     }
     let peer = dialer.hello.name.clone();
-    match shared.links.accept(dialer).await {
-        Ok(framed) => link::run(shared, peer, framed).await,
+    match ctx.links.accept(dialer).await {
+        Ok(framed) => link::run(ctx, peer, framed).await,
         Err(reason) => tracing::warn!(%addr, %reason, "link failed at hello"),
     }
 }
 
 /// True if the registry has the dialer, live, with the start time of its hello. A server that
 /// just started is not in the last reading yet, so a miss reads the registry again.
-async fn registered(shared: &Shared, hello: &LinkHello, link_key: &str) -> bool {
-    let matches = |shared: &Shared| {
-        shared
-            .farm
-            .view()
-            .server(&hello.name)
-            .is_some_and(|server| {
-                server.live
-                    && server.started_at_ms == hello.started_at_ms
-                    && server.link_key.as_deref() == Some(link_key)
-            })
+async fn registered(ctx: &LinkContext, hello: &LinkHello, link_key: &str) -> bool {
+    let matches = |ctx: &LinkContext| {
+        ctx.farm.view().server(&hello.name).is_some_and(|server| {
+            server.live
+                && server.started_at_ms == hello.started_at_ms
+                && server.link_key.as_deref() == Some(link_key)
+        })
     };
-    if matches(shared) {
+    if matches(ctx) {
         return true;
     }
-    match shared.farm.refresh(&shared.store).await {
-        Ok(_) => matches(shared),
+    match ctx.farm.refresh(&ctx.store).await {
+        Ok(_) => matches(ctx),
         Err(err) => {
             tracing::warn!(%err, "cannot read the registry to check a dialer");
             false

@@ -1,8 +1,7 @@
 //! The dialing side: a supervisor that follows the registry and keeps one dial loop per peer
 //! that this server must dial.
 
-use super::link;
-use crate::server::Shared;
+use super::{link, LinkContext};
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -19,49 +18,47 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
 const RECHECK: Duration = Duration::from_secs(1);
 
 /// Starts a dial loop for each live peer that this server must dial, until shutdown.
-pub async fn supervise(shared: Arc<Shared>) {
-    let mut views = shared.farm.subscribe();
+pub async fn supervise(ctx: Arc<LinkContext>) {
+    let mut views = ctx.farm.subscribe();
     loop {
         let view = views.borrow_and_update().clone();
         for peer in view.live_peers() {
-            if !shared.links.dials(&peer.name, peer.started_at_ms) {
+            if !ctx.links.dials(&peer.name, peer.started_at_ms) {
                 continue;
             }
-            if shared.links.lock().dialing.insert(peer.name.clone()) {
-                shared
-                    .tracker
-                    .spawn(dial_loop(shared.clone(), peer.name.clone()));
+            if ctx.links.lock().dialing.insert(peer.name.clone()) {
+                ctx.tracker.spawn(dial_loop(ctx.clone(), peer.name.clone()));
             }
         }
         tokio::select! {
             changed = views.changed() => if changed.is_err() { return },
             () = tokio::time::sleep(RECHECK) => {}
-            () = shared.shutdown.cancelled() => return,
+            () = ctx.shutdown.cancelled() => return,
         }
     }
 }
 
 /// Keeps a link to `peer` up for as long as the registry says it is live and this server is
 /// the one to dial it.
-async fn dial_loop(shared: Arc<Shared>, peer: String) {
+async fn dial_loop(ctx: Arc<LinkContext>, peer: String) {
     let mut backoff = MIN_BACKOFF;
     let mut last_error = String::new();
     loop {
-        let view = shared.farm.view();
+        let view = ctx.farm.view();
         let Some(state) = view
             .server(&peer)
-            .filter(|state| state.live && shared.links.dials(&peer, state.started_at_ms))
+            .filter(|state| state.live && ctx.links.dials(&peer, state.started_at_ms))
         else {
             break;
         };
-        if shared.shutdown.is_cancelled() {
+        if ctx.shutdown.is_cancelled() {
             break;
         }
         let Some(link_key) = state.link_key.clone() else {
             break;
         };
         let dialed = dial(
-            &shared,
+            &ctx,
             &peer,
             &state.peer_addr,
             state.started_at_ms,
@@ -71,22 +68,22 @@ async fn dial_loop(shared: Arc<Shared>, peer: String) {
             Ok(Ok(framed)) => {
                 backoff = MIN_BACKOFF;
                 last_error.clear();
-                link::run(shared.clone(), peer.clone(), framed).await;
+                link::run(ctx.clone(), peer.clone(), framed).await;
             }
             Ok(Err(err)) => log_once(&peer, &state.peer_addr, err, &mut last_error),
             Err(_) => log_once(&peer, &state.peer_addr, "timed out".into(), &mut last_error),
         }
         tokio::select! {
             () = tokio::time::sleep(jitter(backoff)) => {}
-            () = shared.shutdown.cancelled() => break,
+            () = ctx.shutdown.cancelled() => break,
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
-    shared.links.lock().dialing.remove(&peer);
+    ctx.links.lock().dialing.remove(&peer);
 }
 
 async fn dial(
-    shared: &Shared,
+    ctx: &LinkContext,
     peer: &str,
     addr: &str,
     started_at_ms: i64,
@@ -95,8 +92,7 @@ async fn dial(
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|err| format!("cannot connect: {err}"))?;
-    shared
-        .links
+    ctx.links
         .greet_as_dialer(stream, peer, started_at_ms, link_key)
         .await
 }

@@ -6,23 +6,17 @@
 //! version, start time and link key (against the registry, in `accept`) before it answers.
 
 use super::Links;
+use crate::connection::{handshake, read_within, send, Secured, HELLO_TIMEOUT};
 use chat_proto::{
-    handshake_codec, key_to_hex, validate_user, HandshakeBuilder, LinkHello, Pattern, PeerFrame,
-    SecureCodec, LINK_PROLOGUE, MAX_FRAME_LEN, PROTOCOL_VERSION,
+    key_to_hex, validate_user, HandshakeBuilder, LinkHello, Pattern, PeerFrame, SecureCodec,
+    LINK_PROLOGUE, MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
-use futures::{SinkExt, StreamExt};
 use rand_core::OsRng;
-use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-use tokio_util::bytes::Bytes;
-use tokio_util::codec::Framed;
 
-/// How long each side waits for each handshake message and hello of the other.
-pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
-
-pub type PeerFramed = Framed<TcpStream, SecureCodec<PeerFrame, PeerFrame>>;
-type HelloFramed = Framed<TcpStream, SecureCodec<LinkHello, LinkHello>>;
+pub type PeerFramed = Secured<PeerFrame, PeerFrame>;
+type HelloFramed = Secured<LinkHello, LinkHello>;
 
 impl Links {
     fn hello(&self) -> LinkHello {
@@ -36,39 +30,23 @@ impl Links {
         stream: TcpStream,
         initiator: bool,
     ) -> Result<(HelloFramed, String), String> {
-        let _ = stream.set_nodelay(true);
-        let mut framed = Framed::new(stream, handshake_codec());
         let builder = HandshakeBuilder::new(Pattern::XxPsk3)
             .prologue(LINK_PROLOGUE)
             .local_static(self.link_key.clone())
             .psk(*self.cluster_key);
-        let noise_error = |err| format!("handshake failed: {err}");
-        let mut noise = if initiator {
+        let noise = if initiator {
             builder.build_initiator(&mut OsRng)
         } else {
             builder.build_responder(&mut OsRng)
         }
-        .map_err(noise_error)?;
-        while !noise.is_finished() {
-            if noise.is_my_turn() {
-                let message = noise.write_message(&[]).map_err(noise_error)?;
-                framed
-                    .send(Bytes::from(message))
-                    .await
-                    .map_err(|err| format!("handshake not sent: {err}"))?;
-            } else {
-                let message = read_within(&mut framed, "handshake message").await?;
-                noise.read_message(&message).map_err(|err| {
-                    format!("handshake failed (is the cluster key the farm's?): {err}")
-                })?;
-            }
-        }
-        let transport = noise.into_transport().map_err(noise_error)?;
-        let remote = transport
+        .map_err(|err| format!("handshake failed: {err}"))?;
+        let rejected = "handshake failed (is the cluster key the farm's?)";
+        let framed = handshake(stream, noise, MAX_FRAME_LEN, rejected).await?;
+        let remote = framed
+            .codec()
             .remote_static()
             .map(|key| key_to_hex(&key))
             .ok_or("the handshake gave no link key")?;
-        let framed = framed.map_codec(|_| SecureCodec::new(transport, MAX_FRAME_LEN));
         Ok((framed, remote))
     }
 
@@ -86,10 +64,7 @@ impl Links {
                 "{peer} presented a link key that is not the one in server_info"
             ));
         }
-        framed
-            .send(self.hello())
-            .await
-            .map_err(|err| format!("hello not sent: {err}"))?;
+        send(&mut framed, self.hello(), "hello").await?;
         let hello: LinkHello = read_within(&mut framed, "hello").await?;
         if !hello.refusal.is_empty() {
             return Err(format!("refused: {}", hello.refusal));
@@ -136,10 +111,7 @@ impl Links {
     /// Answers the dialer's hello: the link is up.
     pub(super) async fn accept(&self, dialer: Dialer) -> Result<PeerFramed, String> {
         let mut framed = dialer.framed;
-        framed
-            .send(self.hello())
-            .await
-            .map_err(|err| format!("hello not sent: {err}"))?;
+        send(&mut framed, self.hello(), "hello").await?;
         Ok(framed.map_codec(SecureCodec::retype))
     }
 
@@ -150,7 +122,7 @@ impl Links {
             refusal,
             ..self.hello()
         };
-        let _ = timeout(HELLO_TIMEOUT, framed.send(reply)).await;
+        let _ = timeout(HELLO_TIMEOUT, send(&mut framed, reply, "refusal")).await;
     }
 }
 
@@ -160,20 +132,6 @@ pub struct Dialer {
     pub hello: LinkHello,
     /// The link key it showed in the handshake (hex).
     pub link_key: String,
-}
-
-/// The next item of a link being opened, within [`HELLO_TIMEOUT`]; `what` names it in errors.
-async fn read_within<S, T, E>(framed: &mut S, what: &str) -> Result<T, String>
-where
-    S: futures::Stream<Item = Result<T, E>> + Unpin,
-    E: std::fmt::Display,
-{
-    match timeout(HELLO_TIMEOUT, framed.next()).await {
-        Err(_) => Err(format!("no {what} within {HELLO_TIMEOUT:?}")),
-        Ok(None) => Err(format!("closed before the {what}")),
-        Ok(Some(Err(err))) => Err(format!("unreadable {what}: {err}")),
-        Ok(Some(Ok(item))) => Ok(item),
-    }
 }
 
 fn check_hello(hello: &LinkHello) -> Result<(), String> {

@@ -73,6 +73,11 @@ impl LinkHandle {
         &self.peer
     }
 
+    /// The link's queue itself, for its writer and for the hub.
+    pub fn queue(&self) -> &Outbound<PeerFrame> {
+        &self.queue
+    }
+
     pub fn stats(&self) -> &LinkStats {
         &self.stats
     }

@@ -1,19 +1,18 @@
-//! One live link: a reader task (this one) and a writer task, fed by the link's bounded queue.
+//! One live link: a reader task (this one) and a [`Writer`] task, fed by the link's bounded
+//! queue.
 //!
 //! **Only the writer task writes to the link's socket.** It sends a heartbeat when the link has
 //! been idle for [`HEARTBEAT_EVERY`]; the reader drops a link that stays silent for
 //! [`DEAD_AFTER`], so a hung peer is noticed even when its TCP connection looks fine.
 
 use super::greet::PeerFramed;
-use super::LinkHandle;
-use crate::server::Shared;
-use chat_proto::{PeerFrame, RekeyHandle};
-use futures::stream::{SplitSink, SplitStream};
-use futures::{SinkExt, StreamExt};
+use super::{LinkContext, LinkHandle};
+use crate::connection::Writer;
+use chat_proto::PeerFrame;
+use futures::stream::SplitStream;
+use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
-use std::time::Instant;
-use tokio::sync::mpsc;
 use tokio::time::timeout;
 
 /// How long a link may be idle before the writer sends a heartbeat.
@@ -22,25 +21,26 @@ const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
 /// notice a hung peer well before its clients do (they miss three pings a second apart), so
 /// that a client failing over is not redirected back to the hung server.
 const DEAD_AFTER: Duration = Duration::from_millis(1500);
-/// How long the writer may take to write what is queued once the link closes.
-const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs the link to `peer` until it drops or the server shuts down.
-pub async fn run(shared: Arc<Shared>, peer: String, framed: PeerFramed) {
-    let rekey = framed.codec().rekey_handle();
-    let (sink, stream) = framed.split();
-    let (link, queue) = LinkHandle::new(&peer, shared.links.stats_of(&peer));
+pub async fn run(ctx: Arc<LinkContext>, peer: String, framed: PeerFramed) {
+    let (link, queue) = LinkHandle::new(&peer, ctx.links.stats_of(&peer));
+    let (writer, stream) = Writer::split(framed, link.queue().clone(), queue);
+    let counted = link.clone();
+    let writer = writer
+        .heartbeat(HEARTBEAT_EVERY, || PeerFrame::Heartbeat)
+        .on_frame(move |frame| counted.stats().count(frame, true));
     // Who is logged in here goes first, then every change, in order; only then may messages
     // be routed over the link.
-    shared.hub.watch(link.clone());
-    shared.links.register(link.clone());
+    ctx.hub.watch(link.queue().clone());
+    ctx.links.register(link.clone());
     tracing::info!(%peer, "link up");
-    let writer = tokio::spawn(write_frames(sink, queue, link.clone(), rekey));
-    let reason = read_frames(stream, &shared, &link).await;
+    let writer = tokio::spawn(writer.run());
+    let reason = read_frames(stream, &ctx, &link).await;
     link.close(reason);
-    shared.links.unregister(&link);
-    shared.hub.unwatch(link.id());
-    shared.presence.forget(&peer, link.id());
+    ctx.links.unregister(&link);
+    ctx.hub.unwatch(link.id());
+    ctx.presence.forget(&peer, link.id());
     let _ = writer.await;
     let reason = link.close_reason().unwrap_or_default();
     tracing::info!(%peer, %reason, "link down");
@@ -48,14 +48,14 @@ pub async fn run(shared: Arc<Shared>, peer: String, framed: PeerFramed) {
 
 async fn read_frames(
     mut stream: SplitStream<PeerFramed>,
-    shared: &Shared,
+    ctx: &LinkContext,
     link: &LinkHandle,
 ) -> String {
     loop {
         let frame = tokio::select! {
             frame = timeout(DEAD_AFTER, stream.next()) => frame,
             () = link.closed() => return String::new(),
-            () = shared.drained.cancelled() => return "this server is shutting down".into(),
+            () = ctx.drained.cancelled() => return "this server is shutting down".into(),
         };
         match frame {
             Err(_) => return format!("peer silent for {DEAD_AFTER:?}"),
@@ -63,70 +63,23 @@ async fn read_frames(
             Ok(Some(Err(err))) => return format!("unreadable frame: {err}"),
             Ok(Some(Ok(frame))) => {
                 link.stats().count(&frame, false);
-                apply(shared, link, frame).await;
+                apply(ctx, link, frame).await;
             }
         }
     }
 }
 
 /// What a frame from a peer does here.
-async fn apply(shared: &Shared, link: &LinkHandle, frame: PeerFrame) {
+async fn apply(ctx: &LinkContext, link: &LinkHandle, frame: PeerFrame) {
     let peer = link.peer();
     match frame {
-        PeerFrame::Online { users, reset } => shared.presence.online(peer, link.id(), users, reset),
-        PeerFrame::Offline { users } => shared.presence.offline(peer, link.id(), users),
+        PeerFrame::Online { users, reset } => ctx.presence.online(peer, link.id(), users, reset),
+        PeerFrame::Offline { users } => ctx.presence.offline(peer, link.id(), users),
         PeerFrame::Deliver {
             message,
             recipients,
-        } => shared.delivery.deliver_relayed(peer, message, &recipients),
-        PeerFrame::Acked { user, ids } => shared.delivery.ack_owned(&user, &ids).await,
+        } => ctx.delivery.deliver_relayed(peer, message, &recipients),
+        PeerFrame::Acked { user, ids } => ctx.delivery.ack_owned(&user, &ids),
         PeerFrame::Heartbeat => {}
     }
-}
-
-/// The only task that writes to the link's socket.
-async fn write_frames(
-    mut sink: SplitSink<PeerFramed, PeerFrame>,
-    mut queue: mpsc::Receiver<PeerFrame>,
-    link: LinkHandle,
-    rekey: RekeyHandle,
-) {
-    let mut last_rekey = Instant::now();
-    loop {
-        let frame = tokio::select! {
-            frame = timeout(HEARTBEAT_EVERY, queue.recv()) => match frame {
-                Ok(Some(frame)) => frame,
-                Ok(None) => break,
-                Err(_) => PeerFrame::Heartbeat,
-            },
-            () = link.closed() => break,
-        };
-        rekey.request_if_due(&mut last_rekey, Instant::now());
-        // Write everything already queued with one flush. A peer that stops reading fills the
-        // socket's buffer; the write is then abandoned when the link closes (its reader gives
-        // up after `DEAD_AFTER`), rather than blocking forever.
-        let written = async {
-            link.stats().count(&frame, true);
-            sink.feed(frame).await?;
-            while let Ok(frame) = queue.try_recv() {
-                link.stats().count(&frame, true);
-                sink.feed(frame).await?;
-            }
-            sink.flush().await
-        };
-        tokio::select! {
-            result = written => if let Err(err) = result {
-                link.close(format!("cannot write: {err}"));
-                return;
-            },
-            () = link.closed() => break,
-        }
-    }
-    let goodbye = async {
-        while let Ok(frame) = queue.try_recv() {
-            sink.feed(frame).await?;
-        }
-        sink.close().await
-    };
-    let _ = timeout(GOODBYE_TIMEOUT, goodbye).await;
 }

@@ -5,8 +5,12 @@
 //! the start times in the hellos, so a view of the registry that is a second old cannot make
 //! two links. A link that drops is dialed again with backoff for as long as its peer is live.
 //!
+//! Links sit below delivery, which routes over them: what a link hears that delivery must
+//! handle goes through the [`Relayed`] trait, which `server` implements for delivery. The link
+//! tasks get a [`LinkContext`] of what they use.
+//!
 //! - `handle`: [`LinkHandle`], a link's bounded outbound queue, and its counters.
-//! - `link`: one link's reader and writer tasks, and what each incoming frame does.
+//! - `link`: one link's reader task, its writer, and what each incoming frame does.
 //! - `dial`: the dialing side: a supervisor that follows the registry, one loop per peer.
 //! - `accept`: the accepting side: the peer listener.
 //! - `greet`: the XXpsk3 handshake and the hellos of both sides.
@@ -21,11 +25,47 @@ pub use accept::accept;
 pub use dial::supervise;
 pub use handle::{LinkHandle, LinkStats};
 
-use chat_proto::PeerFrame;
+use crate::farm::{Farm, FarmView};
+use crate::hub::Hub;
+use crate::presence::Presence;
+use crate::store::Store;
+use chat_proto::{ChatMessage, MessageId, PeerFrame};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// What the link tasks (dialing, accepting, reading) use, and nothing more.
+pub struct LinkContext {
+    pub links: Arc<Links>,
+    /// The registry, to know whom to dial and to check who dials.
+    pub farm: Arc<Farm>,
+    /// For reading the registry again when a dialer is not in the last reading.
+    pub store: Store,
+    /// Tells each new link who is logged in here, and every change after.
+    pub hub: Arc<Hub>,
+    /// Where each link's news of who is logged in on its peer goes.
+    pub presence: Arc<Presence>,
+    pub delivery: Arc<dyn Relayed>,
+    /// Cancelled when the server starts to shut down: no more dialing or accepting.
+    pub shutdown: CancellationToken,
+    /// Cancelled once the delivery writer has flushed: the links close.
+    pub drained: CancellationToken,
+    /// Every link and dial loop, so that shutdown can wait for them.
+    pub tracker: TaskTracker,
+}
+
+/// What a link hands to delivery: messages that its peer owns for users here, and the
+/// acknowledgements of messages that this server owns.
+pub trait Relayed: Send + Sync {
+    /// Shows a message that server `owner` relayed to these users of this server.
+    fn deliver_relayed(&self, owner: &str, message: Arc<ChatMessage>, recipients: &[String]);
+
+    /// Records that `user`'s client, on the link's peer, has shown these messages.
+    fn ack_owned(&self, user: &str, ids: &[MessageId]);
+}
 
 /// The links of this server.
 pub struct Links {
@@ -76,6 +116,12 @@ impl Links {
 
     pub fn is_up(&self, peer: &str) -> bool {
         self.lock().up.contains_key(peer)
+    }
+
+    /// The server that should serve `user` now in `view`: home if it is this server or
+    /// linked, else the backup on the same terms, and so on around the ring.
+    pub fn serving(&self, view: &FarmView, user: &str) -> String {
+        view.serving(user, |server| self.is_up(server)).to_owned()
     }
 
     /// Every peer this server has had a link to, with whether it is up and its counters.

@@ -1,0 +1,73 @@
+//! [`CommandContext`]: what the commands of every session use, and nothing more.
+
+use crate::delivery::Delivery;
+use crate::farm::Farm;
+use crate::hub::Hub;
+use crate::limits::LoginThrottle;
+use crate::links::Links;
+use crate::presence::Presence;
+use crate::store::{Store, StoreError};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// This server's parts that client requests read and change; one for all its sessions.
+pub struct CommandContext {
+    /// This server's name in the farm.
+    pub name: String,
+    pub store: Store,
+    /// The ring, for redirects and placements.
+    pub farm: Arc<Farm>,
+    pub hub: Arc<Hub>,
+    pub presence: Arc<Presence>,
+    /// Which links are up: a user whose home is not linked is served here or by the backup.
+    pub links: Arc<Links>,
+    pub delivery: Arc<Delivery>,
+    pub known_users: KnownUsers,
+    pub login_throttle: LoginThrottle,
+}
+
+impl CommandContext {
+    /// The server that should serve `user` now.
+    pub fn serving(&self, user: &str) -> String {
+        self.links.serving(&self.farm.view(), user)
+    }
+
+    /// The user's home and backup on the current ring of live servers.
+    pub fn placement(&self, user: &str) -> (String, Option<String>) {
+        self.farm.view().placement(user)
+    }
+
+    /// True if `user` is registered.
+    pub async fn user_exists(&self, user: &str) -> Result<bool, StoreError> {
+        if self.known_users.contains(user) {
+            return Ok(true);
+        }
+        let exists = self.store.user_exists(user).await?;
+        if exists {
+            self.known_users.insert(user);
+        }
+        Ok(exists)
+    }
+}
+
+/// Names known to be registered. Users are never deleted, so this needs no invalidation.
+#[derive(Default)]
+pub struct KnownUsers {
+    names: Mutex<HashSet<String>>,
+}
+
+impl KnownUsers {
+    pub fn insert(&self, user: &str) {
+        self.lock().insert(user.to_owned());
+    }
+
+    fn contains(&self, user: &str) -> bool {
+        self.lock().contains(user)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.names
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+}

@@ -1,0 +1,156 @@
+//! [`Writer`]: the one task that writes to a connection's socket, for client sessions and
+//! links alike.
+//!
+//! **Only this task writes to the socket.** Everyone else queues frames on the connection's
+//! [`Outbound`]. The writer writes everything already queued with one flush, keeps the
+//! connection's rekey clock, and, once the connection closes, writes what is still queued and
+//! its last frame within [`GOODBYE_TIMEOUT`]. A write blocked on a peer that stopped reading
+//! (its socket buffer full) is abandoned when the connection closes, rather than blocking
+//! forever.
+
+use super::{Secured, GOODBYE_TIMEOUT};
+use crate::outbound::Outbound;
+use chat_proto::{FrameError, RekeyHandle, SecureCodec};
+use futures::stream::{SplitSink, SplitStream};
+use futures::{SinkExt, StreamExt};
+use std::future::poll_fn;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+use tokio_util::codec::{Decoder, Encoder};
+
+/// What the writer calls with every frame it writes.
+type FrameHook<F> = Box<dyn FnMut(&F) + Send>;
+
+/// Writes the frames queued for one connection, until it closes.
+pub struct Writer<In, Out> {
+    sink: SplitSink<Secured<In, Out>, Out>,
+    queue: mpsc::Receiver<Out>,
+    outbound: Outbound<Out>,
+    rekey: RekeyHandle,
+    /// The frame to send when nothing was queued for so long, if any.
+    heartbeat: Option<(Duration, fn() -> Out)>,
+    /// Called with every frame before it is written, to count them.
+    on_frame: Option<FrameHook<Out>>,
+    /// The last frame, made from the reason the connection closed (if it has one).
+    goodbye: Option<fn(String) -> Out>,
+    /// The frame taken off the queue but not yet handed to the sink: a write abandoned when
+    /// the connection closes leaves it here, for the goodbye to write first.
+    unsent: Option<Out>,
+}
+
+impl<In, Out> Writer<In, Out>
+where
+    SecureCodec<In, Out>: Encoder<Out, Error = FrameError> + Decoder,
+{
+    /// Splits `framed`: the writer takes its sending half and drains `queue`, the receiving end
+    /// of `outbound`; the caller keeps the reading half.
+    pub fn split(
+        framed: Secured<In, Out>,
+        outbound: Outbound<Out>,
+        queue: mpsc::Receiver<Out>,
+    ) -> (Self, SplitStream<Secured<In, Out>>) {
+        let rekey = framed.codec().rekey_handle();
+        let (sink, stream) = framed.split();
+        let writer = Writer {
+            sink,
+            queue,
+            outbound,
+            rekey,
+            heartbeat: None,
+            on_frame: None,
+            goodbye: None,
+            unsent: None,
+        };
+        (writer, stream)
+    }
+
+    /// Sends `frame()` whenever nothing was queued for `idle`.
+    pub fn heartbeat(mut self, idle: Duration, frame: fn() -> Out) -> Self {
+        self.heartbeat = Some((idle, frame));
+        self
+    }
+
+    /// Calls `hook` with every frame as it is written (not with those of the goodbye).
+    pub fn on_frame(mut self, hook: impl FnMut(&Out) + Send + 'static) -> Self {
+        self.on_frame = Some(Box::new(hook));
+        self
+    }
+
+    /// Ends with `frame(reason)` when the connection was closed for a reason that is not empty.
+    pub fn goodbye(mut self, frame: fn(String) -> Out) -> Self {
+        self.goodbye = Some(frame);
+        self
+    }
+
+    /// Writes until the connection closes, then says goodbye. A write that fails closes the
+    /// connection without one.
+    pub async fn run(mut self) {
+        let outbound = self.outbound.clone();
+        let mut last_rekey = Instant::now();
+        loop {
+            let frame = tokio::select! {
+                frame = self.next_frame() => match frame {
+                    Some(frame) => frame,
+                    None => break,
+                },
+                () = outbound.closed() => break,
+            };
+            self.rekey.request_if_due(&mut last_rekey, Instant::now());
+            self.unsent = Some(frame);
+            tokio::select! {
+                written = self.write_queued() => if let Err(err) = written {
+                    outbound.close(format!("cannot write: {err}"));
+                    return;
+                },
+                () = outbound.closed() => break,
+            }
+        }
+        let _ = timeout(GOODBYE_TIMEOUT, self.say_goodbye()).await;
+    }
+
+    /// The next frame to write: the next one queued, or a heartbeat once the connection has
+    /// been idle long enough. None once nobody can queue any more.
+    async fn next_frame(&mut self) -> Option<Out> {
+        let Some((idle, heartbeat)) = self.heartbeat else {
+            return self.queue.recv().await;
+        };
+        timeout(idle, self.queue.recv())
+            .await
+            .unwrap_or_else(|_| Some(heartbeat()))
+    }
+
+    /// Writes the unsent frame and everything already queued behind it, with one flush.
+    /// Abandoned (dropped) at any point, it loses no frame: the one it holds stays unsent.
+    async fn write_queued(&mut self) -> Result<(), FrameError> {
+        while self.unsent.is_some() {
+            poll_fn(|cx| self.sink.poll_ready_unpin(cx)).await?;
+            if let Some(frame) = self.unsent.take() {
+                if let Some(on_frame) = &mut self.on_frame {
+                    on_frame(&frame);
+                }
+                self.sink.start_send_unpin(frame)?;
+            }
+            self.unsent = self.queue.try_recv().ok();
+        }
+        self.sink.flush().await
+    }
+
+    /// Writes what is still queued, then the goodbye frame, and closes the socket.
+    async fn say_goodbye(&mut self) -> Result<(), FrameError> {
+        if let Some(frame) = self.unsent.take() {
+            self.sink.feed(frame).await?;
+        }
+        while let Ok(frame) = self.queue.try_recv() {
+            self.sink.feed(frame).await?;
+        }
+        let reason = self
+            .outbound
+            .close_reason()
+            .filter(|reason| !reason.is_empty());
+        if let (Some(goodbye), Some(reason)) = (self.goodbye, reason) {
+            self.sink.feed(goodbye(reason)).await?;
+        }
+        self.sink.close().await
+    }
+}
