@@ -8,7 +8,7 @@ use chat_tests::{now_ms, Client, Farm};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Barrier};
 use tokio::time::{timeout, Duration};
 
 const USERS_PER_SERVER: usize = 2;
@@ -62,6 +62,7 @@ async fn chat(
     others: Vec<String>,
     seed: u64,
     stop: Arc<AtomicBool>,
+    all_stopped: Arc<Barrier>,
     moves: mpsc::UnboundedSender<Moved>,
 ) -> Report {
     let mut rng = Rng(seed | 1);
@@ -96,6 +97,9 @@ async fn chat(
         }
         collect(&mut client);
     }
+    // Every sender has its last answer before anyone reads the log: a message told "sent" is
+    // then either shown already or stored.
+    all_stopped.wait().await;
     // Whatever was stored for this user while it moved, or while its acks were lost.
     client.ok_until("readlog", |_| true).await;
     collect(&mut client);
@@ -177,6 +181,7 @@ async fn nothing_is_lost_or_doubled_while_servers_die_hang_and_return() {
         clients.push(client);
     }
     let mut chatters = Vec::new();
+    let all_stopped = Arc::new(Barrier::new(users.len()));
     for (idx, (client, user)) in clients.into_iter().zip(&users).enumerate() {
         let others = users.iter().filter(|u| *u != user).cloned().collect();
         let task = chat(
@@ -185,6 +190,7 @@ async fn nothing_is_lost_or_doubled_while_servers_die_hang_and_return() {
             others,
             seed.wrapping_add(idx as u64 * 7919),
             stop.clone(),
+            all_stopped.clone(),
             moves_tx.clone(),
         );
         chatters.push(tokio::spawn(task));

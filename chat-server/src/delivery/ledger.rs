@@ -73,6 +73,14 @@ pub enum Submitted<W> {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Action<W> {
     Answer(W, Answer),
+    /// These recipients' rows are committed. Push the message to them again wherever they are
+    /// logged in now: one who moved to another server since it was first pushed, and who
+    /// read the inbox there before this commit, would otherwise not see it until the next
+    /// `readlog`. Clients show an id once.
+    Redeliver {
+        message: Arc<ChatMessage>,
+        recipients: Vec<String>,
+    },
     /// `user` acknowledged these messages, which server `owner` relayed here.
     ForwardAcks {
         owner: Arc<str>,
@@ -447,9 +455,13 @@ impl<W> Ledger<W> {
                 continue;
             };
             let mut late_deletes = Vec::new();
+            let mut stored = Vec::new();
             for recipient in &mut pending.recipients {
                 match recipient.state {
-                    State::Writing => recipient.state = State::Stored,
+                    State::Writing => {
+                        recipient.state = State::Stored;
+                        stored.push(recipient.name.clone());
+                    }
                     State::AckedWhileWriting => {
                         recipient.state = State::Acked;
                         late_deletes.push(recipient.name.clone());
@@ -457,6 +469,12 @@ impl<W> Ledger<W> {
                     _ => continue,
                 }
                 pending.stored_any = true;
+            }
+            if !stored.is_empty() {
+                actions.push(Action::Redeliver {
+                    message: pending.message.clone(),
+                    recipients: stored,
+                });
             }
             for recipient in late_deletes {
                 self.queue_delete(recipient, id);

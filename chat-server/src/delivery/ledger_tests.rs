@@ -35,6 +35,14 @@ fn to(names: &[&str], offline: &[&str]) -> Vec<Addressee> {
         .collect()
 }
 
+/// The answers among `actions`.
+fn answers(actions: Vec<Action<u32>>) -> Vec<Action<u32>> {
+    actions
+        .into_iter()
+        .filter(|action| matches!(action, Action::Answer(..)))
+        .collect()
+}
+
 fn keys(batch: &Batch) -> Vec<(String, MessageId)> {
     batch
         .rows
@@ -79,7 +87,14 @@ fn offline_recipients_are_written_at_once_and_online_ones_at_the_deadline() {
     assert_eq!(ledger.next_due(t0), Due::Now);
     let batch = ledger.take_batch(t0).unwrap();
     assert_eq!(keys(&batch), [("carol".to_owned(), id)]);
-    assert!(ledger.committed(batch.id).is_empty(), "bob has not got it");
+    // Carol is pushed the message again wherever she is now; bob has not got it.
+    assert_eq!(
+        ledger.committed(batch.id),
+        [Action::Redeliver {
+            message: message(id),
+            recipients: vec!["carol".into()]
+        }]
+    );
     let batch = ledger.take_batch(t0 + DEADLINE).unwrap();
     assert_eq!(keys(&batch), [("bob".to_owned(), id)]);
     // Bob acknowledges while his row is being written: the row goes afterwards.
@@ -112,7 +127,7 @@ fn a_failed_batch_tells_its_senders_once_and_is_stored_later() {
         Submitted::Joined
     ));
     assert_eq!(
-        ledger.committed(batch.id),
+        answers(ledger.committed(batch.id)),
         [Action::Answer(2, Answer::Sent(id))]
     );
 }
@@ -132,7 +147,7 @@ fn shutdown_stores_everything_waiting_and_refuses_new_messages() {
     let mut answered = Vec::new();
     while let Some(batch) = ledger.take_batch(t0) {
         assert_eq!(batch.rows.len(), 1, "batches hold at most one row here");
-        answered.extend(ledger.committed(batch.id));
+        answered.extend(answers(ledger.committed(batch.id)));
     }
     assert_eq!(
         answered,
@@ -337,6 +352,18 @@ impl World {
                         _ => false,
                     });
                     self.answer(waiter, answer, msg.unwrap_or(usize::MAX));
+                }
+                Action::Redeliver {
+                    message,
+                    recipients,
+                } => {
+                    for user in recipients {
+                        assert!(
+                            self.stored.contains(&(user.clone(), message.id)),
+                            "{user} is sent {} again before it is stored",
+                            message.id
+                        );
+                    }
                 }
                 Action::ForwardAcks { .. } => panic!("no message here was relayed"),
             }

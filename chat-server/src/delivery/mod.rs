@@ -246,6 +246,13 @@ impl Delivery {
         for action in actions {
             match action {
                 Action::Answer(waiter, answer) => waiter.answer(answer),
+                Action::Redeliver {
+                    message,
+                    recipients,
+                } => {
+                    let plan = self.plan(&recipients);
+                    self.route(&message, &recipients, plan);
+                }
                 Action::ForwardAcks { owner, user, ids } => {
                     // Without a link the owner stores the message, and the client skips it in
                     // readlog.
