@@ -92,9 +92,11 @@ async fn read(
 ) -> Latencies {
     let mut latencies = Latencies::new();
     loop {
+        // The end comes first: once stopped, the server closing the connection is no error.
         let frame = tokio::select! {
-            frame = stream.next() => frame,
+            biased;
             () = stop.cancelled() => break,
+            frame = stream.next() => frame,
         };
         match frame {
             Some(Ok(ServerFrame::Deliver(message))) => {

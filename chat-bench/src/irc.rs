@@ -281,9 +281,11 @@ async fn read(
 ) -> Latencies {
     let mut latencies = Latencies::new();
     loop {
+        // The end comes first: once stopped, the server closing the connection is no error.
         let line = tokio::select! {
-            line = lines.next() => line,
+            biased;
             () = stop.cancelled() => break,
+            line = lines.next() => line,
         };
         let line = match line {
             Some(Ok(line)) => line,
