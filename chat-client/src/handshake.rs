@@ -70,10 +70,7 @@ pub enum KeyRefusal {
 /// Connects to `addr`, makes the handshake, checks the server's key and exchanges hellos.
 /// Returns the encrypted connection, retyped for requests, and the server's name. It sets no
 /// timeout of its own: callers bound it (see `Connection::connect`).
-pub async fn open(
-    addr: &str,
-    trust: &ServerTrust,
-) -> Result<(ServerFramed, String), ConnectError> {
+pub async fn open(addr: &str, trust: &ServerTrust) -> Result<(ServerFramed, String), ConnectError> {
     let io_error = |source| ConnectError::Io {
         addr: addr.to_string(),
         source,

@@ -15,7 +15,10 @@ struct Phase(HashMap<String, String>);
 impl Phase {
     #[track_caller]
     fn num(&self, key: &str) -> u64 {
-        let value = self.0.get(key).unwrap_or_else(|| panic!("no {key} in the line"));
+        let value = self
+            .0
+            .get(key)
+            .unwrap_or_else(|| panic!("no {key} in the line"));
         value
             .parse()
             .unwrap_or_else(|_| panic!("{key}={value} is not a count"))
