@@ -44,14 +44,15 @@ pub struct Role {
     pub sending: Option<Sending>,
 }
 
-/// A running connection.
+/// A running connection: its reader and writer tasks, and what stops them.
 pub struct Flow {
-    reader: JoinHandle<Latencies>,
-    writer: JoinHandle<()>,
-    stop: CancellationToken,
+    pub reader: JoinHandle<Latencies>,
+    pub writer: JoinHandle<()>,
+    pub stop: CancellationToken,
 }
 
 impl Flow {
+    /// Starts the reader and the writer of a farm connection.
     pub fn start(conn: Conn, ledger: Arc<Ledger>, role: Role) -> Flow {
         let first_id = conn.next_request_id();
         let (sink, stream) = conn.framed.split();

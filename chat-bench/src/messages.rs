@@ -9,6 +9,7 @@ use crate::logins::farm_logins;
 use crate::report::{Latencies, Line, Verdict};
 use anyhow::{bail, Context as _};
 use chat_proto::{Recipient, Request, Response};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -212,15 +213,32 @@ async fn drive(
     ledger: &Arc<Ledger>,
     deadline: tokio::time::Instant,
 ) -> Measured {
+    let start_all = || {
+        conns
+            .map(|(conn, role)| Flow::start(conn, ledger.clone(), role))
+            .collect()
+    };
+    measure(ledger, deadline, start_all, Flow::finish).await
+}
+
+/// Starts the flows, waits until every message is complete or the deadline, lingers a little
+/// so that late doubles are counted, and finishes the flows, collecting their latencies.
+pub async fn measure<T, Fut>(
+    ledger: &Ledger,
+    deadline: tokio::time::Instant,
+    start: impl FnOnce() -> Vec<T>,
+    finish: impl FnMut(T) -> Fut,
+) -> Measured
+where
+    Fut: Future<Output = Latencies>,
+{
     let started = Instant::now();
-    let flows: Vec<Flow> = conns
-        .map(|(conn, role)| Flow::start(conn, ledger.clone(), role))
-        .collect();
+    let flows = start();
     let finished = ledger.wait_done(deadline).await;
     let elapsed = started.elapsed();
     tokio::time::sleep(LINGER).await;
     let mut latencies = Latencies::new();
-    for received in futures::future::join_all(flows.into_iter().map(Flow::finish)).await {
+    for received in futures::future::join_all(flows.into_iter().map(finish)).await {
         latencies.add(&received);
     }
     Measured {
