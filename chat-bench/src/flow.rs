@@ -44,14 +44,15 @@ pub struct Role {
     pub sending: Option<Sending>,
 }
 
-/// A running connection.
+/// A running connection: its reader and writer tasks, and what stops them.
 pub struct Flow {
-    reader: JoinHandle<Latencies>,
-    writer: JoinHandle<()>,
-    stop: CancellationToken,
+    pub reader: JoinHandle<Latencies>,
+    pub writer: JoinHandle<()>,
+    pub stop: CancellationToken,
 }
 
 impl Flow {
+    /// Starts the reader and the writer of a farm connection.
     pub fn start(conn: Conn, ledger: Arc<Ledger>, role: Role) -> Flow {
         let first_id = conn.next_request_id();
         let (sink, stream) = conn.framed.split();
@@ -92,9 +93,11 @@ async fn read(
 ) -> Latencies {
     let mut latencies = Latencies::new();
     loop {
+        // The end comes first: once stopped, the server closing the connection is no error.
         let frame = tokio::select! {
-            frame = stream.next() => frame,
+            biased;
             () = stop.cancelled() => break,
+            frame = stream.next() => frame,
         };
         match frame {
             Some(Ok(ServerFrame::Deliver(message))) => {

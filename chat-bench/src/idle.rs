@@ -38,7 +38,7 @@ pub async fn run(args: IdleArgs, deadline: tokio::time::Instant) -> anyhow::Resu
         async move { Conn::open(&farm.home_addr(&user)?, &farm.trust).await }
     });
     let Ok(opened) = tokio::time::timeout_at(deadline, opening).await else {
-        return Ok(timed_out());
+        return Ok(Verdict::timed_out());
     };
     opened.print("connect");
     let ok = opened.ok();
@@ -64,7 +64,7 @@ pub async fn run(args: IdleArgs, deadline: tokio::time::Instant) -> anyhow::Resu
             .collect();
         let logging_in = log_in_all(conns, &args.farm.password, concurrency);
         let Ok((n_logged_in, _held)) = tokio::time::timeout_at(deadline, logging_in).await else {
-            return Ok(timed_out());
+            return Ok(Verdict::timed_out());
         };
         tokio::time::sleep(SETTLE).await;
         let logged_in = total_rss_kib(&pids)?;
@@ -76,13 +76,6 @@ pub async fn run(args: IdleArgs, deadline: tokio::time::Instant) -> anyhow::Resu
     }
     line.print();
     Ok(verdict)
-}
-
-fn timed_out() -> Verdict {
-    Verdict {
-        timed_out: true,
-        problems: Vec::new(),
-    }
 }
 
 /// The growth from `before` to `after` KiB, in bytes per item.

@@ -9,19 +9,19 @@
 //! it. The server's PINGs are answered. Each connection has one reader and one writer task.
 
 use crate::args::{count, IrcArgs};
+use crate::flow::Flow;
 use crate::ledger::{Delivery, Ledger, Outgoing, Shape};
 use crate::logins::timed;
-use crate::messages::Measured;
+use crate::messages::measure;
 use crate::report::{Latencies, Line, Verdict};
 use anyhow::{anyhow, bail, Context as _};
 use futures::StreamExt as _;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncWriteExt as _, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_util::codec::{FramedRead, LinesCodec};
 use tokio_util::sync::CancellationToken;
 
@@ -33,8 +33,6 @@ const REGISTER_TIMEOUT: Duration = Duration::from_secs(30);
 const ISON_EVERY: Duration = Duration::from_millis(100);
 /// Lines (PONGs) queued from the reader to the writer.
 const REPLY_QUEUE: usize = 64;
-/// How long the connections stay open after the last delivery, to count late doubles.
-const LINGER: Duration = Duration::from_millis(200);
 
 type Lines = FramedRead<OwnedReadHalf, LinesCodec>;
 type Writer = BufWriter<OwnedWriteHalf>;
@@ -152,25 +150,14 @@ pub async fn run(args: IrcArgs, deadline: tokio::time::Instant) -> anyhow::Resul
         window: args.traffic.window,
         wait_for_sent: false,
     });
-    let started = Instant::now();
-    let flows: Vec<Flow> = clients
-        .into_iter()
-        .enumerate()
-        .map(|(idx, client)| Flow::start(client, idx, nicks[idx ^ 1].clone(), &ledger, &args))
-        .collect();
-    let finished = ledger.wait_done(deadline).await;
-    let elapsed = started.elapsed();
-    tokio::time::sleep(LINGER).await;
-    let mut latencies = Latencies::new();
-    for received in futures::future::join_all(flows.into_iter().map(Flow::finish)).await {
-        latencies.add(&received);
-    }
-    let measured = Measured {
-        tally: ledger.tally(),
-        latencies,
-        elapsed,
-        finished,
+    let start_all = || {
+        clients
+            .into_iter()
+            .enumerate()
+            .map(|(idx, client)| start(client, idx, nicks[idx ^ 1].clone(), &ledger, &args))
+            .collect()
     };
+    let measured = measure(&ledger, deadline, start_all, Flow::finish).await;
     let line = Line::new("irc")
         .field("clients", n_clients)
         .field("messages", args.traffic.messages)
@@ -233,43 +220,29 @@ async fn wait_for(client: &mut Client, partner: &str) -> anyhow::Result<()> {
     }
 }
 
-/// A running client: its reader and its writer.
-struct Flow {
-    reader: JoinHandle<Latencies>,
-    writer: JoinHandle<()>,
-    stop: CancellationToken,
-}
-
-impl Flow {
-    fn start(
-        client: Client,
-        idx: usize,
-        partner: String,
-        ledger: &Arc<Ledger>,
-        args: &IrcArgs,
-    ) -> Flow {
-        let (replies_tx, replies_rx) = mpsc::channel(REPLY_QUEUE);
-        let stop = CancellationToken::new();
-        let reader = tokio::spawn(read(client.lines, ledger.clone(), replies_tx, stop.clone()));
-        let sending = Sending {
-            outgoing: Outgoing::new(ledger.clone(), Some(idx)),
-            ledger: ledger.clone(),
-            idx,
-            partner,
-            size: args.traffic.size(),
-        };
-        let writer = tokio::spawn(write(client.writer, sending, replies_rx, stop.clone()));
-        Flow {
-            reader,
-            writer,
-            stop,
-        }
-    }
-
-    async fn finish(self) -> Latencies {
-        self.stop.cancel();
-        let _ = self.writer.await;
-        self.reader.await.unwrap_or_default()
+/// Starts the reader and the writer of a registered client.
+fn start(
+    client: Client,
+    idx: usize,
+    partner: String,
+    ledger: &Arc<Ledger>,
+    args: &IrcArgs,
+) -> Flow {
+    let (replies_tx, replies_rx) = mpsc::channel(REPLY_QUEUE);
+    let stop = CancellationToken::new();
+    let reader = tokio::spawn(read(client.lines, ledger.clone(), replies_tx, stop.clone()));
+    let sending = Sending {
+        outgoing: Outgoing::new(ledger.clone(), Some(idx)),
+        ledger: ledger.clone(),
+        idx,
+        partner,
+        size: args.traffic.size(),
+    };
+    let writer = tokio::spawn(write(client.writer, sending, replies_rx, stop.clone()));
+    Flow {
+        reader,
+        writer,
+        stop,
     }
 }
 
@@ -281,9 +254,11 @@ async fn read(
 ) -> Latencies {
     let mut latencies = Latencies::new();
     loop {
+        // The end comes first: once stopped, the server closing the connection is no error.
         let line = tokio::select! {
-            line = lines.next() => line,
+            biased;
             () = stop.cancelled() => break,
+            line = lines.next() => line,
         };
         let line = match line {
             Some(Ok(line)) => line,

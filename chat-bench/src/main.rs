@@ -84,10 +84,7 @@ fn run(cli: Cli) -> anyhow::Result<Verdict> {
         // a phase that cannot.
         match tokio::time::timeout_at(deadline + args::REPORT_GRACE, workload).await {
             Ok(verdict) => verdict,
-            Err(_) => Ok(Verdict {
-                timed_out: true,
-                problems: Vec::new(),
-            }),
+            Err(_) => Ok(Verdict::timed_out()),
         }
     })
 }

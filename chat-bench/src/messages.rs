@@ -9,12 +9,15 @@ use crate::logins::farm_logins;
 use crate::report::{Latencies, Line, Verdict};
 use anyhow::{bail, Context as _};
 use chat_proto::{Recipient, Request, Response};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long the connections stay open after the last message completed, so that a late
 /// second delivery is still counted as doubled.
 const LINGER: Duration = Duration::from_millis(200);
+/// How often a connection asks whether the users it sends to are online yet.
+const ONLINE_POLL: Duration = Duration::from_millis(20);
 
 /// What a message phase measured.
 pub struct Measured {
@@ -57,7 +60,12 @@ pub async fn dm(args: DmArgs, deadline: tokio::time::Instant) -> anyhow::Result<
     let run_id = args.farm.limits.run_id();
     // Neighbours are homed on consecutive servers, so the pairs (2k, 2k+1) are split.
     let users = farm.names_by_home(&format!("b{run_id}-"), n_clients);
-    let conns = log_in(&farm, &users, &args.farm).await?;
+    let mut conns = log_in(&farm, &users, &args.farm).await?;
+    let partners = conns
+        .iter_mut()
+        .enumerate()
+        .map(|(idx, conn)| (conn, vec![users[idx ^ 1].clone()]));
+    wait_online(partners, deadline).await?;
     let ledger = Ledger::new(shape(n_clients, 1, 1, &args.traffic));
     let roles = (0..n_clients).map(|idx| {
         let partner = idx ^ 1;
@@ -92,6 +100,11 @@ pub async fn group(args: GroupArgs, deadline: tokio::time::Instant) -> anyhow::R
     let mut conns = log_in(&farm, &users, &args.farm).await?;
     let group = format!("bench{run_id}");
     join_all(&mut conns, &group).await?;
+    let senders = conns
+        .iter_mut()
+        .take(n_senders)
+        .map(|conn| (conn, users.clone()));
+    wait_online(senders, deadline).await?;
     let slots = u32::try_from(n_members).context("too many members")?;
     let ledger = Ledger::new(shape(n_senders, slots - 1, slots, &args.traffic));
     // The first senders are spread over the servers like everyone else.
@@ -161,6 +174,38 @@ async fn join(conn: &mut Conn, group: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Waits until each connection's server sees its users logged in.
+///
+/// A server learns of a login elsewhere over its link a moment later. A message sent before
+/// that finds its recipient offline: it is stored for `readlog` and the sender is told "sent",
+/// but it is not pushed. Measuring live delivery needs the farm to know who is online first.
+async fn wait_online(
+    conns: impl Iterator<Item = (&mut Conn, Vec<String>)>,
+    deadline: tokio::time::Instant,
+) -> anyhow::Result<()> {
+    let waits = conns.map(|(conn, expected)| async move {
+        loop {
+            match conn.request(Request::Who).await? {
+                Ok(Response::Users(online)) => {
+                    if expected
+                        .iter()
+                        .all(|user| online.binary_search(user).is_ok())
+                    {
+                        return anyhow::Ok(());
+                    }
+                }
+                Ok(other) => bail!("unexpected answer to who: {other:?}"),
+                Err(refusal) => bail!("who refused on {}: {refusal}", conn.server),
+            }
+            tokio::time::sleep(ONLINE_POLL).await;
+        }
+    });
+    tokio::time::timeout_at(deadline, futures::future::try_join_all(waits))
+        .await
+        .context("the servers did not all see the users online in time")??;
+    Ok(())
+}
+
 /// Starts a flow on each connection, waits until every message is complete or the deadline,
 /// and stops them all.
 async fn drive(
@@ -168,15 +213,32 @@ async fn drive(
     ledger: &Arc<Ledger>,
     deadline: tokio::time::Instant,
 ) -> Measured {
+    let start_all = || {
+        conns
+            .map(|(conn, role)| Flow::start(conn, ledger.clone(), role))
+            .collect()
+    };
+    measure(ledger, deadline, start_all, Flow::finish).await
+}
+
+/// Starts the flows, waits until every message is complete or the deadline, lingers a little
+/// so that late doubles are counted, and finishes the flows, collecting their latencies.
+pub async fn measure<T, Fut>(
+    ledger: &Ledger,
+    deadline: tokio::time::Instant,
+    start: impl FnOnce() -> Vec<T>,
+    finish: impl FnMut(T) -> Fut,
+) -> Measured
+where
+    Fut: Future<Output = Latencies>,
+{
     let started = Instant::now();
-    let flows: Vec<Flow> = conns
-        .map(|(conn, role)| Flow::start(conn, ledger.clone(), role))
-        .collect();
+    let flows = start();
     let finished = ledger.wait_done(deadline).await;
     let elapsed = started.elapsed();
     tokio::time::sleep(LINGER).await;
     let mut latencies = Latencies::new();
-    for received in futures::future::join_all(flows.into_iter().map(Flow::finish)).await {
+    for received in futures::future::join_all(flows.into_iter().map(finish)).await {
         latencies.add(&received);
     }
     Measured {

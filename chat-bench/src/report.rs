@@ -115,6 +115,14 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// A run that stopped at its deadline before it could measure.
+    pub fn timed_out() -> Verdict {
+        Verdict {
+            timed_out: true,
+            problems: Vec::new(),
+        }
+    }
+
     pub fn problem(&mut self, problem: impl Into<String>) {
         self.problems.push(problem.into());
     }

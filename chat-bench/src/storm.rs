@@ -16,10 +16,7 @@ pub async fn run(args: StormArgs, deadline: tokio::time::Instant) -> anyhow::Res
         args.farm.limits.concurrency(),
     );
     let Ok(logins) = tokio::time::timeout_at(deadline, storm).await else {
-        return Ok(Verdict {
-            timed_out: true,
-            problems: Vec::new(),
-        });
+        return Ok(Verdict::timed_out());
     };
     logins.print("storm");
     let mut verdict = Verdict::default();
