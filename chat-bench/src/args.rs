@@ -160,6 +160,11 @@ pub struct Traffic {
     /// Bytes of text per message, padded after its stamp (sender, number and send time).
     #[arg(long, value_name = "BYTES", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub size: u64,
+
+    /// The servers' process ids (P1,P2,...): the phase line then reports the CPU time they
+    /// used during it (server_cpu_ms=), next to chat-bench's own (bench_cpu_ms=).
+    #[arg(long, value_name = "P1,P2", value_delimiter = ',')]
+    pub pids: Vec<u32>,
 }
 
 impl Traffic {

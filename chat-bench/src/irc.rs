@@ -157,7 +157,14 @@ pub async fn run(args: IrcArgs, deadline: tokio::time::Instant) -> anyhow::Resul
             .map(|(idx, client)| start(client, idx, nicks[idx ^ 1].clone(), &ledger, &args))
             .collect()
     };
-    let measured = measure(&ledger, deadline, start_all, Flow::finish).await;
+    let measured = measure(
+        &ledger,
+        deadline,
+        &args.traffic.pids,
+        start_all,
+        Flow::finish,
+    )
+    .await;
     let line = Line::new("irc")
         .field("clients", n_clients)
         .field("messages", args.traffic.messages)

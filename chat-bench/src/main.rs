@@ -17,6 +17,7 @@
 //! farm's public key must be given.
 
 mod args;
+mod cpu;
 mod failover;
 mod farm;
 mod flow;

@@ -6,6 +6,7 @@ use crate::farm::{Conn, Farm};
 use crate::flow::{Flow, Role, Sending};
 use crate::ledger::{Ledger, Shape, Tally};
 use crate::logins::farm_logins;
+use crate::cpu::{CpuClock, CpuUsed};
 use crate::report::{Latencies, Line, Verdict};
 use anyhow::{bail, Context as _};
 use chat_proto::{Recipient, Request, Response};
@@ -25,18 +26,25 @@ pub struct Measured {
     pub latencies: Latencies,
     pub elapsed: Duration,
     pub finished: bool,
+    pub cpu: CpuUsed,
 }
 
 impl Measured {
     /// The line's common tail: deliveries, rate, latencies and counts.
     pub fn fields(&self, line: Line) -> Line {
-        line.field("delivered", self.tally.delivered)
+        let line = line
+            .field("delivered", self.tally.delivered)
             .rate("msgs_per_s", self.tally.delivered, self.elapsed)
             .micros(&self.latencies)
             .field("missing", self.tally.missing)
             .field("doubled", self.tally.doubled)
             .field("errors", self.tally.errors)
-            .field("elapsed_ms", self.elapsed.as_millis())
+            .field("elapsed_ms", self.elapsed.as_millis());
+        let line = match self.cpu.servers {
+            Some(servers) => line.field("server_cpu_ms", servers.as_millis()),
+            None => line,
+        };
+        line.field("bench_cpu_ms", self.cpu.bench.as_millis())
     }
 
     pub fn verdict(&self) -> Verdict {
@@ -78,7 +86,13 @@ pub async fn dm(args: DmArgs, deadline: tokio::time::Instant) -> anyhow::Result<
             }),
         }
     });
-    let measured = drive(conns.into_iter().zip(roles), &ledger, deadline).await;
+    let measured = drive(
+        conns.into_iter().zip(roles),
+        &ledger,
+        deadline,
+        &args.traffic.pids,
+    )
+    .await;
     let line = Line::new("dm")
         .field("clients", n_clients)
         .field("messages", args.traffic.messages)
@@ -116,7 +130,13 @@ pub async fn group(args: GroupArgs, deadline: tokio::time::Instant) -> anyhow::R
             size: args.traffic.size(),
         }),
     });
-    let measured = drive(conns.into_iter().zip(roles), &ledger, deadline).await;
+    let measured = drive(
+        conns.into_iter().zip(roles),
+        &ledger,
+        deadline,
+        &args.traffic.pids,
+    )
+    .await;
     let line = Line::new("group")
         .field("clients", n_members)
         .field("members", n_members)
@@ -212,13 +232,14 @@ async fn drive(
     conns: impl Iterator<Item = (Conn, Role)>,
     ledger: &Arc<Ledger>,
     deadline: tokio::time::Instant,
+    pids: &[u32],
 ) -> Measured {
     let start_all = || {
         conns
             .map(|(conn, role)| Flow::start(conn, ledger.clone(), role))
             .collect()
     };
-    measure(ledger, deadline, start_all, Flow::finish).await
+    measure(ledger, deadline, pids, start_all, Flow::finish).await
 }
 
 /// Starts the flows, waits until every message is complete or the deadline, lingers a little
@@ -226,16 +247,19 @@ async fn drive(
 pub async fn measure<T, Fut>(
     ledger: &Ledger,
     deadline: tokio::time::Instant,
+    pids: &[u32],
     start: impl FnOnce() -> Vec<T>,
     finish: impl FnMut(T) -> Fut,
 ) -> Measured
 where
     Fut: Future<Output = Latencies>,
 {
+    let cpu = CpuClock::start(pids);
     let started = Instant::now();
     let flows = start();
     let finished = ledger.wait_done(deadline).await;
     let elapsed = started.elapsed();
+    let cpu = cpu.stop();
     tokio::time::sleep(LINGER).await;
     let mut latencies = Latencies::new();
     for received in futures::future::join_all(flows.into_iter().map(finish)).await {
@@ -246,5 +270,6 @@ where
         latencies,
         elapsed,
         finished,
+        cpu,
     }
 }
