@@ -35,5 +35,7 @@ pub use secure::{
     LINK_PROLOGUE, REKEY_EVERY,
 };
 
-/// The protocol version spoken by this build. Both sides send it in their `Hello`.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// The protocol version spoken by this build, by clients and servers alike. Both sides send it
+/// in their `Hello` (and servers in their `LinkHello`); version 4 added
+/// `PeerFrame::GroupChanged`.
+pub const PROTOCOL_VERSION: u16 = 4;

@@ -3,7 +3,9 @@
 //! A link opens with one [`LinkHello`] each way; the dialing server speaks first. Then both
 //! sides send [`PeerFrame`]s, in order, for as long as the link lives. There are no replies:
 //! each frame is a fact the receiver applies. When a link drops, everything the receiver knew
-//! from it (who is logged in over there) is forgotten, and the next link starts afresh.
+//! from it (who is logged in over there) is forgotten, and the next link starts afresh; so is
+//! everything it cached of the groups' members, since a change it was not told of may have
+//! happened while the link was down.
 
 use crate::{ChatMessage, MessageId};
 use serde::{Deserialize, Serialize};
@@ -44,7 +46,9 @@ impl LinkHello {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PeerFrame {
     /// These users are logged in on the sender. With `reset`, they replace everything the
-    /// receiver knew about the sender's users (the first frame of a link has it).
+    /// receiver knew about the sender's users (the first frame of a link has it), and the
+    /// receiver forgets the groups' members it cached: the sender told this link of no change
+    /// made before it.
     Online { users: Vec<String>, reset: bool },
     /// These users have logged out of the sender.
     Offline { users: Vec<String> },
@@ -57,6 +61,9 @@ pub enum PeerFrame {
     },
     /// `user`'s client has shown these messages, which the receiver relayed.
     Acked { user: String, ids: Vec<MessageId> },
+    /// The members of `group` may have changed (a join or a leave on the sender, already
+    /// committed): the receiver forgets what it has cached of them.
+    GroupChanged { group: String },
     /// Sent when the link has been idle for a while, so that each side knows the other lives.
     Heartbeat,
 }

@@ -6,6 +6,7 @@
 use crate::farm::Farm;
 use crate::hub::Hub;
 use crate::links::Links;
+use crate::members::Members;
 use crate::presence::Presence;
 use crate::store::{Store, StoreError};
 use std::collections::HashMap;
@@ -22,12 +23,14 @@ pub struct ConsoleContext {
     pub hub: Arc<Hub>,
     pub presence: Arc<Presence>,
     pub links: Arc<Links>,
+    /// The groups' members, as group sends here see them.
+    pub members: Arc<Members>,
 }
 
 const HELP: &str = "\
 commands:
   users            every registered user
-  users <group>    the members of a group
+  users <group>    the members of a group, as group sends here see them
   groups           every group
   active-users     users logged in anywhere in the farm, with their server
   servers          the registry: each server's liveness, address, link and users
@@ -54,7 +57,7 @@ pub async fn execute(ctx: &ConsoleContext, line: &str) -> String {
         ["users"] => ctx.store.all_users().await.map(|users| list(&users)),
         ["users", group] => {
             let group = group.trim_start_matches('#');
-            ctx.store.members(group).await.map(|members| match members {
+            ctx.members.get(group).await.map(|members| match members {
                 Some(members) => list(&members),
                 None => format!("no such group: #{group}"),
             })

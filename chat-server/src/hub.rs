@@ -1,5 +1,5 @@
 //! Who is logged in on this server, the way to reach each of their sessions, and the links
-//! that must hear about every login and logout.
+//! that must hear about every login and logout, and of every change to a group's members.
 
 use crate::outbound::Outbound;
 use chat_proto::PeerFrame;
@@ -76,6 +76,15 @@ impl Hub {
             });
         }
         inner.watchers.push(link);
+    }
+
+    /// Queues `frame` on every link that has had its first frame. A link that starts later
+    /// sends its first frame after this one was queued, so its peer hears of the change that
+    /// way: on a link's first frame, the peer forgets what it cached of the groups.
+    pub fn tell_links(&self, frame: &PeerFrame) {
+        for link in &self.lock().watchers {
+            link.push(frame.clone());
+        }
     }
 
     pub fn unwatch(&self, link_id: u64) {

@@ -11,7 +11,7 @@ const LAYERS: &[&[&str]] = &[
     &["config", "keys", "password", "limits", "outbound"],
     &["connection"],
     &["store"],
-    &["farm"],
+    &["farm", "members"],
     &["hub", "presence"],
     &["links"],
     &["delivery"],

@@ -16,6 +16,8 @@
 //!   their timeouts.
 //! - `store`: the PostgreSQL store and its migrations; the only module that speaks SQL.
 //! - `farm`: the registry (heartbeats, live servers), the ring, and who serves which user.
+//! - `members`: the groups' members, cached for sends; joins, leaves and the links invalidate
+//!   them.
 //! - `hub`, `presence`: who is logged in here; who is logged in on the other servers, as their
 //!   links report it.
 //! - `links`: the persistent links to the other servers.
@@ -42,6 +44,7 @@ pub mod keys;
 mod layers;
 pub mod limits;
 pub mod links;
+pub mod members;
 pub mod outbound;
 pub mod password;
 pub mod presence;

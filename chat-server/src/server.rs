@@ -14,6 +14,7 @@ use crate::hub::Hub;
 use crate::keys::Keys;
 use crate::limits::LoginThrottle;
 use crate::links::{self, LinkContext, Links, Relayed};
+use crate::members::Members;
 use crate::presence::Presence;
 use crate::session::{self, SessionContext};
 use crate::store::{ServerRow, Store};
@@ -132,6 +133,7 @@ struct Parts {
     hub: Arc<Hub>,
     presence: Arc<Presence>,
     links: Arc<Links>,
+    members: Arc<Members>,
     delivery: Arc<Delivery>,
 }
 
@@ -247,10 +249,15 @@ impl Server {
 }
 
 impl Parts {
-    /// Makes the hub and presence, and starts delivery.
+    /// Makes the hub, presence and the members' cache, and starts delivery.
     fn new(config: &Config, store: Store, farm: Arc<Farm>, links: Arc<Links>) -> Parts {
         let hub = Arc::new(Hub::default());
         let presence = Arc::new(Presence::default());
+        let coherent = {
+            let (farm, links) = (farm.clone(), links.clone());
+            move || links.linked_with_all(&farm.view())
+        };
+        let members = Arc::new(Members::new(store.clone(), coherent));
         let routes = Routes {
             hub: hub.clone(),
             presence: presence.clone(),
@@ -268,6 +275,7 @@ impl Parts {
             hub,
             presence,
             links,
+            members,
             delivery,
         }
     }
@@ -284,6 +292,7 @@ impl Parts {
             store: self.store.clone(),
             hub: self.hub.clone(),
             presence: self.presence.clone(),
+            members: self.members.clone(),
             delivery: self.delivery.clone(),
             shutdown: shutdown.clone(),
             drained: drained.clone(),
@@ -298,6 +307,7 @@ impl Parts {
             farm: self.farm.clone(),
             hub: self.hub.clone(),
             presence: self.presence.clone(),
+            members: self.members.clone(),
             links: self.links.clone(),
             delivery: self.delivery.clone(),
             known_users: KnownUsers::default(),
@@ -313,6 +323,7 @@ impl Parts {
             hub: self.hub.clone(),
             presence: self.presence.clone(),
             links: self.links.clone(),
+            members: self.members.clone(),
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use chat_proto::{
     handshake_codec, HandshakeBuilder, Keypair, LinkHello, Pattern, Request, Response, SecureCodec,
-    LINK_PROLOGUE, MAX_FRAME_LEN,
+    LINK_PROLOGUE, MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
 use chat_tests::{Farm, RawConn, EVENT_TIMEOUT};
 use futures::{SinkExt, StreamExt};
@@ -320,6 +320,27 @@ async fn a_link_from_a_server_not_in_the_registry_is_refused() {
     let links = farm.server("s1").admin("links").await;
     assert!(!links.contains("s9"), "{links}");
     assert!(links.starts_with("s2 up "), "{links}");
+}
+
+#[tokio::test]
+async fn a_link_from_another_protocol_version_is_refused() {
+    let farm = Farm::start(1).await;
+    // A server of the version before this one would misread the newer link frames.
+    let older = PROTOCOL_VERSION - 1;
+    let hello = LinkHello {
+        version: older,
+        ..LinkHello::new("s9", i64::MAX)
+    };
+    let answer = dial_link(&farm.server("s1").peer_addr, farm.db.cluster_key(), hello)
+        .await
+        .expect("an answer");
+    assert_eq!(
+        answer.refusal,
+        format!(
+            "protocol version {older} is not supported; this server speaks version \
+             {PROTOCOL_VERSION}"
+        )
+    );
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ mod admin;
 mod bench;
 mod chaos;
 mod farm;
+mod groups;
 mod hostile;
 mod limits;
 mod messaging;

@@ -1,4 +1,4 @@
-use crate::{Client, Server, TestDb, EVENT_TIMEOUT};
+use crate::{Client, Proxy, Server, TestDb, EVENT_TIMEOUT};
 use chat_proto::ring::DEFAULT_VNODES;
 use chat_proto::Ring;
 use std::time::Duration;
@@ -13,6 +13,8 @@ pub struct Farm {
     pub servers: Vec<Server>,
     /// Extra flags of every server, as started and restarted.
     flags: Vec<String>,
+    /// Where the servers reach the database: `db.url`, or a proxy's address for it.
+    database_url: String,
 }
 
 impl Farm {
@@ -23,10 +25,26 @@ impl Farm {
 
     /// Starts `n` servers with extra flags, as [`Farm::start`] does.
     pub async fn start_with(n: usize, flags: &[&str]) -> Farm {
+        let db = TestDb::new().await;
+        let database_url = db.url.clone();
+        Farm::start_on(db, database_url, n, flags).await
+    }
+
+    /// Starts `n` servers with extra flags, as [`Farm::start_with`] does, that reach the
+    /// database through a [`Proxy`] that the test can cut.
+    pub async fn start_behind_proxy(n: usize, flags: &[&str]) -> (Farm, Proxy) {
+        let db = TestDb::new().await;
+        let proxy = Proxy::start(db.host_port()).await;
+        let database_url = db.url_via(&proxy.addr);
+        (Farm::start_on(db, database_url, n, flags).await, proxy)
+    }
+
+    async fn start_on(db: TestDb, database_url: String, n: usize, flags: &[&str]) -> Farm {
         let mut farm = Farm {
-            db: TestDb::new().await,
+            db,
             servers: Vec::new(),
             flags: flags.iter().map(|flag| flag.to_string()).collect(),
+            database_url,
         };
         for _ in 0..n {
             farm.add().await;
@@ -37,7 +55,7 @@ impl Farm {
     /// Starts the next server and waits until every server sees it live and linked.
     pub async fn add(&mut self) -> &Server {
         let name = format!("s{}", self.servers.len() + 1);
-        let server = Server::start_with(&self.db, &name, &self.flag_refs()).await;
+        let server = Server::start_on(&self.db, &self.database_url, &name, &self.flag_refs()).await;
         self.servers.push(server);
         self.converged().await;
         self.servers.last().expect("just added")
@@ -52,7 +70,7 @@ impl Farm {
 
     /// Starts `name` again after it was killed; returns once it is ready.
     pub async fn start_again(&mut self, name: &str) {
-        let server = Server::start_with(&self.db, name, &self.flag_refs()).await;
+        let server = Server::start_on(&self.db, &self.database_url, name, &self.flag_refs()).await;
         *self.server_mut(name) = server;
     }
 

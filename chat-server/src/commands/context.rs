@@ -5,8 +5,10 @@ use crate::farm::Farm;
 use crate::hub::Hub;
 use crate::limits::LoginThrottle;
 use crate::links::Links;
+use crate::members::Members;
 use crate::presence::Presence;
 use crate::store::{Store, StoreError};
+use chat_proto::PeerFrame;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -17,8 +19,11 @@ pub struct CommandContext {
     pub store: Store,
     /// The ring, for redirects and placements.
     pub farm: Arc<Farm>,
+    /// Who is logged in here; also the way to tell every link of a change to a group.
     pub hub: Arc<Hub>,
     pub presence: Arc<Presence>,
+    /// The groups' members, cached, for sends.
+    pub members: Arc<Members>,
     /// Which links are up: a user whose home is not linked is served here or by the backup.
     pub links: Arc<Links>,
     pub delivery: Arc<Delivery>,
@@ -35,6 +40,15 @@ impl CommandContext {
     /// The user's home and backup on the current ring of live servers.
     pub fn placement(&self, user: &str) -> (String, Option<String>) {
         self.farm.view().placement(user)
+    }
+
+    /// Forgets `group`'s members here and tells every other server to: call it once a join or
+    /// a leave has been committed, or may have been.
+    pub fn group_changed(&self, group: &str) {
+        self.members.invalidate(group);
+        self.hub.tell_links(&PeerFrame::GroupChanged {
+            group: group.to_owned(),
+        });
     }
 
     /// True if `user` is registered.

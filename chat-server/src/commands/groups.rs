@@ -7,14 +7,22 @@ impl Session {
     pub(super) async fn join(&mut self, group: String) -> Result<Response, ErrorReply> {
         let user = self.require_user()?;
         validate_group(&group).map_err(invalid)?;
-        self.ctx.store.join(&group, &user).await?;
+        let joined = self.ctx.store.join(&group, &user).await;
+        // Even after an error: the commit may have happened all the same.
+        self.ctx.group_changed(&group);
+        joined?;
         Ok(Response::Done)
     }
 
     pub(super) async fn leave(&mut self, group: String) -> Result<Response, ErrorReply> {
         let user = self.require_user()?;
         validate_group(&group).map_err(invalid)?;
-        if self.ctx.store.leave(&group, &user).await? {
+        let left = self.ctx.store.leave(&group, &user).await;
+        if !matches!(left, Ok(false)) {
+            // Even after an error: the commit may have happened all the same.
+            self.ctx.group_changed(&group);
+        }
+        if left? {
             Ok(Response::Done)
         } else {
             Err(ErrorReply::new(

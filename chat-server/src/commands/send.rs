@@ -56,20 +56,24 @@ impl Session {
             }
             Recipient::Group(group) => {
                 validate_group(group).map_err(invalid)?;
-                let Some(mut members) = self.ctx.store.members(group).await? else {
+                let Some(members) = self.ctx.members.get(group).await? else {
                     return Err(ErrorReply::new(
                         ErrorCode::NoSuchGroup,
                         format!("no such group: #{group}"),
                     ));
                 };
-                let Some(idx) = members.iter().position(|member| *member == from) else {
+                if !members.contains(&from) {
                     return Err(ErrorReply::new(
                         ErrorCode::NotMember,
                         format!("you are not a member of #{group}; join it first"),
                     ));
-                };
-                members.swap_remove(idx);
-                Ok((from, members))
+                }
+                let recipients = members
+                    .iter()
+                    .filter(|member| **member != from)
+                    .cloned()
+                    .collect();
+                Ok((from, recipients))
             }
         }
     }

@@ -34,6 +34,8 @@ pub async fn run(ctx: Arc<LinkContext>, peer: String, framed: PeerFramed) {
     // be routed over the link.
     ctx.hub.watch(link.queue().clone());
     ctx.links.register(link.clone());
+    // What the peer changed while there was no link, it told no one.
+    ctx.members.clear();
     tracing::info!(%peer, "link up");
     let writer = tokio::spawn(writer.run());
     let reason = read_frames(stream, &ctx, &link).await;
@@ -41,6 +43,8 @@ pub async fn run(ctx: Arc<LinkContext>, peer: String, framed: PeerFramed) {
     ctx.links.unregister(&link);
     ctx.hub.unwatch(link.id());
     ctx.presence.forget(&peer, link.id());
+    // What the peer changes from now on, it cannot tell this server.
+    ctx.members.clear();
     let _ = writer.await;
     let reason = link.close_reason().unwrap_or_default();
     tracing::info!(%peer, %reason, "link down");
@@ -73,13 +77,20 @@ async fn read_frames(
 async fn apply(ctx: &LinkContext, link: &LinkHandle, frame: PeerFrame) {
     let peer = link.peer();
     match frame {
-        PeerFrame::Online { users, reset } => ctx.presence.online(peer, link.id(), users, reset),
+        PeerFrame::Online { users, reset } => {
+            if reset {
+                // The link's first frame: the peer told this link of no change made before it.
+                ctx.members.clear();
+            }
+            ctx.presence.online(peer, link.id(), users, reset);
+        }
         PeerFrame::Offline { users } => ctx.presence.offline(peer, link.id(), users),
         PeerFrame::Deliver {
             message,
             recipients,
         } => ctx.delivery.deliver_relayed(peer, message, &recipients),
         PeerFrame::Acked { user, ids } => ctx.delivery.ack_owned(&user, &ids),
+        PeerFrame::GroupChanged { group } => ctx.members.invalidate(&group),
         PeerFrame::Heartbeat => {}
     }
 }

@@ -27,6 +27,7 @@ pub use handle::{LinkHandle, LinkStats};
 
 use crate::farm::{Farm, FarmView};
 use crate::hub::Hub;
+use crate::members::Members;
 use crate::presence::Presence;
 use crate::store::Store;
 use chat_proto::{ChatMessage, MessageId, PeerFrame};
@@ -48,6 +49,9 @@ pub struct LinkContext {
     pub hub: Arc<Hub>,
     /// Where each link's news of who is logged in on its peer goes.
     pub presence: Arc<Presence>,
+    /// The groups' members, cached: a peer's `GroupChanged` invalidates a group, and a link
+    /// that starts or ends clears them all.
+    pub members: Arc<Members>,
     pub delivery: Arc<dyn Relayed>,
     /// Cancelled when the server starts to shut down: no more dialing or accepting.
     pub shutdown: CancellationToken,
@@ -116,6 +120,13 @@ impl Links {
 
     pub fn is_up(&self, peer: &str) -> bool {
         self.lock().up.contains_key(peer)
+    }
+
+    /// True if every live server of `view` but this one has a link up with it.
+    pub fn linked_with_all(&self, view: &FarmView) -> bool {
+        let state = self.lock();
+        view.live_peers()
+            .all(|peer| state.up.contains_key(&peer.name))
     }
 
     /// The server that should serve `user` now in `view`: home if it is this server or
