@@ -2,11 +2,11 @@
 //! a bounded window per sender, and report rates, latencies and the ledger's counts.
 
 use crate::args::{count, DmArgs, FarmArgs, GroupArgs, Traffic};
+use crate::cpu::{CpuClock, CpuUsed};
 use crate::farm::{Conn, Farm};
 use crate::flow::{Flow, Role, Sending};
 use crate::ledger::{Ledger, Shape, Tally};
 use crate::logins::farm_logins;
-use crate::cpu::{CpuClock, CpuUsed};
 use crate::report::{Latencies, Line, Verdict};
 use anyhow::{bail, Context as _};
 use chat_proto::{Recipient, Request, Response};
