@@ -28,7 +28,7 @@ pub use codec::{FrameCodec, FrameError, MAX_CLIENT_FRAME_LEN, MAX_FRAME_LEN, MAX
 pub use message::*;
 pub use names::{validate_group, validate_text, validate_user, NameError};
 pub use noise::{HandshakeBuilder, HandshakeState, Keypair, NoiseError, Pattern, Role, Transport};
-pub use peer::{LinkHello, PeerFrame};
+pub use peer::{LinkHello, PeerFrame, UserAcks};
 pub use ring::Ring;
 pub use secure::{
     handshake_codec, key_from_hex, key_to_hex, RekeyHandle, SecureCodec, CLIENT_PROLOGUE,

@@ -59,11 +59,19 @@ pub enum PeerFrame {
         message: Arc<ChatMessage>,
         recipients: Vec<String>,
     },
-    /// `user`'s client has shown these messages, which the receiver relayed.
-    Acked { user: String, ids: Vec<MessageId> },
+    /// These users' clients have shown these messages, which the receiver relayed. The sender
+    /// gathers acknowledgements into as few of these as its writer's pace allows.
+    Acked { acks: Vec<UserAcks> },
     /// The members of `group` may have changed (a join or a leave on the sender, already
     /// committed): the receiver forgets what it has cached of them.
     GroupChanged { group: String },
     /// Sent when the link has been idle for a while, so that each side knows the other lives.
     Heartbeat,
+}
+
+/// One user's acknowledgements, in a [`PeerFrame::Acked`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserAcks {
+    pub user: String,
+    pub ids: Vec<MessageId>,
 }

@@ -20,7 +20,7 @@ use tokio::time::timeout;
 use tokio_util::codec::{Decoder, Encoder};
 
 /// What the writer calls with every frame it writes.
-type FrameHook<F> = Box<dyn FnMut(&F) + Send>;
+type FrameHook<F> = Box<dyn FnMut(&mut F) + Send>;
 
 /// Writes the frames queued for one connection, until it closes.
 pub struct Writer<In, Out> {
@@ -30,7 +30,7 @@ pub struct Writer<In, Out> {
     rekey: RekeyHandle,
     /// The frame to send when nothing was queued for so long, if any.
     heartbeat: Option<(Duration, fn() -> Out)>,
-    /// Called with every frame before it is written, to count them.
+    /// Called with every frame before it is written: to count them, or to fill one in.
     on_frame: Option<FrameHook<Out>>,
     /// The last frame, made from the reason the connection closed (if it has one).
     goodbye: Option<fn(String) -> Out>,
@@ -71,8 +71,9 @@ where
         self
     }
 
-    /// Calls `hook` with every frame as it is written (not with those of the goodbye).
-    pub fn on_frame(mut self, hook: impl FnMut(&Out) + Send + 'static) -> Self {
+    /// Calls `hook` with every frame just before it is written (not with those of the
+    /// goodbye); it may change the frame.
+    pub fn on_frame(mut self, hook: impl FnMut(&mut Out) + Send + 'static) -> Self {
         self.on_frame = Some(Box::new(hook));
         self
     }
@@ -125,9 +126,9 @@ where
     async fn write_queued(&mut self) -> Result<(), FrameError> {
         while self.unsent.is_some() {
             poll_fn(|cx| self.sink.poll_ready_unpin(cx)).await?;
-            if let Some(frame) = self.unsent.take() {
+            if let Some(mut frame) = self.unsent.take() {
                 if let Some(on_frame) = &mut self.on_frame {
-                    on_frame(&frame);
+                    on_frame(&mut frame);
                 }
                 self.sink.start_send_unpin(frame)?;
             }

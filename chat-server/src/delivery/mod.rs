@@ -256,9 +256,7 @@ impl Delivery {
                 Action::ForwardAcks { owner, user, ids } => {
                     // Without a link the owner stores the message, and the client skips it in
                     // readlog.
-                    self.routes
-                        .links
-                        .send(&owner, PeerFrame::Acked { user, ids });
+                    self.routes.links.send_acks(&owner, user, ids);
                 }
             }
         }

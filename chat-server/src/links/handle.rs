@@ -1,15 +1,18 @@
 //! The way into a link from anywhere in the server: its bounded outbound queue and its counters.
 
 use crate::outbound::Outbound;
-use chat_proto::PeerFrame;
+use chat_proto::{MessageId, PeerFrame, UserAcks};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::mpsc;
 
 /// How many frames may wait for one peer. A peer that falls this far behind has its link
 /// closed and dialed again: the messages it missed are stored for their recipients, and the
 /// new link starts with a fresh list of who is logged in.
 pub const LINK_QUEUE_LEN: usize = 16_384;
+/// How many acknowledgements may wait for one `Acked` frame: with names of 32 bytes and ids
+/// of 16, a frame stays well under the link's frame limit.
+const MAX_GATHERED_ACKS: usize = 16_384;
 
 /// A cheap, cloneable handle on one link.
 #[derive(Clone)]
@@ -17,6 +20,14 @@ pub struct LinkHandle {
     queue: Outbound<PeerFrame>,
     peer: Arc<str>,
     stats: Arc<LinkStats>,
+    acks: Arc<Mutex<Gathered>>,
+}
+
+/// Acknowledgements waiting for the writer to reach the `Acked` frame queued for them.
+#[derive(Default)]
+struct Gathered {
+    acks: Vec<UserAcks>,
+    n_ids: usize,
 }
 
 /// What crossed a peer's links, in both directions, since this server started.
@@ -61,6 +72,7 @@ impl LinkHandle {
             queue,
             peer: peer.into(),
             stats,
+            acks: Arc::default(),
         };
         (handle, frames)
     }
@@ -87,6 +99,36 @@ impl LinkHandle {
         self.queue.push(frame)
     }
 
+    /// Queues `user`'s acknowledgements for the peer. They leave in one `Acked` frame with
+    /// every other acknowledgement gathered by the time the writer reaches that frame, so a
+    /// busy link carries many in each. Too many waiting means the link is too slow: it closes.
+    pub fn push_acks(&self, user: String, ids: Vec<MessageId>) -> bool {
+        let mut gathered = lock(&self.acks);
+        let first = gathered.acks.is_empty();
+        gathered.n_ids += ids.len();
+        gathered.acks.push(UserAcks { user, ids });
+        let too_many = gathered.n_ids > MAX_GATHERED_ACKS;
+        drop(gathered);
+        if too_many {
+            self.close(format!(
+                "too slow: more than {MAX_GATHERED_ACKS} acknowledgements were waiting"
+            ));
+            return false;
+        }
+        // The frame to be filled; it was already queued if others are waiting.
+        !first || self.push(PeerFrame::Acked { acks: Vec::new() })
+    }
+
+    /// What the writer sends for an `Acked` frame queued by [`LinkHandle::push_acks`]: every
+    /// acknowledgement gathered so far.
+    pub fn fill(&self, frame: &mut PeerFrame) {
+        if let PeerFrame::Acked { acks } = frame {
+            if acks.is_empty() {
+                *acks = std::mem::take(&mut *lock(&self.acks)).acks;
+            }
+        }
+    }
+
     /// Asks the link to close; the first reason is the one logged.
     pub fn close(&self, reason: impl Into<String>) {
         self.queue.close(reason);
@@ -99,4 +141,8 @@ impl LinkHandle {
     pub fn close_reason(&self) -> Option<String> {
         self.queue.close_reason()
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
 }

@@ -8,7 +8,7 @@
 use super::greet::PeerFramed;
 use super::{LinkContext, LinkHandle};
 use crate::connection::Writer;
-use chat_proto::PeerFrame;
+use chat_proto::{PeerFrame, UserAcks};
 use futures::stream::SplitStream;
 use futures::StreamExt;
 use std::sync::Arc;
@@ -29,7 +29,10 @@ pub async fn run(ctx: Arc<LinkContext>, peer: String, framed: PeerFramed) {
     let counted = link.clone();
     let writer = writer
         .heartbeat(HEARTBEAT_EVERY, || PeerFrame::Heartbeat)
-        .on_frame(move |frame| counted.stats().count(frame, true));
+        .on_frame(move |frame| {
+            counted.fill(frame);
+            counted.stats().count(frame, true);
+        });
     // Who is logged in here goes first, then every change, in order; only then may messages
     // be routed over the link.
     ctx.hub.watch(link.queue().clone());
@@ -89,7 +92,11 @@ async fn apply(ctx: &LinkContext, link: &LinkHandle, frame: PeerFrame) {
             message,
             recipients,
         } => ctx.delivery.deliver_relayed(peer, message, &recipients),
-        PeerFrame::Acked { user, ids } => ctx.delivery.ack_owned(&user, &ids),
+        PeerFrame::Acked { acks } => {
+            for UserAcks { user, ids } in acks {
+                ctx.delivery.ack_owned(&user, &ids);
+            }
+        }
         PeerFrame::GroupChanged { group } => ctx.members.invalidate(&group),
         PeerFrame::Heartbeat => {}
     }

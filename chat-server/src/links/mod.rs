@@ -118,6 +118,13 @@ impl Links {
         link.is_some_and(|link| link.push(frame))
     }
 
+    /// Queues `user`'s acknowledgements for `peer`, gathered with others (see
+    /// [`LinkHandle::push_acks`]). False if there is no link to it now.
+    pub fn send_acks(&self, peer: &str, user: String, ids: Vec<MessageId>) -> bool {
+        let link = self.lock().up.get(peer).cloned();
+        link.is_some_and(|link| link.push_acks(user, ids))
+    }
+
     pub fn is_up(&self, peer: &str) -> bool {
         self.lock().up.contains_key(peer)
     }
