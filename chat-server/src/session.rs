@@ -6,7 +6,7 @@
 
 use crate::commands::{CommandContext, Session};
 use crate::connection::{
-    handshake, read_within, send, Secured, Writer, GOODBYE_TIMEOUT, HELLO_TIMEOUT,
+    handshake, read_within, send, FrameReader, Secured, Writer, GOODBYE_TIMEOUT, HELLO_TIMEOUT,
 };
 use crate::limits::RateLimit;
 use crate::outbound::Outbound;
@@ -14,8 +14,6 @@ use chat_proto::{
     ClientFrame, ErrorCode, ErrorReply, HandshakeBuilder, Hello, Pattern, ServerFrame,
     CLIENT_PROLOGUE, MAX_CLIENT_FRAME_LEN, PROTOCOL_VERSION,
 };
-use futures::stream::SplitStream;
-use futures::StreamExt;
 use rand_core::OsRng;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -77,7 +75,7 @@ pub async fn serve(
 /// Hands the client's frames to `session` until the connection closes or the server shuts
 /// down, within the frame rate.
 async fn read_requests(
-    mut frames: SplitStream<ClientFramed>,
+    mut frames: FrameReader<ClientFrame>,
     ctx: &SessionContext,
     session: &mut Session,
     outbound: &Outbound,

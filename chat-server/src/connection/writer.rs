@@ -8,23 +8,21 @@
 //! (its socket buffer full) is abandoned when the connection closes, rather than blocking
 //! forever.
 
+use super::halves::{self, FrameReader, FrameWriter};
 use super::{Secured, GOODBYE_TIMEOUT};
 use crate::outbound::Outbound;
-use chat_proto::{FrameError, RekeyHandle, SecureCodec};
-use futures::stream::{SplitSink, SplitStream};
-use futures::{SinkExt, StreamExt};
-use std::future::poll_fn;
+use chat_proto::{FrameError, RekeyHandle, SecureEncoder};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
-use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::codec::Encoder;
 
 /// What the writer calls with every frame it writes.
 type FrameHook<F> = Box<dyn FnMut(&F) + Send>;
 
 /// Writes the frames queued for one connection, until it closes.
-pub struct Writer<In, Out> {
-    sink: SplitSink<Secured<In, Out>, Out>,
+pub struct Writer<Out> {
+    sink: FrameWriter<Out>,
     queue: mpsc::Receiver<Out>,
     outbound: Outbound<Out>,
     rekey: RekeyHandle,
@@ -39,19 +37,19 @@ pub struct Writer<In, Out> {
     unsent: Option<Out>,
 }
 
-impl<In, Out> Writer<In, Out>
+impl<Out> Writer<Out>
 where
-    SecureCodec<In, Out>: Encoder<Out, Error = FrameError> + Decoder,
+    SecureEncoder<Out>: Encoder<Out, Error = FrameError>,
 {
     /// Splits `framed`: the writer takes its sending half and drains `queue`, the receiving end
     /// of `outbound`; the caller keeps the reading half.
-    pub fn split(
+    pub fn split<In>(
         framed: Secured<In, Out>,
         outbound: Outbound<Out>,
         queue: mpsc::Receiver<Out>,
-    ) -> (Self, SplitStream<Secured<In, Out>>) {
-        let rekey = framed.codec().rekey_handle();
-        let (sink, stream) = framed.split();
+    ) -> (Self, FrameReader<In>) {
+        let (stream, sink) = halves::split(framed);
+        let rekey = sink.rekey_handle();
         let writer = Writer {
             sink,
             queue,
@@ -120,16 +118,18 @@ where
             .unwrap_or_else(|_| Some(heartbeat()))
     }
 
-    /// Writes the unsent frame and everything already queued behind it, with one flush.
-    /// Abandoned (dropped) at any point, it loses no frame: the one it holds stays unsent.
+    /// Writes the unsent frame and everything already queued behind it, with one flush (or
+    /// one write per [`halves::WRITE_BATCH`] bytes in a long burst). Abandoned (dropped) at
+    /// any point, it loses no frame: the one it holds stays unsent, and what is encoded stays
+    /// in the sink's buffer.
     async fn write_queued(&mut self) -> Result<(), FrameError> {
         while self.unsent.is_some() {
-            poll_fn(|cx| self.sink.poll_ready_unpin(cx)).await?;
+            self.sink.make_room().await?;
             if let Some(frame) = self.unsent.take() {
                 if let Some(on_frame) = &mut self.on_frame {
                     on_frame(&frame);
                 }
-                self.sink.start_send_unpin(frame)?;
+                self.sink.feed(frame)?;
             }
             self.unsent = self.queue.try_recv().ok();
         }
@@ -138,18 +138,17 @@ where
 
     /// Writes what is still queued, then the goodbye frame, and closes the socket.
     async fn say_goodbye(&mut self) -> Result<(), FrameError> {
-        if let Some(frame) = self.unsent.take() {
-            self.sink.feed(frame).await?;
-        }
-        while let Ok(frame) = self.queue.try_recv() {
-            self.sink.feed(frame).await?;
+        let mut unsent = self.unsent.take();
+        while let Some(frame) = unsent.take().or_else(|| self.queue.try_recv().ok()) {
+            self.sink.make_room().await?;
+            self.sink.feed(frame)?;
         }
         let reason = self
             .outbound
             .close_reason()
             .filter(|reason| !reason.is_empty());
         if let (Some(goodbye), Some(reason)) = (self.goodbye, reason) {
-            self.sink.feed(goodbye(reason)).await?;
+            self.sink.feed(goodbye(reason))?;
         }
         self.sink.close().await
     }
