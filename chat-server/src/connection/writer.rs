@@ -10,10 +10,9 @@
 
 use super::halves::{self, FrameReader, FrameWriter};
 use super::{Secured, GOODBYE_TIMEOUT};
-use crate::outbound::Outbound;
+use crate::outbound::{Outbound, Receiver};
 use chat_proto::{FrameError, RekeyHandle, SecureEncoder};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tokio_util::codec::Encoder;
 
@@ -23,7 +22,7 @@ type FrameHook<F> = Box<dyn FnMut(&F) + Send>;
 /// Writes the frames queued for one connection, until it closes.
 pub struct Writer<Out> {
     sink: FrameWriter<Out>,
-    queue: mpsc::Receiver<Out>,
+    queue: Receiver<Out>,
     outbound: Outbound<Out>,
     rekey: RekeyHandle,
     /// The frame to send when nothing was queued for so long, if any.
@@ -46,7 +45,7 @@ where
     pub fn split<In>(
         framed: Secured<In, Out>,
         outbound: Outbound<Out>,
-        queue: mpsc::Receiver<Out>,
+        queue: Receiver<Out>,
     ) -> (Self, FrameReader<In>) {
         let (stream, sink) = halves::split(framed);
         let rekey = sink.rekey_handle();
@@ -88,10 +87,7 @@ where
         let mut last_rekey = Instant::now();
         loop {
             let frame = tokio::select! {
-                frame = self.next_frame() => match frame {
-                    Some(frame) => frame,
-                    None => break,
-                },
+                frame = self.next_frame() => frame,
                 () = outbound.closed() => break,
             };
             self.rekey.request_if_due(&mut last_rekey, Instant::now());
@@ -108,14 +104,14 @@ where
     }
 
     /// The next frame to write: the next one queued, or a heartbeat once the connection has
-    /// been idle long enough. None once nobody can queue any more.
-    async fn next_frame(&mut self) -> Option<Out> {
+    /// been idle long enough.
+    async fn next_frame(&mut self) -> Out {
         let Some((idle, heartbeat)) = self.heartbeat else {
             return self.queue.recv().await;
         };
         timeout(idle, self.queue.recv())
             .await
-            .unwrap_or_else(|_| Some(heartbeat()))
+            .unwrap_or_else(|_| heartbeat())
     }
 
     /// Writes the unsent frame and everything already queued behind it, with one flush (or
@@ -131,7 +127,7 @@ where
                 }
                 self.sink.feed(frame)?;
             }
-            self.unsent = self.queue.try_recv().ok();
+            self.unsent = self.queue.try_recv();
         }
         self.sink.flush().await
     }
@@ -139,7 +135,7 @@ where
     /// Writes what is still queued, then the goodbye frame, and closes the socket.
     async fn say_goodbye(&mut self) -> Result<(), FrameError> {
         let mut unsent = self.unsent.take();
-        while let Some(frame) = unsent.take().or_else(|| self.queue.try_recv().ok()) {
+        while let Some(frame) = unsent.take().or_else(|| self.queue.try_recv()) {
             self.sink.make_room().await?;
             self.sink.feed(frame)?;
         }
