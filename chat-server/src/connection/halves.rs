@@ -170,7 +170,7 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use chat_proto::{HandshakeBuilder, Keypair, Pattern, SecureCodec, ServerFrame};
     use futures::{SinkExt, StreamExt};
@@ -180,10 +180,10 @@ mod tests {
     use tokio::time::timeout;
     use tokio_util::codec::Framed;
 
-    type Conn = Secured<ServerFrame, ServerFrame>;
+    pub(crate) type Conn = Secured<ServerFrame, ServerFrame>;
 
     /// Both ends of a loopback connection after an NX handshake, done on bytes.
-    async fn connected() -> (Conn, Conn) {
+    pub(crate) async fn connected() -> (Conn, Conn) {
         let server_key = Keypair::generate(&mut OsRng);
         let mut initiator = HandshakeBuilder::new(Pattern::Nx)
             .build_initiator(&mut OsRng)
