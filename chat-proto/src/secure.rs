@@ -55,8 +55,10 @@ pub const REKEY_EVERY: std::time::Duration = std::time::Duration::from_secs(600)
 /// How many messages one sending key encrypts before it is replaced.
 pub const REKEY_AFTER_MESSAGES: u64 = 1 << 20;
 
-/// The largest send buffer a connection keeps between frames.
-const SCRATCH_KEPT: usize = 4096;
+/// The largest send buffer a connection keeps between frames: room for the usual frame (a
+/// message of a few hundred bytes), not for a long one, which an idle connection would
+/// otherwise hold on to for good.
+const SCRATCH_KEPT: usize = 1024;
 
 const LAST_PIECE: u8 = 0;
 const MORE_PIECES: u8 = 1;
