@@ -31,8 +31,8 @@ pub use noise::{HandshakeBuilder, HandshakeState, Keypair, NoiseError, Pattern, 
 pub use peer::{LinkHello, PeerFrame, UserAcks};
 pub use ring::Ring;
 pub use secure::{
-    handshake_codec, key_from_hex, key_to_hex, RekeyHandle, SecureCodec, CLIENT_PROLOGUE,
-    LINK_PROLOGUE, REKEY_EVERY,
+    handshake_codec, key_from_hex, key_to_hex, RekeyHandle, SecureCodec, SecureDecoder,
+    SecureEncoder, CLIENT_PROLOGUE, LINK_PROLOGUE, REKEY_EVERY,
 };
 
 /// The protocol version spoken by this build, by clients and servers alike. Both sides send it

@@ -11,13 +11,13 @@
 //!   rekeys its receiving key.
 //!
 //! Any message that does not decrypt (forged, altered, replayed, reordered, cut short) is an
-//! error, and the caller closes the connection. Counters never repeat: they live in the
-//! [`Transport`]. The sender rekeys after [`REKEY_AFTER_MESSAGES`] messages, or on its next
+//! error, and the caller closes the connection. Counters never repeat: each direction's lives
+//! in its own `CipherState`, which a split codec's halves take with them. The sender rekeys after [`REKEY_AFTER_MESSAGES`] messages, or on its next
 //! frame once [`RekeyHandle::request`] was called (callers do so on a timer; this crate has no
 //! clock).
 
 use crate::codec::{FrameError, MAX_FRAME_LEN};
-use crate::noise::{Transport, MAX_MESSAGE_LEN, MAX_PAYLOAD_LEN, TAG_LEN};
+use crate::noise::{CipherState, Transport, MAX_MESSAGE_LEN, MAX_PAYLOAD_LEN, TAG_LEN};
 use bytes::{Buf, BufMut, BytesMut};
 use serde::{de::DeserializeOwned, Serialize};
 use std::marker::PhantomData;
@@ -55,8 +55,10 @@ pub const REKEY_EVERY: std::time::Duration = std::time::Duration::from_secs(600)
 /// How many messages one sending key encrypts before it is replaced.
 pub const REKEY_AFTER_MESSAGES: u64 = 1 << 20;
 
-/// The largest send buffer a connection keeps between frames.
-const SCRATCH_KEPT: usize = 4096;
+/// The largest send buffer a connection keeps between frames: room for the usual frame (a
+/// message of a few hundred bytes), not for a long one, which an idle connection would
+/// otherwise hold on to for good.
+const SCRATCH_KEPT: usize = 1024;
 
 const LAST_PIECE: u8 = 0;
 const MORE_PIECES: u8 = 1;
@@ -92,85 +94,113 @@ impl RekeyHandle {
 /// Decodes frames of type `In` of at most `max_len` bytes of plaintext, and encodes frames of
 /// type `Out` of at most [`MAX_FRAME_LEN`] (or `max_len`, if larger), encrypted with the
 /// connection's [`Transport`].
+///
+/// A connection whose reading and writing are done by different tasks splits it
+/// ([`SecureCodec::split`]) into its two directions, each with its own key and counter.
 pub struct SecureCodec<In, Out> {
-    transport: Transport,
+    decoder: SecureDecoder<In>,
+    encoder: SecureEncoder<Out>,
+    remote_static: Option<[u8; 32]>,
+}
+
+/// The receiving direction of a [`SecureCodec`]: decodes frames of type `In`.
+pub struct SecureDecoder<In> {
+    receiving: CipherState,
     max_len: usize,
     /// The pieces received so far of the frame being received.
     partial: Vec<u8>,
+    _types: PhantomData<fn() -> In>,
+}
+
+/// The sending direction of a [`SecureCodec`]: encodes frames of type `Out`, and rekeys.
+pub struct SecureEncoder<Out> {
+    sending: CipherState,
+    max_len: usize,
     /// The frame being sent, serialised; kept between frames to save allocations.
     scratch: Vec<u8>,
     sent_since_rekey: u64,
     rekey: RekeyHandle,
-    _types: PhantomData<fn(Out) -> In>,
+    _types: PhantomData<fn(Out)>,
 }
 
 impl<In, Out> SecureCodec<In, Out> {
     pub fn new(transport: Transport, max_len: usize) -> Self {
+        let remote_static = transport.remote_static();
+        let (sending, receiving) = transport.split();
         SecureCodec {
-            transport,
-            max_len,
-            partial: Vec::new(),
-            scratch: Vec::new(),
-            sent_since_rekey: 0,
-            rekey: RekeyHandle::default(),
-            _types: PhantomData,
+            decoder: SecureDecoder {
+                receiving,
+                max_len,
+                partial: Vec::new(),
+                _types: PhantomData,
+            },
+            encoder: SecureEncoder {
+                sending,
+                max_len,
+                scratch: Vec::new(),
+                sent_since_rekey: 0,
+                rekey: RekeyHandle::default(),
+                _types: PhantomData,
+            },
+            remote_static,
         }
     }
 
     /// The same connection, now reading `In2` and writing `Out2` (after the hello).
     pub fn retype<In2, Out2>(self) -> SecureCodec<In2, Out2> {
         SecureCodec {
-            transport: self.transport,
-            max_len: self.max_len,
-            partial: self.partial,
-            scratch: self.scratch,
-            sent_since_rekey: self.sent_since_rekey,
-            rekey: self.rekey,
-            _types: PhantomData,
+            decoder: SecureDecoder {
+                receiving: self.decoder.receiving,
+                max_len: self.decoder.max_len,
+                partial: self.decoder.partial,
+                _types: PhantomData,
+            },
+            encoder: SecureEncoder {
+                sending: self.encoder.sending,
+                max_len: self.encoder.max_len,
+                scratch: self.encoder.scratch,
+                sent_since_rekey: self.encoder.sent_since_rekey,
+                rekey: self.encoder.rekey,
+                _types: PhantomData,
+            },
+            remote_static: self.remote_static,
         }
+    }
+
+    /// The two directions, for a reading task and a writing task.
+    pub fn split(self) -> (SecureDecoder<In>, SecureEncoder<Out>) {
+        (self.decoder, self.encoder)
     }
 
     /// A handle for asking this codec to rekey, from another task.
     pub fn rekey_handle(&self) -> RekeyHandle {
-        self.rekey.clone()
+        self.encoder.rekey_handle()
     }
 
     /// The other side's static key, learned in the handshake.
     pub fn remote_static(&self) -> Option<[u8; 32]> {
-        self.transport.remote_static()
-    }
-
-    /// Appends one transport message to `dst`: its length, then `kind` and `data` encrypted
-    /// in place, then the tag.
-    fn push_message(
-        &mut self,
-        kind: u8,
-        data: &[u8],
-        dst: &mut BytesMut,
-    ) -> Result<(), FrameError> {
-        let len = 1 + data.len() + TAG_LEN;
-        let wire_len = u16::try_from(len).map_err(|_| FrameError::TooLarge {
-            max: MAX_MESSAGE_LEN,
-        })?;
-        dst.reserve(2 + len);
-        dst.put_u16(wire_len);
-        let start = dst.len();
-        dst.put_u8(kind);
-        dst.put_slice(data);
-        match self.transport.encrypt_in_place(&mut dst[start..]) {
-            Ok(Some(tag)) => dst.put_slice(&tag),
-            Ok(None) => {}
-            Err(err) => {
-                dst.truncate(start - 2);
-                return Err(err.into());
-            }
-        }
-        self.sent_since_rekey += 1;
-        Ok(())
+        self.remote_static
     }
 }
 
 impl<In: DeserializeOwned, Out> Decoder for SecureCodec<In, Out> {
+    type Item = In;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<In>, FrameError> {
+        self.decoder.decode(src)
+    }
+}
+
+impl<In, Out: Serialize> Encoder<Out> for SecureCodec<In, Out> {
+    type Error = FrameError;
+
+    fn encode(&mut self, item: Out, dst: &mut BytesMut) -> Result<(), FrameError> {
+        self.encoder.encode(item, dst)
+    }
+}
+
+impl<In: DeserializeOwned> Decoder for SecureDecoder<In> {
     type Item = In;
     type Error = FrameError;
 
@@ -184,12 +214,12 @@ impl<In: DeserializeOwned, Out> Decoder for SecureCodec<In, Out> {
                 src.reserve(2 + len - src.len());
                 return Ok(None);
             }
-            let plain_len = self.transport.decrypt_in_place(&mut src[2..2 + len])?;
+            let plain_len = self.receiving.decrypt_in_place(&[], &mut src[2..2 + len])?;
             let plaintext = &src[2..2 + plain_len];
             let outcome = match plaintext.split_first() {
                 None => Err(FrameError::Garbled),
                 Some((&REKEY, [])) => {
-                    self.transport.rekey_incoming();
+                    self.receiving.rekey();
                     Ok(None)
                 }
                 Some((&kind, data)) if kind == LAST_PIECE || kind == MORE_PIECES => {
@@ -218,24 +248,12 @@ impl<In: DeserializeOwned, Out> Decoder for SecureCodec<In, Out> {
     }
 }
 
-impl<In, Out: Serialize> Encoder<Out> for SecureCodec<In, Out> {
-    type Error = FrameError;
-
-    fn encode(&mut self, item: Out, dst: &mut BytesMut) -> Result<(), FrameError> {
-        let mut payload = std::mem::take(&mut self.scratch);
-        payload.clear();
-        let encoded = postcard::to_extend(&item, payload);
-        let payload = encoded?;
-        let result = self.encode_payload(&payload, dst);
-        // Keep a small buffer for the next frame, but not the memory of one large reply.
-        if payload.capacity() <= SCRATCH_KEPT {
-            self.scratch = payload;
-        }
-        result
+impl<Out> SecureEncoder<Out> {
+    /// A handle for asking this encoder to rekey, from another task.
+    pub fn rekey_handle(&self) -> RekeyHandle {
+        self.rekey.clone()
     }
-}
 
-impl<In, Out> SecureCodec<In, Out> {
     fn encode_payload(&mut self, payload: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
         // `max_len` bounds what the other side may send; what this side sends is bounded by
         // the protocol's largest frame.
@@ -247,7 +265,7 @@ impl<In, Out> SecureCodec<In, Out> {
             || self.sent_since_rekey >= REKEY_AFTER_MESSAGES
         {
             self.push_message(REKEY, &[], dst)?;
-            self.transport.rekey_outgoing();
+            self.sending.rekey();
             self.sent_since_rekey = 0;
         }
         let mut pieces = payload.chunks(MAX_PAYLOAD_LEN - 1).peekable();
@@ -263,6 +281,52 @@ impl<In, Out> SecureCodec<In, Out> {
             self.push_message(kind, piece, dst)?;
         }
         Ok(())
+    }
+
+    /// Appends one transport message to `dst`: its length, then `kind` and `data` encrypted
+    /// in place, then the tag.
+    fn push_message(
+        &mut self,
+        kind: u8,
+        data: &[u8],
+        dst: &mut BytesMut,
+    ) -> Result<(), FrameError> {
+        let len = 1 + data.len() + TAG_LEN;
+        let wire_len = u16::try_from(len).map_err(|_| FrameError::TooLarge {
+            max: MAX_MESSAGE_LEN,
+        })?;
+        dst.reserve(2 + len);
+        dst.put_u16(wire_len);
+        let start = dst.len();
+        dst.put_u8(kind);
+        dst.put_slice(data);
+        match self.sending.encrypt_in_place(&[], &mut dst[start..]) {
+            Ok(Some(tag)) => dst.put_slice(&tag),
+            Ok(None) => {}
+            Err(err) => {
+                dst.truncate(start - 2);
+                return Err(err.into());
+            }
+        }
+        self.sent_since_rekey += 1;
+        Ok(())
+    }
+}
+
+impl<Out: Serialize> Encoder<Out> for SecureEncoder<Out> {
+    type Error = FrameError;
+
+    fn encode(&mut self, item: Out, dst: &mut BytesMut) -> Result<(), FrameError> {
+        let mut payload = std::mem::take(&mut self.scratch);
+        payload.clear();
+        let encoded = postcard::to_extend(&item, payload);
+        let payload = encoded?;
+        let result = self.encode_payload(&payload, dst);
+        // Keep a small buffer for the next frame, but not the memory of one large reply.
+        if payload.capacity() <= SCRATCH_KEPT {
+            self.scratch = payload;
+        }
+        result
     }
 }
 
@@ -365,6 +429,21 @@ mod tests {
     }
 
     #[test]
+    fn split_halves_speak_with_a_whole_codec() {
+        let (tx, mut rx) = codecs();
+        let (mut decoder, mut encoder) = tx.split();
+        let [out, rekeyed, back] = ["out", "rekeyed", "back"].map(|text| message(text.into()));
+        let mut wire = BytesMut::new();
+        encoder.encode(out.clone(), &mut wire).unwrap();
+        encoder.rekey_handle().request();
+        encoder.encode(rekeyed.clone(), &mut wire).unwrap();
+        assert_eq!(rx.decode(&mut wire).unwrap(), Some(out));
+        assert_eq!(rx.decode(&mut wire).unwrap(), Some(rekeyed));
+        rx.encode(back.clone(), &mut wire).unwrap();
+        assert_eq!(decoder.decode(&mut wire).unwrap(), Some(back));
+    }
+
+    #[test]
     fn a_requested_rekey_changes_the_keys_on_both_sides() {
         let (mut tx, mut rx) = codecs();
         let mut wire = BytesMut::new();
@@ -376,7 +455,7 @@ mod tests {
             got.push(frame);
         }
         assert_eq!(got.len(), 2);
-        assert_eq!(tx.sent_since_rekey, 1);
+        assert_eq!(tx.encoder.sent_since_rekey, 1);
     }
 
     #[test]

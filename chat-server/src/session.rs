@@ -6,7 +6,7 @@
 
 use crate::commands::{CommandContext, Session};
 use crate::connection::{
-    handshake, read_within, send, Secured, Writer, GOODBYE_TIMEOUT, HELLO_TIMEOUT,
+    handshake, read_within, send, FrameReader, Secured, Writer, GOODBYE_TIMEOUT, HELLO_TIMEOUT,
 };
 use crate::limits::RateLimit;
 use crate::outbound::Outbound;
@@ -14,14 +14,13 @@ use chat_proto::{
     ClientFrame, ErrorCode, ErrorReply, HandshakeBuilder, Hello, Pattern, ServerFrame,
     CLIENT_PROLOGUE, MAX_CLIENT_FRAME_LEN, PROTOCOL_VERSION,
 };
-use futures::stream::SplitStream;
-use futures::StreamExt;
 use rand_core::OsRng;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
@@ -53,17 +52,15 @@ pub async fn serve(
     let refusal = permit.is_none().then(|| {
         "this server has too many connections; try another server or again later".to_owned()
     });
-    let framed = match greet(stream, &ctx, refusal).await {
-        Ok(framed) => framed,
+    // Boxed: the handshake's state is freed once it is done, rather than sized into the
+    // session's task for as long as the connection lasts.
+    let (outbound, frames, writer) = match Box::pin(greet(stream, &ctx, refusal)).await {
+        Ok(framed) => start_writer(framed),
         Err(reason) => {
             tracing::info!(%peer, %reason, "connection refused at hello");
             return;
         }
     };
-    let (outbound, queue) = Outbound::new();
-    let (writer, frames) = Writer::split(framed, outbound.clone(), queue);
-    let writer = writer.goodbye(|reason| ServerFrame::Closing { reason });
-    let writer = tokio::spawn(writer.run());
     let mut session = Session::new(ctx.commands.clone(), outbound.clone(), peer);
     read_requests(frames, &ctx, &mut session, &outbound, peer).await;
     session.logout();
@@ -74,10 +71,20 @@ pub async fn serve(
     let _ = writer.await;
 }
 
+/// Splits `framed` and starts its writer task, draining a new session's outbound queue;
+/// returns the queue, the reading half and the writer task. Not async: a value moved out in an
+/// async function still takes room in its future, here for as long as the session lasts.
+fn start_writer(framed: ClientFramed) -> (Outbound, FrameReader<ClientFrame>, JoinHandle<()>) {
+    let (outbound, queue) = Outbound::new();
+    let (writer, frames) = Writer::split(framed, outbound.clone(), queue);
+    let writer = writer.goodbye(|reason| ServerFrame::Closing { reason });
+    (outbound, frames, tokio::spawn(writer.run()))
+}
+
 /// Hands the client's frames to `session` until the connection closes or the server shuts
 /// down, within the frame rate.
 async fn read_requests(
-    mut frames: SplitStream<ClientFramed>,
+    mut frames: FrameReader<ClientFrame>,
     ctx: &SessionContext,
     session: &mut Session,
     outbound: &Outbound,

@@ -1,4 +1,5 @@
-use chat_proto::{MessageId, Recipient, Request, Response, ServerFrame};
+use chat_proto::names::MAX_TEXT_LEN;
+use chat_proto::{MessageId, Recipient, Request, Response, ServerFrame, MAX_LOG_BATCH};
 use chat_tests::{Client, RawConn, Server, TestDb};
 
 #[tokio::test]
@@ -52,6 +53,35 @@ async fn readlog_returns_oldest_first_across_batches() {
         let message = bob.event(|ev| ev["type"] == "message").await;
         assert_eq!(message["text"], format!("m{idx}"));
     }
+}
+
+/// The largest reply there is, a full `readlog` batch of the longest messages, arrives whole,
+/// and the connection goes on working after it.
+#[tokio::test]
+async fn a_full_batch_of_the_longest_messages_arrives_whole() {
+    let db = TestDb::new().await;
+    let server = Server::start(&db, "s1").await;
+    drop(Client::login(&server, "bob").await);
+    let mut alice = RawConn::connect(&server.addr).await;
+    alice.login("alice").await;
+    let texts: Vec<String> = (0..MAX_LOG_BATCH)
+        .map(|idx| format!("{idx:04}{}", "x".repeat(MAX_TEXT_LEN - 4)))
+        .collect();
+    for text in &texts {
+        send(&mut alice, MessageId::new(), "bob", text).await;
+    }
+
+    let mut bob = RawConn::connect(&server.addr).await;
+    bob.login("bob").await;
+    let log = bob.request(Request::ReadLog { max: MAX_LOG_BATCH }).await;
+    let Ok(Response::Log { messages, more }) = log else {
+        panic!("no log: {log:?}");
+    };
+    assert!(!more);
+    let got: Vec<String> = messages.into_iter().map(|message| message.text).collect();
+    assert!(got == texts, "{} messages, not the ones sent", got.len());
+    let whoami = bob.request(Request::WhoAmI).await;
+    assert!(matches!(whoami, Ok(Response::WhoAmI { .. })), "{whoami:?}");
 }
 
 #[tokio::test]

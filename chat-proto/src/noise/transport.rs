@@ -98,6 +98,13 @@ impl Transport {
         self.receiving.rekey();
     }
 
+    /// The two directions apart, the sending and then the receiving [`CipherState`], for a
+    /// connection that reads and writes from different tasks. Each keeps its own counter, so
+    /// nothing is shared between them.
+    pub fn split(self) -> (CipherState, CipherState) {
+        (self.sending, self.receiving)
+    }
+
     /// How many messages this side has encrypted, which is the next sending nonce.
     pub fn sending_nonce(&self) -> u64 {
         self.sending.nonce()

@@ -66,7 +66,9 @@ impl Session {
                 }
             }
             ClientFrame::Request { id, body } => {
-                if let Outcome::Reply(result) = self.execute(id, body).await {
+                // Boxed: the state of the largest command (a login, a query) then lives only
+                // while a request runs, not in every idle session's task.
+                if let Outcome::Reply(result) = Box::pin(self.execute(id, body)).await {
                     self.outbound.send(ServerFrame::Reply { id, result }).await;
                 }
             }

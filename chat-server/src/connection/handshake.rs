@@ -12,6 +12,10 @@ use tokio::time::timeout;
 use tokio_util::bytes::Bytes;
 use tokio_util::codec::Framed;
 
+/// The buffers of a connection being opened: the handshake's messages and the hellos are a few
+/// hundred bytes (a buffer grows for a longer one).
+const HANDSHAKE_BUFFER: usize = 512;
+
 /// Runs `noise` to its end over `stream`, and returns the connection, encrypted from now on,
 /// for hellos of type `H` from the other side of at most `max_len` bytes. `rejected` says what
 /// a message of the other side that fails the handshake means, in errors.
@@ -22,7 +26,7 @@ pub async fn handshake<H>(
     rejected: &str,
 ) -> Result<Secured<H, H>, String> {
     let _ = stream.set_nodelay(true);
-    let mut framed = Framed::new(stream, handshake_codec());
+    let mut framed = Framed::with_capacity(stream, handshake_codec(), HANDSHAKE_BUFFER);
     let noise_error = |err| format!("handshake failed: {err}");
     while !noise.is_finished() {
         if noise.is_my_turn() {

@@ -2,13 +2,17 @@
 //! that opens them, the one task that writes to their sockets, and the timeouts of both.
 //!
 //! - `handshake`: runs a Noise handshake to its end, and reads and sends the hellos after it.
+//! - `halves`: [`FrameReader`] and the writer's half, each with its own buffer, which an idle
+//!   connection lets go of.
 //! - `writer`: [`Writer`], the only task that writes to a connection's socket.
 //!
 //! Nothing here knows what the frames mean: the session and the link say that.
 
+mod halves;
 mod handshake;
 mod writer;
 
+pub use halves::FrameReader;
 pub use handshake::{handshake, read_within, send};
 pub use writer::Writer;
 
@@ -25,4 +29,5 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 pub const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A connection after its handshake: it reads `In` frames and writes `Out` frames, encrypted.
+/// Once the hellos are done, [`Writer::split`] cuts it in two halves.
 pub type Secured<In, Out> = Framed<TcpStream, SecureCodec<In, Out>>;

@@ -8,24 +8,21 @@
 //! (its socket buffer full) is abandoned when the connection closes, rather than blocking
 //! forever.
 
+use super::halves::{self, FrameReader, FrameWriter};
 use super::{Secured, GOODBYE_TIMEOUT};
-use crate::outbound::Outbound;
-use chat_proto::{FrameError, RekeyHandle, SecureCodec};
-use futures::stream::{SplitSink, SplitStream};
-use futures::{SinkExt, StreamExt};
-use std::future::poll_fn;
+use crate::outbound::{Outbound, Receiver};
+use chat_proto::{FrameError, RekeyHandle, SecureEncoder};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 use tokio::time::timeout;
-use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::codec::Encoder;
 
 /// What the writer calls with every frame it writes.
 type FrameHook<F> = Box<dyn FnMut(&mut F) + Send>;
 
 /// Writes the frames queued for one connection, until it closes.
-pub struct Writer<In, Out> {
-    sink: SplitSink<Secured<In, Out>, Out>,
-    queue: mpsc::Receiver<Out>,
+pub struct Writer<Out> {
+    sink: FrameWriter<Out>,
+    queue: Receiver<Out>,
     outbound: Outbound<Out>,
     rekey: RekeyHandle,
     /// The frame to send when nothing was queued for so long, if any.
@@ -39,19 +36,19 @@ pub struct Writer<In, Out> {
     unsent: Option<Out>,
 }
 
-impl<In, Out> Writer<In, Out>
+impl<Out> Writer<Out>
 where
-    SecureCodec<In, Out>: Encoder<Out, Error = FrameError> + Decoder,
+    SecureEncoder<Out>: Encoder<Out, Error = FrameError>,
 {
     /// Splits `framed`: the writer takes its sending half and drains `queue`, the receiving end
     /// of `outbound`; the caller keeps the reading half.
-    pub fn split(
+    pub fn split<In>(
         framed: Secured<In, Out>,
         outbound: Outbound<Out>,
-        queue: mpsc::Receiver<Out>,
-    ) -> (Self, SplitStream<Secured<In, Out>>) {
-        let rekey = framed.codec().rekey_handle();
-        let (sink, stream) = framed.split();
+        queue: Receiver<Out>,
+    ) -> (Self, FrameReader<In>) {
+        let (stream, sink) = halves::split(framed);
+        let rekey = sink.rekey_handle();
         let writer = Writer {
             sink,
             queue,
@@ -91,10 +88,7 @@ where
         let mut last_rekey = Instant::now();
         loop {
             let frame = tokio::select! {
-                frame = self.next_frame() => match frame {
-                    Some(frame) => frame,
-                    None => break,
-                },
+                frame = self.next_frame() => frame,
                 () = outbound.closed() => break,
             };
             self.rekey.request_if_due(&mut last_rekey, Instant::now());
@@ -107,51 +101,75 @@ where
                 () = outbound.closed() => break,
             }
         }
-        let _ = timeout(GOODBYE_TIMEOUT, self.say_goodbye()).await;
+        // Boxed: the goodbye's state is needed once, at the end, not in every writer's task.
+        let _ = Box::pin(timeout(GOODBYE_TIMEOUT, self.say_goodbye())).await;
     }
 
     /// The next frame to write: the next one queued, or a heartbeat once the connection has
-    /// been idle long enough. None once nobody can queue any more.
-    async fn next_frame(&mut self) -> Option<Out> {
+    /// been idle long enough.
+    async fn next_frame(&mut self) -> Out {
         let Some((idle, heartbeat)) = self.heartbeat else {
             return self.queue.recv().await;
         };
         timeout(idle, self.queue.recv())
             .await
-            .unwrap_or_else(|_| Some(heartbeat()))
+            .unwrap_or_else(|_| heartbeat())
     }
 
-    /// Writes the unsent frame and everything already queued behind it, with one flush.
-    /// Abandoned (dropped) at any point, it loses no frame: the one it holds stays unsent.
+    /// Writes the unsent frame and everything already queued behind it, with one flush (or
+    /// one write per [`halves::WRITE_BATCH`] bytes in a long burst). Abandoned (dropped) at
+    /// any point, it loses no frame: the one it holds stays unsent, and what is encoded stays
+    /// in the sink's buffer.
     async fn write_queued(&mut self) -> Result<(), FrameError> {
         while self.unsent.is_some() {
-            poll_fn(|cx| self.sink.poll_ready_unpin(cx)).await?;
+            self.sink.make_room().await?;
             if let Some(mut frame) = self.unsent.take() {
                 if let Some(on_frame) = &mut self.on_frame {
                     on_frame(&mut frame);
                 }
-                self.sink.start_send_unpin(frame)?;
+                self.sink.feed(frame)?;
             }
-            self.unsent = self.queue.try_recv().ok();
+            self.unsent = self.queue.try_recv();
         }
         self.sink.flush().await
     }
 
     /// Writes what is still queued, then the goodbye frame, and closes the socket.
     async fn say_goodbye(&mut self) -> Result<(), FrameError> {
-        if let Some(frame) = self.unsent.take() {
-            self.sink.feed(frame).await?;
-        }
-        while let Ok(frame) = self.queue.try_recv() {
-            self.sink.feed(frame).await?;
+        let mut unsent = self.unsent.take();
+        while let Some(frame) = unsent.take().or_else(|| self.queue.try_recv()) {
+            self.sink.make_room().await?;
+            self.sink.feed(frame)?;
         }
         let reason = self
             .outbound
             .close_reason()
             .filter(|reason| !reason.is_empty());
         if let (Some(goodbye), Some(reason)) = (self.goodbye, reason) {
-            self.sink.feed(goodbye(reason)).await?;
+            self.sink.feed(goodbye(reason))?;
         }
         self.sink.close().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::halves::tests::connected;
+    use chat_proto::ServerFrame;
+
+    /// Every connection has a writer task for its whole life, so its size counts: a value held
+    /// across an `.await` (or moved out too late) grows every one of them.
+    #[tokio::test]
+    async fn a_writer_task_stays_small() {
+        let (_client, server) = connected().await;
+        let (outbound, queue) = Outbound::new();
+        let (writer, _reader) = Writer::split(server, outbound, queue);
+        let run = writer
+            .goodbye(|reason| ServerFrame::Closing { reason })
+            .run();
+        // 1,024 bytes with Rust 1.95 and tokio 1.54.
+        let size = std::mem::size_of_val(&run);
+        assert!(size <= 1536, "a writer task's future is {size} bytes");
     }
 }

@@ -1,10 +1,9 @@
 //! The way into a link from anywhere in the server: its bounded outbound queue and its counters.
 
-use crate::outbound::Outbound;
+use crate::outbound::{Outbound, Receiver};
 use chat_proto::{MessageId, PeerFrame, UserAcks};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::mpsc;
 
 /// How many frames may wait for one peer. A peer that falls this far behind has its link
 /// closed and dialed again: the messages it missed are stored for their recipients, and the
@@ -66,7 +65,7 @@ impl LinkStats {
 }
 
 impl LinkHandle {
-    pub fn new(peer: &str, stats: Arc<LinkStats>) -> (LinkHandle, mpsc::Receiver<PeerFrame>) {
+    pub fn new(peer: &str, stats: Arc<LinkStats>) -> (LinkHandle, Receiver<PeerFrame>) {
         let (queue, frames) = Outbound::with_capacity(LINK_QUEUE_LEN);
         let handle = LinkHandle {
             queue,

@@ -7,10 +7,8 @@
 
 use super::greet::PeerFramed;
 use super::{LinkContext, LinkHandle};
-use crate::connection::Writer;
+use crate::connection::{FrameReader, Writer};
 use chat_proto::{PeerFrame, UserAcks};
-use futures::stream::SplitStream;
-use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::timeout;
@@ -54,7 +52,7 @@ pub async fn run(ctx: Arc<LinkContext>, peer: String, framed: PeerFramed) {
 }
 
 async fn read_frames(
-    mut stream: SplitStream<PeerFramed>,
+    mut stream: FrameReader<PeerFrame>,
     ctx: &LinkContext,
     link: &LinkHandle,
 ) -> String {
