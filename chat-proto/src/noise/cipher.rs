@@ -1,7 +1,7 @@
 //! The specification's `CipherState`: a ChaCha20-Poly1305 key and its 64-bit nonce counter.
 
 use super::{NoiseError, KEY_LEN, MAX_MESSAGE_LEN, TAG_LEN};
-use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, Payload};
+use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use std::fmt;
 use zeroize::Zeroizing;
@@ -55,63 +55,21 @@ impl CipherState {
     /// `EncryptWithAd(ad, plaintext)`: the ciphertext with its tag under the next nonce, or the
     /// plaintext itself while the key is empty.
     pub fn encrypt_with_ad(&mut self, ad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, NoiseError> {
-        let Some(key) = &self.key else {
-            return Ok(plaintext.to_vec());
-        };
-        let max = MAX_MESSAGE_LEN - TAG_LEN;
-        if plaintext.len() > max {
-            return Err(NoiseError::PayloadTooLong {
-                len: plaintext.len(),
-                max,
-            });
+        let mut message = Vec::with_capacity(plaintext.len() + TAG_LEN);
+        message.extend_from_slice(plaintext);
+        if let Some(tag) = self.encrypt_in_place(ad, &mut message)? {
+            message.extend_from_slice(&tag);
         }
-        if self.nonce == REKEY_NONCE {
-            return Err(NoiseError::NonceExhausted);
-        }
-        let payload = Payload {
-            msg: plaintext,
-            aad: ad,
-        };
-        let ciphertext = cipher(key)
-            .encrypt(&nonce_bytes(self.nonce), payload)
-            .map_err(|_| NoiseError::PayloadTooLong {
-                len: plaintext.len(),
-                max,
-            })?;
-        self.nonce += 1;
-        Ok(ciphertext)
+        Ok(message)
     }
 
     /// `DecryptWithAd(ad, ciphertext)`: the plaintext if the tag is right under the next nonce,
     /// or the ciphertext itself while the key is empty. On failure `n` does not move.
     pub fn decrypt_with_ad(&mut self, ad: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>, NoiseError> {
-        let Some(key) = &self.key else {
-            return Ok(ciphertext.to_vec());
-        };
-        if ciphertext.len() > MAX_MESSAGE_LEN {
-            return Err(NoiseError::MessageTooLong {
-                len: ciphertext.len(),
-                max: MAX_MESSAGE_LEN,
-            });
-        }
-        if ciphertext.len() < TAG_LEN {
-            return Err(NoiseError::MessageTooShort {
-                len: ciphertext.len(),
-                min: TAG_LEN,
-            });
-        }
-        if self.nonce == REKEY_NONCE {
-            return Err(NoiseError::NonceExhausted);
-        }
-        let payload = Payload {
-            msg: ciphertext,
-            aad: ad,
-        };
-        let plaintext = cipher(key)
-            .decrypt(&nonce_bytes(self.nonce), payload)
-            .map_err(|_| NoiseError::Decrypt)?;
-        self.nonce += 1;
-        Ok(plaintext)
+        let mut message = ciphertext.to_vec();
+        let len = self.decrypt_in_place(ad, &mut message)?;
+        message.truncate(len);
+        Ok(message)
     }
 
     /// [`CipherState::encrypt_with_ad`] without copies: encrypts `buffer` where it is and
@@ -221,6 +179,7 @@ fn nonce_bytes(counter: u64) -> Nonce {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chacha20poly1305::aead::{Aead, Payload};
 
     const KEY: [u8; KEY_LEN] = [0x42; KEY_LEN];
 
