@@ -12,7 +12,7 @@ use crate::args::{count, IrcArgs};
 use crate::flow::Flow;
 use crate::ledger::{Delivery, Ledger, Outgoing, Shape};
 use crate::logins::timed;
-use crate::messages::measure;
+use crate::messages::{measure, with_traffic};
 use crate::report::{Latencies, Line, Verdict};
 use anyhow::{anyhow, bail, Context as _};
 use futures::StreamExt as _;
@@ -165,11 +165,7 @@ pub async fn run(args: IrcArgs, deadline: tokio::time::Instant) -> anyhow::Resul
         Flow::finish,
     )
     .await;
-    let line = Line::new("irc")
-        .field("clients", n_clients)
-        .field("messages", args.traffic.messages)
-        .field("size", args.traffic.size)
-        .field("window", args.traffic.window);
+    let line = with_traffic(Line::new("irc").field("clients", n_clients), &args.traffic);
     measured.fields(line).print();
     Ok(measured.verdict())
 }

@@ -93,11 +93,8 @@ pub async fn dm(args: DmArgs, deadline: tokio::time::Instant) -> anyhow::Result<
         &args.traffic.pids,
     )
     .await;
-    let line = Line::new("dm")
-        .field("clients", n_clients)
-        .field("messages", args.traffic.messages)
-        .field("size", args.traffic.size)
-        .field("window", args.traffic.window);
+    let line = Line::new("dm").field("clients", n_clients);
+    let line = with_traffic(line, &args.traffic);
     measured.fields(line).print();
     Ok(measured.verdict())
 }
@@ -140,10 +137,8 @@ pub async fn group(args: GroupArgs, deadline: tokio::time::Instant) -> anyhow::R
     let line = Line::new("group")
         .field("clients", n_members)
         .field("members", n_members)
-        .field("senders", n_senders)
-        .field("messages", args.traffic.messages)
-        .field("size", args.traffic.size)
-        .field("window", args.traffic.window);
+        .field("senders", n_senders);
+    let line = with_traffic(line, &args.traffic);
     measured.fields(line).print();
     Ok(measured.verdict())
 }
@@ -224,6 +219,13 @@ async fn wait_online(
         .await
         .context("the servers did not all see the users online in time")??;
     Ok(())
+}
+
+/// `line` with the shape of the traffic: messages per sender, their size, the window.
+pub fn with_traffic(line: Line, traffic: &Traffic) -> Line {
+    line.field("messages", traffic.messages)
+        .field("size", traffic.size)
+        .field("window", traffic.window)
 }
 
 /// Starts a flow on each connection, waits until every message is complete or the deadline,
