@@ -213,12 +213,7 @@ impl<W> Ledger<W> {
             self.wake = true;
         }
         // Messages acknowledged since are forgotten here, to keep the queue short.
-        while let Some(&(_, first)) = self.by_deadline.front() {
-            if self.has_waiting(first) {
-                break;
-            }
-            self.by_deadline.pop_front();
-        }
+        self.first_deadline();
         // Deadlines only grow, even if callers' clocks were read in another order.
         let mut deadline = now + self.config.ack_deadline;
         match self.by_deadline.back() {
@@ -359,17 +354,23 @@ impl<W> Ledger<W> {
         if !self.urgent.is_empty() || !self.deletes.is_empty() {
             return Due::Now;
         }
+        match self.first_deadline() {
+            Some(deadline) if self.closed || deadline <= now => Due::Now,
+            Some(deadline) => Due::At(deadline),
+            None => Due::Idle,
+        }
+    }
+
+    /// The deadline of the oldest message that still has a waiting recipient; the entries of
+    /// messages finished since are dropped on the way.
+    fn first_deadline(&mut self) -> Option<Instant> {
         while let Some(&(deadline, id)) = self.by_deadline.front() {
             if self.has_waiting(id) {
-                return if self.closed || deadline <= now {
-                    Due::Now
-                } else {
-                    Due::At(deadline)
-                };
+                return Some(deadline);
             }
             self.by_deadline.pop_front();
         }
-        Due::Idle
+        None
     }
 
     fn has_waiting(&self, id: MessageId) -> bool {
