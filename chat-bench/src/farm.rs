@@ -56,7 +56,11 @@ impl Conn {
                     Some(Ok(ServerFrame::Reply { id: got, result })) if got == id => {
                         return Ok(result)
                     }
-                    Some(Ok(ServerFrame::Reply { .. } | ServerFrame::Deliver(_))) => {}
+                    Some(Ok(
+                        ServerFrame::Reply { .. }
+                        | ServerFrame::Deliver(_)
+                        | ServerFrame::GoHome { .. },
+                    )) => {}
                     Some(Ok(ServerFrame::Closing { reason })) => {
                         bail!("{} closed the connection: {reason}", self.server)
                     }

@@ -125,6 +125,8 @@ async fn read(
                     Err(refusal) => ledger.abandon(sending.sender, seq, &refusal.message),
                 }
             }
+            // The load stays where it logged in; a returning home is not measured here.
+            Some(Ok(ServerFrame::GoHome { .. })) => {}
             Some(Ok(ServerFrame::Closing { reason })) => {
                 ledger.error(format!("the server closed a connection: {reason}"));
                 break;

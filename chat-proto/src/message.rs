@@ -174,6 +174,11 @@ pub enum ServerFrame {
     Deliver(Arc<ChatMessage>),
     /// The server is about to close the connection, and says why.
     Closing { reason: String },
+    /// The user's home on the current ring, `server` (clients dial it at `addr`), is live
+    /// again and takes its users back: the client should log in there and move. Pushed to
+    /// each session whose home came back, spread over a short window; the connection stays
+    /// open, so a client that cannot get home stays where it is.
+    GoHome { server: String, addr: String },
 }
 
 /// The successful answer to a [`Request`].

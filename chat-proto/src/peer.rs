@@ -67,6 +67,11 @@ pub enum PeerFrame {
     GroupChanged { group: String },
     /// Sent when the link has been idle for a while, so that each side knows the other lives.
     Heartbeat,
+    /// The sender accepts clients: it is linked with the live servers and serves its users.
+    /// Sent once per link, when the link comes up after the sender started serving, or when
+    /// it starts serving. The receiver then tells its sessions whose home is the sender to
+    /// move there ([`crate::ServerFrame::GoHome`]).
+    Serving,
 }
 
 /// One user's acknowledgements, in a [`PeerFrame::Acked`].

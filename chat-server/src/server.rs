@@ -214,6 +214,8 @@ impl Server {
             (&self.parts.name, listeners.client_addr, listeners.peer_addr);
         tracing::info!(%name, %client_addr, %peer_addr, "serving clients");
         println!("ready name={name} client={client_addr} peer={peer_addr}");
+        // The peers may send this server's users home now.
+        self.parts.links.start_serving();
         let sessions = self.sessions.clone();
         let connections = self.connections.clone();
         accept_loop(

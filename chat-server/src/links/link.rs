@@ -6,7 +6,7 @@
 //! [`DEAD_AFTER`], so a hung peer is noticed even when its TCP connection looks fine.
 
 use super::greet::PeerFramed;
-use super::{LinkContext, LinkHandle};
+use super::{home, LinkContext, LinkHandle};
 use crate::connection::{FrameReader, Writer};
 use chat_proto::{PeerFrame, UserAcks};
 use std::sync::Arc;
@@ -53,7 +53,7 @@ pub async fn run(ctx: Arc<LinkContext>, peer: String, framed: PeerFramed) {
 
 async fn read_frames(
     mut stream: FrameReader<PeerFrame>,
-    ctx: &LinkContext,
+    ctx: &Arc<LinkContext>,
     link: &LinkHandle,
 ) -> String {
     loop {
@@ -75,7 +75,7 @@ async fn read_frames(
 }
 
 /// What a frame from a peer does here.
-async fn apply(ctx: &LinkContext, link: &LinkHandle, frame: PeerFrame) {
+async fn apply(ctx: &Arc<LinkContext>, link: &LinkHandle, frame: PeerFrame) {
     let peer = link.peer();
     match frame {
         PeerFrame::Online { users, reset } => {
@@ -97,5 +97,6 @@ async fn apply(ctx: &LinkContext, link: &LinkHandle, frame: PeerFrame) {
         }
         PeerFrame::GroupChanged { group } => ctx.members.invalidate(&group),
         PeerFrame::Heartbeat => {}
+        PeerFrame::Serving => home::call_back(ctx, peer),
     }
 }

@@ -14,11 +14,13 @@
 //! - `dial`: the dialing side: a supervisor that follows the registry, one loop per peer.
 //! - `accept`: the accepting side: the peer listener.
 //! - `greet`: the XXpsk3 handshake and the hellos of both sides.
+//! - `home`: calling users home to a peer that says it serves, spread over a short window.
 
 mod accept;
 mod dial;
 mod greet;
 mod handle;
+mod home;
 mod link;
 
 pub use accept::accept;
@@ -93,6 +95,10 @@ struct State {
     stats: HashMap<String, Arc<LinkStats>>,
     /// The peers that a dial loop is responsible for.
     dialing: HashSet<String>,
+    /// True once this server accepts clients: every link then tells its peer so, once.
+    serving: bool,
+    /// The call-back under way to each peer, to be replaced by a newer one.
+    calling_back: HashMap<String, tokio::task::AbortHandle>,
 }
 
 impl Links {
@@ -170,6 +176,16 @@ impl Links {
         tokio::time::timeout(limit, all_up).await.is_ok()
     }
 
+    /// This server accepts clients now: tells every peer, over the links that are up and on
+    /// each link that comes up later, so that they send this server's users home.
+    pub fn start_serving(&self) {
+        let mut state = self.lock();
+        state.serving = true;
+        for link in state.up.values() {
+            link.push(PeerFrame::Serving);
+        }
+    }
+
     /// True if this server is the one to dial `peer`: it registered later (ties by name).
     fn dials(&self, peer: &str, peer_started_at_ms: i64) -> bool {
         (self.started_at_ms, self.me.as_str()) > (peer_started_at_ms, peer)
@@ -183,9 +199,16 @@ impl Links {
             .clone()
     }
 
-    /// Makes `link` the link to its peer, closing any older one.
+    /// Makes `link` the link to its peer, closing any older one. Once this server serves, the
+    /// link tells the peer so; under the lock, so that [`Links::start_serving`] and this tell
+    /// each link exactly once.
     fn register(&self, link: LinkHandle) {
-        let old = self.lock().up.insert(link.peer().to_owned(), link);
+        let mut state = self.lock();
+        if state.serving {
+            link.push(PeerFrame::Serving);
+        }
+        let old = state.up.insert(link.peer().to_owned(), link);
+        drop(state);
         if let Some(old) = old {
             old.close("replaced by a newer link");
         }
