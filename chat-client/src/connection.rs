@@ -144,6 +144,8 @@ pub enum RequestError {
 pub enum Incoming {
     /// A message to show and then acknowledge.
     Message(ChatMessage),
+    /// The server says the user's home, `server`, takes them back: time to move there.
+    GoHome { server: String },
     /// The server said it is closing the connection, and why.
     Closing(String),
     /// The connection ended without a goodbye, and why.
@@ -396,6 +398,12 @@ async fn read_frames(
             None => break Incoming::Lost("the server closed the connection".into()),
             Some(Err(err)) => break Incoming::Lost(err.to_string()),
             Some(Ok(ServerFrame::Closing { reason })) => break Incoming::Closing(reason),
+            Some(Ok(ServerFrame::GoHome { server, addr })) => {
+                tracing::debug!("{server} at {addr} calls this user home");
+                if incoming.send(Incoming::GoHome { server }).await.is_err() {
+                    break Incoming::Lost("the session ended".into());
+                }
+            }
             Some(Ok(ServerFrame::Deliver(message))) => {
                 let message = Arc::unwrap_or_clone(message);
                 if incoming.send(Incoming::Message(message)).await.is_err() {

@@ -24,11 +24,13 @@ impl Input {
         matches!(self, Input::Terminal(_))
     }
 
-    /// The next line, or `None` at the end of the input. Cancel-safe.
-    pub(crate) async fn next_line(&mut self) -> io::Result<Option<String>> {
+    /// The next line, or `None` at the end of the input (Ctrl-D). Cancel-safe. A terminal
+    /// shows `prompt` (see `terminal::prompt`), and answers Ctrl-C with an error of kind
+    /// [`io::ErrorKind::Interrupted`].
+    pub(crate) async fn next_line(&mut self, prompt: &str) -> io::Result<Option<String>> {
         match self {
             Input::Lines(lines) => lines.next_line().await,
-            Input::Terminal(terminal) => terminal.next_line().await,
+            Input::Terminal(terminal) => terminal.next_line(prompt).await,
         }
     }
 

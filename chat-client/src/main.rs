@@ -31,7 +31,9 @@ use tokio::io::BufReader;
 /// the client moves by itself to the next server in the user's ring order (home, backup, then
 /// clockwise), logs in again, runs again the command that was waiting, and shows what was
 /// stored meanwhile. It prints one `connected` line for the new server. While logged in away
-/// from home, it moves back home once home takes the user again.
+/// from home, it moves back home when home calls (the server pushes it once home is back), or
+/// at the next slow look at home. When no server of the farm answers, it says so and keeps
+/// trying; `quit`, Ctrl-D or Ctrl-C leave at once.
 ///
 /// Every connection is encrypted, and the client checks the server's key: it must be the key
 /// given with --server-key, or else, trusted on first use, the key recorded for that server
@@ -85,12 +87,13 @@ struct Cli {
     )]
     ping_misses: u32,
 
-    /// While logged in, refresh the farm's ring this often, in milliseconds; away from home,
-    /// also try home this often, and move there once it takes the user again.
+    /// While logged in, refresh the farm's ring this often (give or take a quarter), in
+    /// milliseconds; away from home, also try home this often, and move there once it takes
+    /// the user again. A fallback: the server tells its users when their home is back.
     #[arg(
         long,
         value_name = "MS",
-        default_value_t = 1000,
+        default_value_t = 30_000,
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     home_poll_ms: u64,

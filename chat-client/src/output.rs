@@ -21,6 +21,8 @@ pub enum Event {
     Ok(Answer),
     /// A command failed, or the connection did (`command` is then `connection`).
     Error { command: String, message: String },
+    /// No server of the farm answered; the client tries again after `retry_in`.
+    FarmDown { retry_in: std::time::Duration },
 }
 
 /// The successful answer to each command, with what it reports.
@@ -121,6 +123,11 @@ enum JsonEvent<'a> {
         command: &'a str,
         message: &'a str,
     },
+    #[serde(rename = "farm_down")]
+    FarmDown {
+        retry_in_ms: u64,
+        message: String,
+    },
 }
 
 fn render_json(event: &Event) -> String {
@@ -142,6 +149,10 @@ fn render_json(event: &Event) -> String {
         }
         Event::Ok(answer) => JsonEvent::Ok(answer),
         Event::Error { command, message } => JsonEvent::Error { command, message },
+        Event::FarmDown { retry_in } => JsonEvent::FarmDown {
+            retry_in_ms: u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX),
+            message: farm_down(*retry_in),
+        },
     };
     // Serializing these plain structs of strings, numbers and booleans cannot fail; the
     // fallback keeps the promise of one object per line all the same.
@@ -171,7 +182,14 @@ fn render_human(event: &Event) -> String {
         }
         Event::Ok(answer) => render_answer(answer),
         Event::Error { message, .. } => format!("error: {}", clean(message)),
+        Event::FarmDown { retry_in } => farm_down(*retry_in),
     }
+}
+
+/// What a farm that does not answer says, the pause rounded up to whole seconds.
+fn farm_down(retry_in: std::time::Duration) -> String {
+    let secs = retry_in.as_millis().div_ceil(1000).max(1);
+    format!("no server of the farm answers; trying again in {secs} s")
 }
 
 fn render_answer(answer: &Answer) -> String {
@@ -262,7 +280,7 @@ fn list(items: impl Iterator<Item = String>) -> String {
 }
 
 /// Escapes control characters (newlines, escape sequences) so one event stays one line.
-fn clean(text: &str) -> String {
+pub(crate) fn clean(text: &str) -> String {
     if !text.chars().any(char::is_control) {
         return text.to_string();
     }
@@ -372,6 +390,20 @@ mod tests {
             r#"{"type":"connected","server":"s1"}"#,
             "connected to s1",
         );
+    }
+
+    #[test]
+    fn a_farm_that_is_down_says_when_it_tries_again() {
+        let farm_down = |ms| Event::FarmDown {
+            retry_in: std::time::Duration::from_millis(ms),
+        };
+        check(
+            farm_down(1600),
+            r#"{"type":"farm_down","retry_in_ms":1600,"message":"no server of the farm answers; trying again in 2 s"}"#,
+            "no server of the farm answers; trying again in 2 s",
+        );
+        let human = render(Format::Human, &farm_down(150));
+        assert_eq!(human, "no server of the farm answers; trying again in 1 s");
     }
 
     #[test]

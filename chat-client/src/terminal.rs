@@ -5,9 +5,13 @@
 //! answer, so the prompt shows only when the previous command has been answered. Messages
 //! that arrive meanwhile go through rustyline's external printer, which prints them above the
 //! line being typed instead of through it.
+//!
+//! The prompt says where the client is ([`prompt`]): `alice@s2> ` when logged in on s2,
+//! `(reconnecting)> ` while it looks for a server, `> ` otherwise. rustyline cannot change a
+//! prompt that is up, so it is the place at the moment the prompt was shown.
 
 use crate::command::COMMAND_NAMES;
-use crate::output::LineSink;
+use crate::output::{clean, LineSink};
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
@@ -20,14 +24,33 @@ use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-const PROMPT: &str = "> ";
+/// Where the client is, as the prompt shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place<'a> {
+    /// Connected, nobody logged in.
+    Connected,
+    /// `user` is logged in on `server`.
+    LoggedIn { user: &'a str, server: &'a str },
+    /// The connection was lost, and the client looks for a server.
+    Reconnecting,
+}
+
+/// The prompt for `place`. Names from the network are escaped, as in every other output.
+pub fn prompt(place: Place<'_>) -> String {
+    match place {
+        Place::Connected => "> ".to_string(),
+        Place::LoggedIn { user, server } => format!("{}@{}> ", clean(user), clean(server)),
+        Place::Reconnecting => "(reconnecting)> ".to_string(),
+    }
+}
 
 /// How long to let the prompt thread print the last message before the terminal is restored.
 const LAST_PRINT_GRACE: Duration = Duration::from_millis(100);
 
 /// What the session asks the prompt thread for.
 enum Ask {
-    Line,
+    /// A line, with this prompt.
+    Line(String),
     Password(String),
 }
 
@@ -35,6 +58,8 @@ enum Ask {
 enum Answer {
     Line(String),
     Password(String),
+    /// Ctrl-C.
+    Interrupted,
     Eof,
     Failed(io::Error),
 }
@@ -77,11 +102,12 @@ impl TerminalInput {
         Ok((input, printer))
     }
 
-    /// The next line typed, or `None` after Ctrl-D. Cancel-safe: a cancelled call leaves the
-    /// prompt up, and the next call collects its line.
-    pub async fn next_line(&mut self) -> io::Result<Option<String>> {
+    /// The next line typed after `prompt`, or `None` after Ctrl-D; Ctrl-C is an error of kind
+    /// [`io::ErrorKind::Interrupted`], and the line typed so far is dropped. Cancel-safe: a
+    /// cancelled call leaves the prompt up, and the next call collects its line.
+    pub async fn next_line(&mut self, prompt: &str) -> io::Result<Option<String>> {
         if !self.waiting {
-            self.ask(Ask::Line)?;
+            self.ask(Ask::Line(prompt.to_string()))?;
             self.waiting = true;
         }
         let answer = self.answers.recv().await;
@@ -89,6 +115,7 @@ impl TerminalInput {
         match answer {
             Some(Answer::Line(line)) => Ok(Some(line)),
             Some(Answer::Eof) | None => Ok(None),
+            Some(Answer::Interrupted) => Err(io::ErrorKind::Interrupted.into()),
             Some(Answer::Failed(err)) => Err(err),
             Some(Answer::Password(_)) => Err(io::Error::other("the prompt answered out of turn")),
         }
@@ -101,7 +128,9 @@ impl TerminalInput {
             Some(Answer::Password(password)) => Ok(password),
             Some(Answer::Failed(err)) => Err(err),
             Some(Answer::Eof) | None => Err(io::ErrorKind::UnexpectedEof.into()),
-            Some(Answer::Line(_)) => Err(io::Error::other("the prompt answered out of turn")),
+            Some(Answer::Line(_) | Answer::Interrupted) => {
+                Err(io::Error::other("the prompt answered out of turn"))
+            }
         }
     }
 
@@ -137,7 +166,7 @@ fn serve(
 ) {
     while let Ok(ask) = asks.recv() {
         let answer = match ask {
-            Ask::Line => read_line(&mut editor),
+            Ask::Line(prompt) => read_line(&mut editor, &prompt),
             Ask::Password(prompt) => match rpassword::prompt_password(prompt) {
                 Ok(password) => Answer::Password(password),
                 Err(err) => Answer::Failed(err),
@@ -149,22 +178,20 @@ fn serve(
     }
 }
 
-fn read_line(editor: &mut Editor<CommandHelper, DefaultHistory>) -> Answer {
-    loop {
-        match editor.readline(PROMPT) {
-            Ok(line) => {
-                if let Some(entry) = history_entry(&line) {
-                    if let Err(err) = editor.add_history_entry(entry) {
-                        tracing::debug!("cannot add to history: {err}");
-                    }
+fn read_line(editor: &mut Editor<CommandHelper, DefaultHistory>, prompt: &str) -> Answer {
+    match editor.readline(prompt) {
+        Ok(line) => {
+            if let Some(entry) = history_entry(&line) {
+                if let Err(err) = editor.add_history_entry(entry) {
+                    tracing::debug!("cannot add to history: {err}");
                 }
-                return Answer::Line(line);
             }
-            // Ctrl-C abandons the line being typed, as in a shell.
-            Err(ReadlineError::Interrupted) => continue,
-            Err(ReadlineError::Eof) => return Answer::Eof,
-            Err(err) => return Answer::Failed(io::Error::other(err)),
+            Answer::Line(line)
         }
+        // Ctrl-C abandons the line being typed, as in a shell; the session decides what else.
+        Err(ReadlineError::Interrupted) => Answer::Interrupted,
+        Err(ReadlineError::Eof) => Answer::Eof,
+        Err(err) => Answer::Failed(io::Error::other(err)),
     }
 }
 
@@ -267,6 +294,23 @@ impl SavedTerminal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_prompt_says_where_the_client_is() {
+        assert_eq!(prompt(Place::Connected), "> ");
+        let on_s2 = Place::LoggedIn {
+            user: "alice",
+            server: "s2",
+        };
+        assert_eq!(prompt(on_s2), "alice@s2> ");
+        assert_eq!(prompt(Place::Reconnecting), "(reconnecting)> ");
+        // A server's name that would move the cursor is shown escaped.
+        let odd = Place::LoggedIn {
+            user: "bob",
+            server: "s\u{1b}[2J",
+        };
+        assert_eq!(prompt(odd), "bob@s\\u{1b}[2J> ");
+    }
 
     #[test]
     fn passwords_stay_out_of_history() {

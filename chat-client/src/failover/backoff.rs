@@ -1,4 +1,5 @@
-//! The pauses between two walks of a reconnect: exponential, capped, and jittered.
+//! The pauses between two walks of a reconnect: exponential, capped, and jittered; and the
+//! jittered period of the looks at home.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -17,6 +18,11 @@ impl Backoff {
         Backoff { step: first, cap }
     }
 
+    /// Changes the cap of the pauses to come; the step keeps growing from where it is.
+    pub fn set_cap(&mut self, cap: Duration) {
+        self.cap = cap;
+    }
+
     /// The next pause, between half the current step and the whole of it; then doubles the
     /// step, up to the cap.
     pub fn pause(&mut self) -> Duration {
@@ -25,6 +31,12 @@ impl Backoff {
         let half = step / 2;
         half + half.mul_f64(random_fraction())
     }
+}
+
+/// `period` give or take a quarter, at random, so that clients started together do not act in
+/// step.
+pub fn around(period: Duration) -> Duration {
+    period.mul_f64(0.75 + 0.5 * random_fraction())
 }
 
 /// A number in `[0, 1)` that differs between processes and between calls: the standard
@@ -58,6 +70,30 @@ mod tests {
                 "{pause:?} for a step of {step:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_raised_cap_lets_the_pauses_grow_on() {
+        let mut backoff = Backoff::new(Duration::from_millis(1000), Duration::from_secs(1));
+        assert!(backoff.pause() <= Duration::from_secs(1));
+        backoff.set_cap(Duration::from_secs(10));
+        for step in [1, 2, 4, 8, 10, 10] {
+            let step = Duration::from_secs(step);
+            let pause = backoff.pause();
+            assert!(pause >= step / 2 && pause <= step, "{pause:?} for {step:?}");
+        }
+        backoff.set_cap(Duration::from_secs(2));
+        assert!(backoff.pause() <= Duration::from_secs(2));
+    }
+
+    #[test]
+    fn periods_are_jittered_by_a_quarter() {
+        let period = Duration::from_secs(30);
+        let periods: Vec<Duration> = (0..50).map(|_| around(period)).collect();
+        assert!(periods
+            .iter()
+            .all(|p| *p >= period * 3 / 4 && *p <= period * 5 / 4));
+        assert!(periods.iter().any(|p| *p != periods[0]), "{periods:?}");
     }
 
     #[test]

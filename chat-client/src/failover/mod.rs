@@ -5,14 +5,17 @@
 //! It refreshes the ring from the first server that answers, since the lost server drops out
 //! of the farm's ring a few seconds after it dies, then logs the user in again with the
 //! remembered credentials, following redirects as a login does. When no server takes the
-//! user, it pauses (a jittered exponential [`Backoff`]) and walks again, until one does.
+//! user, it pauses (a jittered exponential [`Backoff`]) and walks again, until one does. A walk
+//! on which no server answered at all means the farm is down: the pauses then grow to
+//! [`FARM_DOWN_MAX_PAUSE`], and [`reconnect_reporting`] tells its caller each time.
 //!
 //! A server whose key is refused (see `handshake`) counts as one that does not answer, so the
 //! walk goes on to the next. But when *every* server of a walk refused for its key, waiting
 //! will not help: the reconnect gives up with [`ConnectError::NoneTrusted`], for the session to
 //! show, instead of trying again forever without a word.
 //!
-//! A **look at home** ([`check_home`]) runs every so often while a user is logged in. It
+//! A **look at home** ([`check_home`]) runs every so often while a user is logged in (slowly:
+//! it is the fallback for a missed `GoHome` push), and at once when the server pushes one. It
 //! refreshes the ring from the current server, even at home, so that a reconnect starts from
 //! the farm as it is (a restarted server may have a new address). When the user's home by that
 //! ring is another server, it tries to log in there, following no redirect, so that a home
@@ -29,15 +32,17 @@ use std::time::Duration;
 
 mod backoff;
 
-pub use backoff::Backoff;
+pub use backoff::{around, Backoff};
 
 /// How long a connection made while failing over or looking at home may take to answer: short,
 /// so that one hung server does not stall the walk.
 pub const FAILOVER_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// The pause before the first attempt of a reconnect, before jitter.
 pub const FIRST_PAUSE: Duration = Duration::from_millis(100);
-/// The longest pause between two attempts.
+/// The longest pause between two attempts while some server answers.
 pub const MAX_PAUSE: Duration = Duration::from_secs(2);
+/// The longest pause between two attempts once no server of the farm answers.
+pub const FARM_DOWN_MAX_PAUSE: Duration = Duration::from_secs(10);
 
 /// A logged-in user's name and password, kept in memory only, to log in again after a loss.
 #[derive(Clone, PartialEq, Eq)]
@@ -106,16 +111,34 @@ pub struct Reconnected {
 /// Connects again, and logs in again when someone was logged in. Keeps trying until a server
 /// takes the session; gives up only when every server of a walk refused for its key.
 pub async fn reconnect(plan: Plan) -> Result<Reconnected, ConnectError> {
+    reconnect_reporting(plan, |_| {}).await
+}
+
+/// As [`reconnect`], and calls `farm_down` with the coming pause after each walk on which no
+/// server answered at all.
+pub async fn reconnect_reporting(
+    plan: Plan,
+    mut farm_down: impl FnMut(Duration),
+) -> Result<Reconnected, ConnectError> {
     let mut backoff = Backoff::new(FIRST_PAUSE, MAX_PAUSE);
     let mut ring = plan.ring.clone();
+    // Even the first attempt waits a little, so that the many clients of a server that just
+    // died do not all arrive at the next one in the same moment.
+    let mut pause = backoff.pause();
     loop {
-        // Even the first attempt waits a little, so that the many clients of a server that
-        // just died do not all arrive at the next one in the same moment.
-        tokio::time::sleep(backoff.pause()).await;
+        tokio::time::sleep(pause).await;
         match attempt(&plan, &mut ring).await {
             Walk::Reconnected(reconnected) => return Ok(reconnected),
             Walk::AllRefused(refusals) => return Err(ConnectError::NoneTrusted(refusals)),
-            Walk::NoneTook => {}
+            Walk::NoneTook { answered: true } => {
+                backoff.set_cap(MAX_PAUSE);
+                pause = backoff.pause();
+            }
+            Walk::NoneTook { answered: false } => {
+                backoff.set_cap(FARM_DOWN_MAX_PAUSE);
+                pause = backoff.pause();
+                farm_down(pause);
+            }
         }
     }
 }
@@ -125,8 +148,11 @@ enum Walk {
     Reconnected(Reconnected),
     /// Every candidate was refused for its key (or sent the login to a server that was).
     AllRefused(Vec<ConnectError>),
-    /// No server took the session, and some may later.
-    NoneTook,
+    /// No server took the session, and some may later. `answered` when some server at least
+    /// made the handshake and said hello.
+    NoneTook {
+        answered: bool,
+    },
 }
 
 /// One walk over the candidates.
@@ -137,9 +163,13 @@ async fn attempt(plan: &Plan, ring: &mut Option<RingInfo>) -> Walk {
         .map(|credentials| credentials.user.as_str());
     let mut refusals = Vec::new();
     let mut n_unreachable = 0;
+    let mut answered = false;
     for addr in candidates(ring.as_ref(), &plan.seeds, user, plan.lost.as_ref()) {
         let (connection, incoming) = match Connection::connect(&addr, &plan.options).await {
-            Ok(connected) => connected,
+            Ok(connected) => {
+                answered = true;
+                connected
+            }
             Err(err) if err.is_key_refusal() => {
                 tracing::debug!("failover: {err}");
                 refusals.push(err);
@@ -192,7 +222,8 @@ async fn attempt(plan: &Plan, ring: &mut Option<RingInfo>) -> Walk {
     if n_unreachable == 0 && !refusals.is_empty() {
         Walk::AllRefused(refusals)
     } else {
-        Walk::NoneTook
+        // A server whose key is refused does not count as the farm answering.
+        Walk::NoneTook { answered }
     }
 }
 

@@ -24,13 +24,14 @@
 use crate::command::{parse_line, Command};
 use crate::connection::{ConnectError, ConnectOptions, Connection, Incoming, CONNECT_TIMEOUT};
 use crate::execute::{Job, Step};
-use crate::failover::{HomeCheck, Reconnected, FAILOVER_CONNECT_TIMEOUT};
+use crate::failover::{self, HomeCheck, Reconnected, FAILOVER_CONNECT_TIMEOUT};
 use crate::farm::Moved;
 use crate::handshake::ServerTrust;
 use crate::heartbeat::Heartbeat;
 use crate::input::Input;
 use crate::output::{Answer, Event, Output};
 use crate::seen::SeenIds;
+use crate::terminal::{self, Place};
 use chat_proto::ChatMessage;
 use moves::{close, requeue, Placement};
 use std::collections::VecDeque;
@@ -45,8 +46,9 @@ mod moves;
 /// The `command` of errors about the connection itself.
 pub const CONNECTION: &str = "connection";
 
-/// How long to wait between two looks at home, by default.
-pub const DEFAULT_HOME_POLL: Duration = Duration::from_millis(1000);
+/// How long to wait between two looks at home, by default, give or take a quarter. Slow: the
+/// server pushes `GoHome` when home is back, and the poll is only for a push that was missed.
+pub const DEFAULT_HOME_POLL: Duration = Duration::from_secs(30);
 
 /// How many commands a person may type ahead while the client fails over.
 const MAX_TYPED_AHEAD: usize = 100;
@@ -80,7 +82,8 @@ pub struct Config {
     pub seeds: Vec<String>,
     /// How every connection pings its server; `None` for no pings.
     pub heartbeat: Option<Heartbeat>,
-    /// How long to wait between two looks at the ring, and at home while logged in elsewhere.
+    /// How long to wait between two looks at the ring, and at home while logged in elsewhere,
+    /// give or take a quarter. A `GoHome` push from the server looks at once.
     pub home_poll: Duration,
     /// Which server keys every connection accepts.
     pub trust: ServerTrust,
@@ -191,16 +194,20 @@ impl<'a> Session<'a> {
             let can_read = !state.input_done
                 && match state.conn {
                     Some(_) => state.running.is_none() && state.queue.is_empty(),
-                    // On a terminal the prompt stays up while failing over; what is typed
-                    // waits for the new connection.
-                    None => input.is_terminal() && state.queue.len() < MAX_TYPED_AHEAD,
+                    // The input is read while failing over, so that `quit` is seen at once;
+                    // what else is typed waits for the new connection.
+                    None => state.queue.len() < MAX_TYPED_AHEAD,
                 };
+            let prompt = self.prompt(&state);
             tokio::select! {
                 biased;
                 event = recv(&mut state.incoming) => match (event, &state.conn) {
                     (Some(Incoming::Message(message)), Some(conn)) => {
                         let conn = conn.clone();
                         self.show_live(&conn, message).await;
+                    }
+                    (Some(Incoming::GoHome { server }), Some(_)) => {
+                        self.called_home(&mut state, &server);
                     }
                     (ended, _) => {
                         tracing::debug!("connection ended: {ended:?}");
@@ -241,7 +248,7 @@ impl<'a> Session<'a> {
                     }
                     state.home_switch = check.moved;
                 }
-                line = input.next_line(), if can_read => match line {
+                line = input.next_line(&prompt), if can_read => match line {
                     Ok(Some(line)) => {
                         let Some(command) = self.prepare(&line, input).await else {
                             continue;
@@ -253,7 +260,18 @@ impl<'a> Session<'a> {
                         }
                         state.queue.push_back(Job::command(command));
                     }
+                    // Ctrl-D at a terminal while failing over: nothing typed can be answered.
+                    Ok(None) if state.conn.is_none() && input.is_terminal() => {
+                        break Exit::EndOfInput;
+                    }
                     Ok(None) => state.input_done = true,
+                    // Ctrl-C drops the line typed; while failing over it quits.
+                    Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {
+                        if state.conn.is_none() {
+                            self.output.emit(&Event::Ok(Answer::Quit));
+                            break Exit::Quit;
+                        }
+                    }
                     Err(err) => {
                         tracing::debug!("cannot read input: {err}");
                         self.output.error("input", format!("cannot read input: {err}"));
@@ -279,7 +297,7 @@ impl<'a> Session<'a> {
     async fn advance(&'a self, state: &mut State<'a>) -> Option<Exit> {
         if state.running.is_none() && state.conn.is_some() {
             if state.homing.is_none() && state.home_switch.is_none() {
-                self.start_homing(state);
+                self.start_homing(state, failover::around(self.config.home_poll));
             }
             if let Some(moved) = state.home_switch.take() {
                 self.switch_home(state, moved).await;
@@ -297,6 +315,20 @@ impl<'a> Session<'a> {
             return Some(Exit::EndOfInput);
         }
         None
+    }
+
+    /// The prompt for where the client is now.
+    fn prompt(&self, state: &State<'_>) -> String {
+        let placement = self.placement();
+        let place = match (&state.conn, &placement.credentials) {
+            (None, _) => Place::Reconnecting,
+            (Some(conn), Some(credentials)) => Place::LoggedIn {
+                user: &credentials.user,
+                server: conn.server_name(),
+            },
+            (Some(_), None) => Place::Connected,
+        };
+        terminal::prompt(place)
     }
 
     fn emit_connected(&self, connection: &Connection) {

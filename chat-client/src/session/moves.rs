@@ -11,11 +11,12 @@ use crate::connection::{Connection, Incoming};
 use crate::execute::{Job, Step};
 use crate::failover::{self, Credentials, LostServer, Plan, Reconnected, Relogin};
 use crate::farm::Moved;
-use crate::output::Answer;
+use crate::output::{Answer, Event};
 use chat_proto::RingInfo;
 use futures::FutureExt;
 use std::collections::VecDeque;
 use std::sync::{Arc, MutexGuard};
+use std::time::Duration;
 
 /// Who is logged in, and the newest ring: what a reconnect needs.
 #[derive(Debug, Default)]
@@ -51,10 +52,11 @@ impl<'a> Session<'a> {
         self.placement().credentials = None;
     }
 
-    /// Starts the next look at home while a user is logged in. It refreshes the ring even at
-    /// home, so that a failover starts from the farm as it is now (servers that came back,
-    /// perhaps at new addresses), and moves the user home when they are away from it.
-    pub(super) fn start_homing(&'a self, state: &mut State<'a>) {
+    /// Starts the next look at home, after `wait`, while a user is logged in. It refreshes the
+    /// ring even at home, so that a failover starts from the farm as it is now (servers that
+    /// came back, perhaps at new addresses), and moves the user home when they are away from
+    /// it. A look under way is replaced.
+    pub(super) fn start_homing(&'a self, state: &mut State<'a>, wait: Duration) {
         let Some(conn) = &state.conn else {
             return;
         };
@@ -66,7 +68,7 @@ impl<'a> Session<'a> {
             conn.clone(),
             credentials.clone(),
             self.config.failover_options(),
-            self.config.home_poll,
+            wait,
         );
         state.homing = Some(Box::pin(check));
     }
@@ -78,8 +80,10 @@ impl<'a> Session<'a> {
         if let Some(mut incoming) = state.incoming.take() {
             // Shown, not acknowledged: the server keeps them for the log, where they are
             // confirmed without being shown again.
-            while let Ok(Incoming::Message(message)) = incoming.try_recv() {
-                self.show(message, false);
+            while let Ok(event) = incoming.try_recv() {
+                if let Incoming::Message(message) = event {
+                    self.show(message, false);
+                }
             }
         }
         let old = state.conn.take();
@@ -126,8 +130,20 @@ impl<'a> Session<'a> {
                 options: self.config.failover_options(),
             }
         };
-        state.reconnecting = Some(Box::pin(failover::reconnect(plan)));
+        let farm_down = |retry_in| self.output.emit(&Event::FarmDown { retry_in });
+        let reconnect = failover::reconnect_reporting(plan, farm_down);
+        state.reconnecting = Some(Box::pin(reconnect));
         None
+    }
+
+    /// The server says home takes the user back: looks at home now instead of at the next
+    /// poll, unless a move home is already waiting. Home is then taken from the ring, as on
+    /// every look, so a push that does not match the farm moves nobody.
+    pub(super) fn called_home(&'a self, state: &mut State<'a>, server: &str) {
+        tracing::debug!("called home to {server}");
+        if state.home_switch.is_none() {
+            self.start_homing(state, Duration::ZERO);
+        }
     }
 
     /// A reconnect succeeded: swaps the connection in, and after a login queues the log fetch.
