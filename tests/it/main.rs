@@ -7,6 +7,7 @@ mod bench;
 mod chaos;
 mod farm;
 mod groups;
+mod home;
 mod hostile;
 mod limits;
 mod messaging;

@@ -28,10 +28,17 @@ impl Client {
     /// Starts a client with these `--server` addresses, without waiting for anything. It
     /// trusts servers on first use, in a known-servers file of its own.
     pub fn spawn(servers: &[&str]) -> Client {
+        Client::spawn_trusting(servers, &[])
+    }
+
+    /// As [`Client::spawn`], with extra flags.
+    pub fn spawn_trusting(servers: &[&str], flags: &[&str]) -> Client {
         let known_servers =
             std::env::temp_dir().join(format!("chat-test-known-{}", uuid::Uuid::now_v7().simple()));
         let known_servers = known_servers.to_string_lossy().into_owned();
-        Client::spawn_with(servers, &["--known-servers", &known_servers])
+        let mut all_flags = vec!["--known-servers", &known_servers];
+        all_flags.extend_from_slice(flags);
+        Client::spawn_with(servers, &all_flags)
     }
 
     /// Starts a client with these `--server` addresses and extra flags.

@@ -36,7 +36,12 @@ impl Server {
         let admin_socket =
             std::env::temp_dir().join(format!("chat-test-{}.sock", uuid::Uuid::now_v7().simple()));
         let mut child = Command::new(binary("chat-server"))
-            .args(["--name", name, "--listen", "127.0.0.1:0"])
+            .args(["--name", name])
+            .args(if flags.contains(&"--listen") {
+                &[][..]
+            } else {
+                &["--listen", "127.0.0.1:0"][..]
+            })
             .args(flags)
             .args(if flags.contains(&"--peer-listen") {
                 &[][..]
