@@ -195,6 +195,11 @@ async fn a_wrong_key_and_a_server_that_is_down_keep_the_failover_trying() {
     })
     .await;
     assert_eq!(exit, Exit::EndOfInput, "{lines:#?}");
+    // A server with another key is not of this farm: each walk found the farm down, and said so.
+    let (farm_down, lines): (Vec<Value>, Vec<Value>) = lines
+        .into_iter()
+        .partition(|line| line["type"] == "farm_down");
+    assert!(!farm_down.is_empty(), "{lines:#?}");
     let mut expected = moved_after_login(&user, "s1", "s1");
     expected.push(whoami(&user, "s1", "s1", "s2"));
     assert_eq!(lines, expected);
