@@ -13,6 +13,7 @@
 //! [`PeerFrame::Serving`]: chat_proto::PeerFrame::Serving
 
 use super::LinkContext;
+use crate::farm::FarmView;
 use chat_proto::ServerFrame;
 use rand_core::{OsRng, RngCore};
 use std::sync::Arc;
@@ -23,6 +24,8 @@ use tokio::time::Instant;
 pub const WINDOW_PER_USER: Duration = Duration::from_millis(1);
 /// The longest window over which one call-back spreads its pushes.
 pub const MAX_WINDOW: Duration = Duration::from_millis(1500);
+/// How long a call-back waits for this server's view of the registry to have the peer live.
+const LIVE_WAIT: Duration = Duration::from_secs(5);
 
 /// The window for `n_users` moving at once.
 pub fn window(n_users: usize) -> Duration {
@@ -48,9 +51,25 @@ fn random_fraction() -> f64 {
 /// Starts calling home the users here whom `peer` should serve, replacing a call-back to
 /// `peer` that is still under way.
 pub fn call_back(ctx: &Arc<LinkContext>, peer: &str) {
-    let view = ctx.farm.view();
-    let Some(addr) = view.server(peer).map(|server| server.client_addr.clone()) else {
-        tracing::warn!(%peer, "a peer serves but is not in the registry; nobody is called home");
+    let task = ctx.tracker.spawn(push_home(ctx.clone(), peer.to_owned()));
+    let older = ctx
+        .links
+        .lock()
+        .calling_back
+        .insert(peer.to_owned(), task.abort_handle());
+    if let Some(older) = older {
+        older.abort();
+    }
+}
+
+/// Tells the sessions of the users here whom `peer` should serve to go home there, at the
+/// times of the schedule.
+async fn push_home(ctx: Arc<LinkContext>, peer: String) {
+    let Some(view) = live_view(&ctx, &peer).await else {
+        tracing::warn!(%peer, "a peer serves but the registry does not have it live; nobody is called home");
+        return;
+    };
+    let Some(addr) = view.server(&peer).map(|server| server.client_addr.clone()) else {
         return;
     };
     let users: Vec<String> = ctx
@@ -69,21 +88,6 @@ pub fn call_back(ctx: &Arc<LinkContext>, peer: &str) {
         window_ms = window(users.len()).as_millis() as u64,
         "calling users home"
     );
-    let task = ctx
-        .tracker
-        .spawn(push_home(ctx.clone(), peer.to_owned(), addr, users));
-    let older = ctx
-        .links
-        .lock()
-        .calling_back
-        .insert(peer.to_owned(), task.abort_handle());
-    if let Some(older) = older {
-        older.abort();
-    }
-}
-
-/// Tells each user's sessions to go home to `peer`, at the times of the schedule.
-async fn push_home(ctx: Arc<LinkContext>, peer: String, addr: String, users: Vec<String>) {
     let start = Instant::now();
     let offsets = schedule(users.len(), random_fraction);
     let mut n_told = 0;
@@ -106,6 +110,27 @@ async fn push_home(ctx: Arc<LinkContext>, peer: String, addr: String, users: Vec
         }
     }
     tracing::info!(%peer, sessions = n_told, "called users home");
+}
+
+/// The farm as this server sees it once `peer` is live there. A link may come up before this
+/// server's last reading of the registry has seen the peer return (a dial that began before
+/// the peer was counted down, say), so the registry is read again at once, and then the
+/// heartbeat's readings are awaited for up to [`LIVE_WAIT`].
+async fn live_view(ctx: &LinkContext, peer: &str) -> Option<Arc<FarmView>> {
+    let is_live = |view: &Arc<FarmView>| view.server(peer).is_some_and(|server| server.live);
+    let mut views = ctx.farm.subscribe();
+    let view = views.borrow_and_update().clone();
+    if is_live(&view) {
+        return Some(view);
+    }
+    if let Err(err) = ctx.farm.refresh(&ctx.store).await {
+        tracing::warn!(%err, "cannot read the registry to call users home");
+    }
+    let live = tokio::time::timeout(LIVE_WAIT, views.wait_for(is_live)).await;
+    match live {
+        Ok(Ok(view)) => Some(view.clone()),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
