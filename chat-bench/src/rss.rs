@@ -84,6 +84,7 @@ pub async fn run(args: RssArgs, deadline: tokio::time::Instant) -> anyhow::Resul
         population.stop();
         return Ok(Verdict::timed_out());
     };
+    storm.print("storm");
     // Closing the storm's connections logs its users out again.
     storm.conns.clear();
     tokio::time::sleep(settle).await;
@@ -97,7 +98,6 @@ pub async fn run(args: RssArgs, deadline: tokio::time::Instant) -> anyhow::Resul
     for server in seats.iter().filter_map(|seat| seat.server.as_deref()) {
         *users_on.entry(server).or_default() += 1;
     }
-    storm.print("storm");
     for reading in &readings {
         print_line(
             reading,
