@@ -11,6 +11,7 @@ use crate::farm::Farm;
 use anyhow::{anyhow, bail};
 use chat_client::connection::Incoming;
 use chat_client::connection::{ConnectOptions, Connection, RequestError};
+use chat_client::failover::LostServer;
 use chat_client::farm::{Moved, MAX_REDIRECTS};
 use chat_client::heartbeat;
 use chat_proto::{ErrorReply, Request, Response};
@@ -54,6 +55,8 @@ pub fn outcome(user: &str, reply: Result<Response, ErrorReply>) -> anyhow::Resul
 pub struct Failure {
     /// Its own heartbeat ended the connection: the server answered no ping for too long.
     pub dropped: bool,
+    /// The server whose connection ended before it answered the login, if that is why.
+    pub lost: Option<LostServer>,
     pub error: anyhow::Error,
 }
 
@@ -61,6 +64,7 @@ impl Failure {
     fn other(error: anyhow::Error) -> Failure {
         Failure {
             dropped: false,
+            lost: None,
             error,
         }
     }
@@ -90,6 +94,10 @@ pub async fn log_in(
                 };
                 return Err(Failure {
                     dropped: heartbeat::ended_by_silence(&why),
+                    lost: Some(LostServer {
+                        name: connection.server_name().to_string(),
+                        addr: addr.clone(),
+                    }),
                     error: anyhow!("the login of {user} on {addr} was lost: {why}"),
                 });
             }

@@ -3,8 +3,10 @@
 //! then each user living as the real client does (see `user`), on the [`Board`].
 //!
 //! A user whose first login is lost because its own heartbeat gave up (the server answered no
-//! ping for `misses` intervals while the login waited) counts as **dropped** and as failed, and
-//! is not tried again; once logged in, a dropped connection fails over as the client's would.
+//! ping for `misses` intervals while the login waited) counts as **dropped** and its login as
+//! failed; like the real client, which re-runs a login that a lost connection left unanswered,
+//! it then reconnects and logs in again (which adds to the storm), and lives on. Once logged
+//! in, a dropped connection fails over as the client's would.
 
 use crate::args::{count, FarmArgs, UserArgs};
 use crate::board::Board;
@@ -169,9 +171,16 @@ impl Population {
                         let _ = results_tx.send(Ok(began.elapsed())).await;
                         life.run(moved, stop).await;
                     }
-                    Err(failure) => {
-                        life.board.failed(life.idx, failure.dropped);
+                    Err(mut failure) => {
+                        let lost = failure.lost.take();
+                        match &lost {
+                            Some(_) => life.board.ended(life.idx, failure.dropped),
+                            None => life.board.failed(life.idx, failure.dropped),
+                        }
                         let _ = results_tx.send(Err(failure)).await;
+                        if let Some(lost) = lost {
+                            life.rejoin(lost, stop).await;
+                        }
                     }
                 }
             });

@@ -55,35 +55,47 @@ impl Life {
                     return;
                 }
             };
-            match ended {
+            let why = match ended {
                 Ended::Home(home) => {
                     close(connection).await;
                     moved = home;
                     continue;
                 }
-                Ended::Lost(why) => {
-                    self.board
-                        .ended(self.idx, heartbeat::ended_by_silence(&why));
-                    let lost = LostServer {
-                        name: server,
-                        addr: connection.addr().to_string(),
-                    };
-                    drop(connection);
-                    let reconnect = self.reconnect(lost);
-                    let again = tokio::select! {
-                        again = reconnect => again,
-                        () = stop.cancelled() => return,
-                    };
-                    match again {
-                        Some(again) => moved = again,
-                        None => {
-                            self.board.failed(self.idx, false);
-                            return;
-                        }
-                    }
-                }
+                Ended::Lost(why) => why,
+            };
+            self.board
+                .ended(self.idx, heartbeat::ended_by_silence(&why));
+            let lost = LostServer {
+                name: server,
+                addr: connection.addr().to_string(),
+            };
+            drop(connection);
+            match self.come_back(lost, &stop).await {
+                Some(again) => moved = again,
+                None => return,
             }
         }
+    }
+
+    /// Logs in again after the connection to `lost` ended, as the client does (it also re-runs
+    /// a login that a lost connection left unanswered), then lives on.
+    pub async fn rejoin(mut self, lost: LostServer, stop: CancellationToken) {
+        if let Some(moved) = self.come_back(lost, &stop).await {
+            self.run(moved, stop).await;
+        }
+    }
+
+    /// The reconnect after a loss; `None` when stopped, or when the farm refused the user
+    /// (which the board then says).
+    async fn come_back(&mut self, lost: LostServer, stop: &CancellationToken) -> Option<Moved> {
+        let again = tokio::select! {
+            again = self.reconnect(lost) => again,
+            () = stop.cancelled() => return None,
+        };
+        if again.is_none() {
+            self.board.failed(self.idx, false);
+        }
+        again
     }
 
     /// Stays on `connection` until it ends or the user moves home.

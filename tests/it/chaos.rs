@@ -56,7 +56,7 @@ struct Crowd {
 }
 
 impl Crowd {
-    /// Starts `n_users` users and returns once every first login has ended.
+    /// Starts `n_users` users and returns once every one is logged in.
     async fn start(farm: &Farm, n_users: u64) -> Crowd {
         let mut child = Command::new(binary("chat-bench"))
             .arg("crowd")
@@ -65,6 +65,8 @@ impl Crowd {
             .arg("--server-key-file")
             .arg(farm.db.keys.join("farm.pub"))
             .args(["--clients", &n_users.to_string(), "--timeout-secs", "3600"])
+            // Their first logins register them: a login of a new name registers it.
+            .arg("--registered")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)

@@ -9,8 +9,9 @@ use std::time::Duration;
 /// How the simulated users behave; the defaults are the real client's.
 #[derive(Debug, Clone, Args)]
 pub struct UserArgs {
-    /// The users' accounts exist already (an earlier run with the same --run-id registered
-    /// them): skip the registration.
+    /// Skip the registration: the users' accounts exist already (an earlier run with the same
+    /// --run-id registered them), or their first logins may register them, since a login of a
+    /// new name registers it.
     #[arg(long)]
     pub registered: bool,
 
