@@ -12,7 +12,7 @@ use crate::farm::{self, LoginError, Moved};
 use crate::output::{Answer, Event};
 use crate::session::Session;
 use chat_proto::codec::MAX_LOG_BATCH;
-use chat_proto::{ErrorCode, MessageId, Request, Response};
+use chat_proto::{ErrorCode, GroupEntry, MessageId, Request, Response, MAX_PAGE};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -94,6 +94,46 @@ impl From<LoginError> for Failure {
 fn unexpected(response: Response) -> Failure {
     tracing::warn!("unexpected reply from the server: {response:?}");
     Failure::Failed("the server sent an unexpected reply".to_string())
+}
+
+/// An item of a paged list, and the cursor it leaves for the next page.
+trait Named {
+    fn name(&self) -> &str;
+}
+
+impl Named for String {
+    fn name(&self) -> &str {
+        self
+    }
+}
+
+impl Named for GroupEntry {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Asks for a list page after page and returns it whole: `ask(after)` is the request for the
+/// page after the cursor, and `page` takes its items and whether more follow out of the reply
+/// (or hands back a reply that does not fit). Each page starts after the last name of the one
+/// before, so the server never answers with more than a page.
+async fn all_pages<T: Named>(
+    conn: &Connection,
+    ask: impl Fn(Option<String>) -> Request,
+    page: impl Fn(Response) -> Result<(Vec<T>, bool), Response>,
+) -> Result<Vec<T>, Failure> {
+    let mut items = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let (batch, more) = page(conn.request(ask(after.clone())).await?).map_err(unexpected)?;
+        let last = batch.last().map(|item| item.name().to_owned());
+        items.extend(batch);
+        // A page that would not move the cursor would make this loop spin: stop there.
+        match last {
+            Some(last) if more && after.as_ref() != Some(&last) => after = Some(last),
+            _ => return Ok(items),
+        }
+    }
 }
 
 fn expect_done(response: Response) -> Result<(), Failure> {
@@ -215,18 +255,35 @@ impl Session<'_> {
                 expect_done(conn.request(request).await?)?;
                 Answer::Leave { group }
             }
-            Command::Groups => match conn.request(Request::Groups).await? {
-                Response::Groups { all, joined } => Answer::Groups {
-                    groups: all,
-                    joined,
-                },
-                other => return Err(unexpected(other)),
-            },
+            Command::Groups => {
+                let ask = |after| Request::Groups {
+                    after,
+                    max: MAX_PAGE,
+                };
+                let groups = all_pages(conn, ask, |response| match response {
+                    Response::Groups { groups, more } => Ok((groups, more)),
+                    other => Err(other),
+                })
+                .await?;
+                let joined = groups.iter().filter(|group| group.joined);
+                Answer::Groups {
+                    joined: joined.map(|group| group.name.clone()).collect(),
+                    groups: groups.into_iter().map(|group| group.name).collect(),
+                }
+            }
             Command::ReadLog => self.read_log(conn, &prepared.shown).await?,
-            Command::Who => match conn.request(Request::Who).await? {
-                Response::Users(users) => Answer::Who { users },
-                other => return Err(unexpected(other)),
-            },
+            Command::Who => {
+                let ask = |after| Request::Who {
+                    after,
+                    max: MAX_PAGE,
+                };
+                let users = all_pages(conn, ask, |response| match response {
+                    Response::Users { users, more } => Ok((users, more)),
+                    other => Err(other),
+                })
+                .await?;
+                Answer::Who { users }
+            }
             Command::WhoIs { user } => match conn.request(Request::WhoIs { user }).await? {
                 Response::WhoIs {
                     user,

@@ -113,7 +113,8 @@ pub enum ClientFrame {
         id: RequestId,
         body: Request,
     },
-    /// The client has shown these delivered messages; the server may forget them.
+    /// The client has shown these delivered messages; the server may forget them. At most
+    /// [`crate::MAX_ACK_IDS`] ids: a larger frame closes the connection.
     Ack {
         ids: Vec<MessageId>,
     },
@@ -143,7 +144,13 @@ pub enum Request {
     Leave {
         group: String,
     },
-    Groups,
+    /// A page of every group: up to `max` (at most [`crate::MAX_PAGE`]) groups whose names sort
+    /// after `after` (from the first when `None`), in order, each with whether the user is a
+    /// member. Answered by [`Response::Groups`]; the next page starts after its last name.
+    Groups {
+        after: Option<String>,
+        max: u32,
+    },
     /// Hands over up to `max` waiting messages, oldest first, without removing them.
     ReadLog {
         max: u32,
@@ -152,8 +159,12 @@ pub enum Request {
     ConfirmLog {
         ids: Vec<MessageId>,
     },
-    /// The users logged in anywhere in the farm.
-    Who,
+    /// A page of the users logged in anywhere in the farm, paged as [`Request::Groups`] is.
+    /// Answered by [`Response::Users`].
+    Who {
+        after: Option<String>,
+        max: u32,
+    },
     /// Whether a user is online, where, and which servers the ring gives them.
     WhoIs {
         user: String,
@@ -192,16 +203,23 @@ pub enum Response {
     Sent {
         id: MessageId,
     },
+    /// A page of groups, in name order.
     Groups {
-        all: Vec<String>,
-        joined: Vec<String>,
+        groups: Vec<GroupEntry>,
+        /// More groups sort after the last of this page.
+        more: bool,
     },
     Log {
         messages: Vec<ChatMessage>,
         /// More messages wait beyond this batch.
         more: bool,
     },
-    Users(Vec<String>),
+    /// A page of user names, in order.
+    Users {
+        users: Vec<String>,
+        /// More users sort after the last of this page.
+        more: bool,
+    },
     WhoAmI {
         user: String,
         /// The server this session is on.
@@ -226,6 +244,14 @@ pub enum Response {
         addr: String,
     },
     Pong,
+}
+
+/// A group in a page of [`Response::Groups`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupEntry {
+    pub name: String,
+    /// The user who asked is a member.
+    pub joined: bool,
 }
 
 /// The live servers of the farm and the ring's `V`: all a client needs to compute placements.
@@ -300,4 +326,6 @@ pub enum ErrorCode {
     ShuttingDown,
     /// Too many requests too fast, or too many failed logins: wait, then try again.
     TooFast,
+    /// The answer would not fit in one frame.
+    TooLarge,
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 
 /// The modules of `chat-server`, the lowest layer first.
 const LAYERS: &[&[&str]] = &[
-    &["config", "keys", "password", "limits", "outbound"],
+    &["config", "keys", "password", "limits", "outbound", "paging"],
     &["connection"],
     &["store"],
     &["farm", "members"],

@@ -4,7 +4,7 @@
 //! shared PostgreSQL database, so any server can die without taking anything with it.
 //!
 //! The modules, from the bottom up: each imports only modules listed before it (the first
-//! five import none), so that nothing below `server` knows the whole server. The `layers`
+//! six import none), so that nothing below `server` knows the whole server. The `layers`
 //! test checks it.
 //!
 //! - `config`: the command-line flags.
@@ -12,6 +12,7 @@
 //! - `password`: argon2id hashing off the async threads.
 //! - `limits`: the request rate per connection, and delays after failed logins.
 //! - `outbound`: a connection's bounded outbound queue, the only way to write to its socket.
+//! - `paging`: the keyset rule of every paged list: the first names after a cursor.
 //! - `connection`: what sessions and links share: the handshake driver, the writer task, and
 //!   their timeouts.
 //! - `store`: the PostgreSQL store and its migrations; the only module that speaks SQL.
@@ -46,6 +47,7 @@ pub mod limits;
 pub mod links;
 pub mod members;
 pub mod outbound;
+pub mod paging;
 pub mod password;
 pub mod presence;
 pub mod server;

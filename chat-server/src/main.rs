@@ -53,9 +53,8 @@ fn admin(runtime: &tokio::runtime::Runtime, args: AdminArgs) -> anyhow::Result<(
         (None, Some(name)) => admin::default_socket(&name),
         (None, None) => anyhow::bail!("name the server with --name or --socket"),
     };
-    let answer = runtime.block_on(admin::request(&path, &args.command.join(" ")))?;
-    print!("{answer}");
-    Ok(())
+    let command = args.command.join(" ");
+    runtime.block_on(admin::request(&path, &command, &mut tokio::io::stdout()))
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {

@@ -1,8 +1,8 @@
 //! The `chat-client` binary in pipe mode: exit codes and printed lines.
 
-use crate::fake_server::{farm_key, messages, FakeServer, OnWho};
+use crate::fake_server::{farm_key, messages, who, FakeServer, OnWho};
 use crate::farm::user_placed;
-use chat_proto::{key_to_hex, Request};
+use chat_proto::key_to_hex;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -167,7 +167,7 @@ async fn the_ping_flags_decide_when_a_hung_server_is_left() {
     );
     // The hung home was left once it had been silent for two ping intervals: after one or two
     // unanswered pings, depending on where in the ping cycle it hung.
-    let hung_at = home.frames_before(&Request::Who);
+    let hung_at = home.frames_before(&who());
     let unanswered = home.pings_after(hung_at);
     assert!(
         (1..=2).contains(&unanswered),

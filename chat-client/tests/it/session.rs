@@ -1,6 +1,6 @@
 //! The session, driven through the library with scripted input and captured output.
 
-use crate::fake_server::{messages, pinned, FakeServer, OnWho};
+use crate::fake_server::{messages, pinned, who, FakeServer, OnWho};
 use crate::farm::connected;
 use crate::support::{who_answer, whole_log_confirmed};
 use chat_client::connection::Connection;
@@ -134,7 +134,7 @@ async fn a_dropped_connection_is_replaced_and_the_command_runs_again() {
     assert_eq!(lines, expected);
     assert_eq!(
         server.requests(),
-        vec![Request::Who, Request::Ring, Request::Who, Request::WhoAmI]
+        vec![who(), Request::Ring, who(), Request::WhoAmI]
     );
 }
 

@@ -16,10 +16,14 @@ mod readlog;
 mod send;
 
 pub use context::{CommandContext, KnownUsers};
+pub use info::online_page;
 
 use crate::outbound::Outbound;
 use crate::store::StoreError;
-use chat_proto::{ClientFrame, ErrorCode, ErrorReply, NameError, Request, Response, ServerFrame};
+use chat_proto::{
+    fits_in_frame, ClientFrame, ErrorCode, ErrorReply, NameError, Request, Response, ServerFrame,
+    MAX_ACK_IDS, MAX_FRAME_LEN,
+};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -60,6 +64,14 @@ impl Session {
     /// Handles one frame from the client.
     pub async fn handle(&mut self, frame: ClientFrame) {
         match frame {
+            ClientFrame::Ack { ids } if ids.len() > MAX_ACK_IDS => {
+                // The real client never sends one: this is a broken or hostile peer.
+                tracing::warn!(peer = %self.peer, n_ids = ids.len(), "closing connection: Ack too long");
+                self.outbound.close(format!(
+                    "protocol error: an Ack carries at most {MAX_ACK_IDS} ids, not {}",
+                    ids.len()
+                ));
+            }
             ClientFrame::Ack { ids } => {
                 if let Some(user) = &self.user {
                     self.ctx.delivery.ack(user, &ids);
@@ -69,7 +81,7 @@ impl Session {
                 // Boxed: the state of the largest command (a login, a query) then lives only
                 // while a request runs, not in every idle session's task.
                 if let Outcome::Reply(result) = Box::pin(self.execute(id, body)).await {
-                    self.outbound.send(ServerFrame::Reply { id, result }).await;
+                    self.outbound.send(reply_frame(id, result)).await;
                 }
             }
         }
@@ -83,10 +95,10 @@ impl Session {
             Request::Send { id, to, text } => self.send(request_id, id, to, text).await,
             Request::Join { group } => self.join(group).await.into(),
             Request::Leave { group } => self.leave(group).await.into(),
-            Request::Groups => self.groups().await.into(),
+            Request::Groups { after, max } => self.groups(after, max).await.into(),
             Request::ReadLog { max } => self.read_log(max).await.into(),
             Request::ConfirmLog { ids } => self.confirm_log(ids).await.into(),
-            Request::Who => self.who().into(),
+            Request::Who { after, max } => self.who(after, max).into(),
             Request::WhoIs { user } => self.whois(user).await.into(),
             Request::WhoAmI => self.whoami().into(),
             Request::Ping => Ok(Response::Pong).into(),
@@ -99,6 +111,39 @@ impl Session {
             .clone()
             .ok_or_else(|| ErrorReply::new(ErrorCode::NotLoggedIn, "log in first"))
     }
+}
+
+/// The reply to request `id`; an answer too large for one frame becomes an error that says so,
+/// rather than a frame the connection's writer could not send.
+fn reply_frame(id: u32, result: Result<Response, ErrorReply>) -> ServerFrame {
+    let frame = ServerFrame::Reply { id, result };
+    if fits_in_frame(&frame, MAX_FRAME_LEN) {
+        return frame;
+    }
+    tracing::warn!(
+        id,
+        "an answer is too large for one frame; answering with an error"
+    );
+    ServerFrame::Reply {
+        id,
+        result: Err(ErrorReply::new(
+            ErrorCode::TooLarge,
+            "the answer is too large for one frame; ask for less at a time",
+        )),
+    }
+}
+
+/// A list's cursor: a name, checked by `validate`, or `None` for the first page.
+fn cursor(
+    after: Option<String>,
+    validate: fn(&str) -> Result<(), NameError>,
+) -> Result<Option<String>, ErrorReply> {
+    if let Some(after) = &after {
+        validate(after).map_err(|err| {
+            ErrorReply::new(ErrorCode::Invalid, format!("bad page cursor: {err}"))
+        })?;
+    }
+    Ok(after)
 }
 
 fn invalid(err: NameError) -> ErrorReply {
@@ -117,5 +162,37 @@ fn unavailable(err: impl std::fmt::Display) -> ErrorReply {
 impl From<StoreError> for ErrorReply {
     fn from(err: StoreError) -> ErrorReply {
         unavailable(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn users(n_users: usize) -> Result<Response, ErrorReply> {
+        Ok(Response::Users {
+            users: (0..n_users).map(|idx| format!("{idx:0>32}")).collect(),
+            more: false,
+        })
+    }
+
+    #[test]
+    fn an_answer_too_large_for_a_frame_becomes_an_error() {
+        // 33 bytes a name: 30,000 fit in a frame, 40,000 do not.
+        let fits = reply_frame(7, users(30_000));
+        assert_eq!(
+            fits,
+            ServerFrame::Reply {
+                id: 7,
+                result: users(30_000)
+            }
+        );
+        let ServerFrame::Reply { id, result } = reply_frame(7, users(40_000)) else {
+            panic!("not a reply");
+        };
+        assert_eq!(id, 7);
+        let err = result.unwrap_err();
+        assert_eq!(err.code, ErrorCode::TooLarge);
+        assert!(err.message.starts_with("the answer is too large"), "{err}");
     }
 }

@@ -82,7 +82,7 @@ where
     }
 
     /// Writes until the connection closes, then says goodbye. A write that fails closes the
-    /// connection without one.
+    /// connection without one; a frame too large to encode closes it with one.
     pub async fn run(mut self) {
         let outbound = self.outbound.clone();
         let mut last_rekey = Instant::now();
@@ -94,9 +94,21 @@ where
             self.rekey.request_if_due(&mut last_rekey, Instant::now());
             self.unsent = Some(frame);
             tokio::select! {
-                written = self.write_queued() => if let Err(err) = written {
-                    outbound.close(format!("cannot write: {err}"));
-                    return;
+                written = self.write_queued() => match written {
+                    Ok(()) => {}
+                    Err(FrameError::TooLarge { max }) => {
+                        // Nothing of that frame was written: the connection can still say why
+                        // it closes, rather than vanish.
+                        tracing::warn!(max, "closing a connection: a frame too large to send");
+                        outbound.close(format!(
+                            "the server had a frame too large to send (over {max} bytes)"
+                        ));
+                        break;
+                    }
+                    Err(err) => {
+                        outbound.close(format!("cannot write: {err}"));
+                        return;
+                    }
                 },
                 () = outbound.closed() => break,
             }
@@ -157,6 +169,35 @@ mod tests {
     use super::*;
     use crate::connection::halves::tests::connected;
     use chat_proto::ServerFrame;
+
+    #[tokio::test]
+    async fn a_frame_too_large_to_send_closes_with_a_reason() {
+        let (mut client, server) = connected().await;
+        let (outbound, queue) = Outbound::new();
+        let (writer, _reader) = Writer::split(server, outbound.clone(), queue);
+        let writer = writer.goodbye(|reason| ServerFrame::Closing { reason });
+        let run = tokio::spawn(writer.run());
+        let pong = || ServerFrame::Reply {
+            id: 1,
+            result: Ok(chat_proto::Response::Pong),
+        };
+        assert!(outbound.push(pong()));
+        assert!(outbound.push(ServerFrame::Closing {
+            reason: "x".repeat(chat_proto::MAX_FRAME_LEN + 1),
+        }));
+        assert!(outbound.push(pong()));
+        let mut received = Vec::new();
+        while let Some(frame) = futures::StreamExt::next(&mut client).await {
+            received.push(frame.unwrap());
+        }
+        run.await.unwrap();
+        let reason = "the server had a frame too large to send (over 1048576 bytes)".to_owned();
+        assert_eq!(
+            received,
+            [pong(), pong(), ServerFrame::Closing { reason }],
+            "what was queued around it still goes out, then the reason"
+        );
+    }
 
     /// Every connection has a writer task for its whole life, so its size counts: a value held
     /// across an `.await` (or moved out too late) grows every one of them.

@@ -30,12 +30,18 @@ impl Store {
         Ok(conn.query_opt(&stmt, &[&user]).await?.is_some())
     }
 
-    /// Every registered user, by name.
-    pub async fn all_users(&self) -> Result<Vec<String>, StoreError> {
-        let conn = self.conn().await?;
-        let rows = conn
-            .query("SELECT name FROM users ORDER BY name", &[])
-            .await?;
-        Ok(rows.iter().map(|row| row.get(0)).collect())
+    /// Up to `count` registered names that sort after `after` (from the first when `None`), in
+    /// order: one page.
+    pub async fn users_after(
+        &self,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        self.names_after(
+            "SELECT name FROM users WHERE name > $1 ORDER BY name LIMIT $2",
+            after,
+            count,
+        )
+        .await
     }
 }

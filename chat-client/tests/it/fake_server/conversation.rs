@@ -99,7 +99,7 @@ async fn converse(
             let now = current.clone();
             // Misbehaving is for the first request of its kind only.
             match body {
-                Request::Who => current.on_who = OnWho::Answer,
+                Request::Who { .. } => current.on_who = OnWho::Answer,
                 Request::Send { .. } => current.on_send = OnSend::Answer,
                 _ => {}
             }
@@ -155,8 +155,11 @@ async fn converse(
                 | Request::Join { .. }
                 | Request::Leave { .. }
                 | Request::Logout => Ok(Response::Done),
-                Request::Who => match script.on_who {
-                    OnWho::Answer => Ok(Response::Users(vec!["alice".into(), "bob".into()])),
+                Request::Who { .. } => match script.on_who {
+                    OnWho::Answer => Ok(Response::Users {
+                        users: vec!["alice".into(), "bob".into()],
+                        more: false,
+                    }),
                     OnWho::Hang => {
                         script_handle.lock().expect("not poisoned").hung = true;
                         continue;
