@@ -1,19 +1,19 @@
 //! The `lists` workload: the largest reply frames. `--groups` groups are created (joins by a
 //! few of the users, `--group-name-len` characters a name) while `--clients` users are online
-//! and living as real clients; then one more connection of the first user asks `groups` and
-//! `who`, once each, and the size of each reply frame is reported, or that it never came (a
-//! reply past the frame limit ends the connection today).
+//! and living as real clients; then one more connection of the first user reads `groups` and
+//! `who` whole, page after page, and the largest reply frame of each is reported, with whether
+//! every one of this run's names came back.
 //!
 //! A reply's size is that of its frame before encryption (postcard), as the server's frame
-//! limit counts it. A reply that never came is reported with `at_least_bytes`, the size the
-//! reply would have with only this run's groups or users in it.
+//! limit counts it.
 
 use crate::args::{count, ListsArgs};
+use crate::farm::Conn;
 use crate::messages::discover;
 use crate::population::{names, Population};
 use crate::report::{Line, Verdict};
 use anyhow::{bail, Context as _};
-use chat_proto::{Request, Response, ServerFrame, MAX_FRAME_LEN};
+use chat_proto::{Request, Response, ServerFrame, MAX_FRAME_LEN, MAX_PAGE};
 
 /// Users whose connections create the groups.
 const CREATORS: usize = 20;
@@ -42,55 +42,46 @@ pub async fn run(args: ListsArgs, deadline: tokio::time::Instant) -> anyhow::Res
         .await?;
     let mut verdict = Verdict::default();
     verdict.expect_zero("failed logins", first.failed);
-    let mut sorted = groups;
-    sorted.sort();
-    let expected_groups = Response::Groups {
-        all: sorted,
-        joined: Vec::new(),
-    };
-    let mut online = population.users.clone();
-    online.sort();
-    let expected_who = Response::Users(online);
+    let mut expected_groups = groups;
+    expected_groups.sort();
+    let mut expected_who = population.users.clone();
+    expected_who.sort();
     let mut largest = 0;
     let mut failed = 0;
-    for (list, request, expected) in [
-        ("groups", Request::Groups, expected_groups),
-        ("who", Request::Who, expected_who),
-    ] {
-        // After a reply that never came, the asker's connection is gone: open another.
-        let answer = match asker.request(request.clone()).await {
-            Ok(answer) => Ok(answer),
+    for (list, expected) in [(List::Groups, expected_groups), (List::Who, expected_who)] {
+        let paged = match page_through(&mut asker, list).await {
+            Ok(paged) => paged,
             Err(err) => {
+                eprintln!("error: {}: {err:#}", list.name());
+                // The asker's connection may be gone: open another for the next list.
                 asker = farm
                     .log_in(&population.users[0], &args.farm.password)
                     .await?;
-                Err(err)
+                Paged::default()
             }
         };
-        let bytes = match answer {
-            Ok(Ok(response)) => frame_len(response)?,
-            Ok(Err(refusal)) => {
-                eprintln!("error: {list} refused: {refusal}");
-                0
-            }
-            Err(err) => {
-                eprintln!("error: {list}: {err:#}");
-                0
-            }
-        };
-        largest = largest.max(bytes);
-        let ok = bytes > 0;
+        let missing = expected
+            .iter()
+            .filter(|name| paged.names.binary_search(name).is_err())
+            .count();
+        let ok = paged.pages > 0 && missing == 0;
+        largest = largest.max(paged.largest_bytes);
         failed += u64::from(!ok);
         Line::new("reply")
-            .field("list", list)
+            .field("list", list.name())
             .field("ok", u64::from(ok))
             .field("failed", u64::from(!ok))
-            .field("bytes", bytes)
-            .field("at_least_bytes", frame_len(expected)?)
+            .field("pages", paged.pages)
+            .field("items", paged.names.len())
+            .field("missing", missing)
+            .field("bytes", paged.largest_bytes)
             .field("limit_bytes", MAX_FRAME_LEN)
             .print();
         if !ok {
-            verdict.problem(format!("the {list} reply never came"));
+            verdict.problem(format!(
+                "the {} list came back incomplete ({missing} of this run's names missing)",
+                list.name()
+            ));
         }
     }
     population.stop();
@@ -142,11 +133,76 @@ async fn create(
     futures::future::try_join_all(joins).await.map(drop)
 }
 
+/// A paged list the workload asks for.
+#[derive(Clone, Copy)]
+enum List {
+    Groups,
+    Who,
+}
+
+impl List {
+    fn name(self) -> &'static str {
+        match self {
+            List::Groups => "groups",
+            List::Who => "who",
+        }
+    }
+
+    fn request(self, after: Option<String>) -> Request {
+        match self {
+            List::Groups => Request::Groups {
+                after,
+                max: MAX_PAGE,
+            },
+            List::Who => Request::Who {
+                after,
+                max: MAX_PAGE,
+            },
+        }
+    }
+}
+
+/// A whole list, read page after page.
+#[derive(Default)]
+struct Paged {
+    /// Sorted, as the server pages them.
+    names: Vec<String>,
+    pages: usize,
+    /// The largest page's reply frame, before encryption.
+    largest_bytes: usize,
+}
+
+/// Reads all of `list` on `conn`, page after page, measuring each reply frame.
+async fn page_through(conn: &mut Conn, list: List) -> anyhow::Result<Paged> {
+    let mut paged = Paged::default();
+    loop {
+        let after = paged.names.last().cloned();
+        let response = match conn.request(list.request(after)).await? {
+            Ok(response) => response,
+            Err(refusal) => bail!("{} refused: {refusal}", list.name()),
+        };
+        paged.pages += 1;
+        paged.largest_bytes = paged.largest_bytes.max(frame_len(&response)?);
+        let (names, more) = match response {
+            Response::Groups { groups, more } => {
+                (groups.into_iter().map(|entry| entry.name).collect(), more)
+            }
+            Response::Users { users, more } => (users, more),
+            other => bail!("unexpected answer to {}: {other:?}", list.name()),
+        };
+        let done = !more || names.is_empty();
+        paged.names.extend::<Vec<String>>(names);
+        if done {
+            return Ok(paged);
+        }
+    }
+}
+
 /// The size of `response` as a reply frame, before encryption.
-fn frame_len(response: Response) -> anyhow::Result<usize> {
+fn frame_len(response: &Response) -> anyhow::Result<usize> {
     let frame = ServerFrame::Reply {
         id: 1,
-        result: Ok(response),
+        result: Ok(response.clone()),
     };
     Ok(postcard::to_allocvec(&frame)?.len())
 }
