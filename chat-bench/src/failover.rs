@@ -15,7 +15,8 @@ use crate::messages::discover;
 use crate::report::{Latencies, Line, Verdict};
 use anyhow::{anyhow, Context as _};
 use chat_client::connection::ConnectOptions;
-use chat_client::failover::{self, Credentials, LostServer, Plan, FAILOVER_CONNECT_TIMEOUT};
+use chat_client::failover::{self, LostServer, Plan, FAILOVER_CONNECT_TIMEOUT};
+use chat_client::login::Credentials;
 use chat_proto::ServerFrame;
 use futures::StreamExt as _;
 use nix::sys::signal::{kill, Signal};
@@ -59,10 +60,7 @@ pub async fn run(args: FailoverArgs, deadline: tokio::time::Instant) -> anyhow::
             let plan = Plan {
                 seeds: args.farm.servers.clone(),
                 ring: Some(farm.ring.clone()),
-                credentials: Some(Credentials {
-                    user: user.clone(),
-                    password: password.clone(),
-                }),
+                credentials: Some(Credentials::password(user.clone(), password.clone())),
                 lost: Some(LostServer {
                     name: victim.clone(),
                     addr: victim_addr.clone(),
@@ -153,7 +151,7 @@ async fn watch(
         .with_context(|| format!("{user} could not reconnect"))?;
     let took = killed_at.elapsed();
     match reconnected.relogin {
-        failover::Relogin::LoggedIn => {
+        failover::Relogin::LoggedIn(_) => {
             reconnected.moved.connection.close().await;
             Ok(Watched::Back(took))
         }

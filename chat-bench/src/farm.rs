@@ -153,10 +153,7 @@ impl Conn {
     /// Logs `user` in on this connection; `Some(addr)` when the server redirects the login
     /// to the server at `addr`.
     pub async fn log_in(&mut self, user: &str, password: &str) -> anyhow::Result<Option<String>> {
-        let login = Request::Login {
-            user: user.to_string(),
-            password: password.to_string(),
-        };
+        let login = Request::password_login(user, password);
         match self.request(login).await? {
             Ok(Response::LoggedIn { .. }) => Ok(None),
             Ok(Response::Redirect { server, addr }) => {

@@ -37,5 +37,6 @@ pub use secure::{
 
 /// The protocol version spoken by this build, by clients and servers alike. Both sides send it
 /// in their `Hello` (and servers in their `LinkHello`); version 4 added
-/// `PeerFrame::GroupChanged`.
-pub const PROTOCOL_VERSION: u16 = 4;
+/// `PeerFrame::GroupChanged`; version 5 added resume tickets (`Credential`, `Request::Passwd`,
+/// `Request::RenewTicket`, `Response::Ticket`, `ErrorCode::BadTicket`, `PeerFrame::Revoked`).
+pub const PROTOCOL_VERSION: u16 = 5;

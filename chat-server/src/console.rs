@@ -3,6 +3,7 @@
 //!
 //! The end of standard input only ends the console; the server keeps running.
 
+use crate::commands::LoginCounts;
 use crate::farm::Farm;
 use crate::hub::Hub;
 use crate::links::Links;
@@ -25,6 +26,8 @@ pub struct ConsoleContext {
     pub links: Arc<Links>,
     /// The groups' members, as group sends here see them.
     pub members: Arc<Members>,
+    /// How this server's logins went.
+    pub logins: Arc<LoginCounts>,
 }
 
 const HELP: &str = "\
@@ -36,6 +39,7 @@ commands:
   servers          the registry: each server's liveness, address, link and users
   links            this server's links, with the frames that crossed each
   thread-count     OS threads and live tokio tasks of this process
+  logins           argon2 uses, ticket logins and refused tickets since start
   help             this list";
 
 pub async fn run(ctx: Arc<ConsoleContext>) {
@@ -67,6 +71,7 @@ pub async fn execute(ctx: &ConsoleContext, line: &str) -> String {
         ["servers"] => servers(ctx).await,
         ["links"] => Ok(links(ctx)),
         ["thread-count"] => Ok(thread_count()),
+        ["logins"] => Ok(ctx.logins.to_string()),
         ["help"] => Ok(HELP.to_owned()),
         _ => Ok(format!("unknown command: {line} (try help)")),
     };

@@ -32,6 +32,7 @@
 //! The server must never panic on anything a client sends, and never log a password.
 
 pub mod admin;
+pub mod cache;
 pub mod commands;
 pub mod config;
 pub mod connection;
@@ -48,9 +49,11 @@ pub mod members;
 pub mod outbound;
 pub mod password;
 pub mod presence;
+pub mod revocation;
 pub mod server;
 pub mod session;
 pub mod store;
+pub mod tickets;
 
 pub use config::Config;
 pub use server::run;

@@ -35,10 +35,7 @@ impl Captured {
 }
 
 pub fn login(user: &str, password: &str) -> Request {
-    Request::Login {
-        user: user.into(),
-        password: password.into(),
-    }
+    Request::password_login(user, password)
 }
 
 /// Runs a session over `script` against a fresh fake server; returns its exit and its lines.
