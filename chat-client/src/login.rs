@@ -28,6 +28,10 @@ pub struct Credentials {
     pub password: String,
     /// `None` before the first login, and after a server refused to renew it.
     pub ticket: Option<HeldTicket>,
+    /// A server refused both the ticket and the password (changed on another device): the
+    /// session stays where it is and stops trying to move home, each try a password hash on
+    /// the server and a failed login against the throttle; a failover tells the user.
+    pub stale: bool,
 }
 
 impl Credentials {
@@ -37,6 +41,7 @@ impl Credentials {
             user,
             password,
             ticket: None,
+            stale: false,
         }
     }
 }
@@ -325,6 +330,7 @@ mod tests {
                 ticket: Ticket(b"ticket-bytes".to_vec()),
                 expires_in_ms: 1000,
             })),
+            stale: false,
         };
         let shown = format!("{credentials:?}");
         assert!(shown.contains("alice"), "{shown}");

@@ -12,5 +12,6 @@ mod limits;
 mod messaging;
 mod offline;
 mod outage;
+mod tickets;
 mod wire;
 mod writes;

@@ -261,6 +261,8 @@ pub enum TicketNews {
     /// The server would not renew it (the user's tickets were revoked): the next login is by
     /// password.
     Refused,
+    /// Home refused the ticket and the password: the credentials are stale.
+    LoginRefused,
 }
 
 /// Waits `wait`, renews the ticket when it is past half its life, refreshes the ring from
@@ -278,10 +280,14 @@ pub async fn check_home(
     // Let the connection go before dialing, so that a switch is never held up by this look.
     drop(current);
     let mut moved = None;
-    if let Some(info) = &ring {
-        if let Some(home) = go_home(info, &here, &credentials, &options).await {
-            ticket = Some(TicketNews::Fresh(home.ticket));
-            moved = home.moved;
+    if let Some(info) = ring.as_ref().filter(|_| !credentials.stale) {
+        match go_home(info, &here, &credentials, &options).await {
+            Home::Moved(home) => {
+                ticket = Some(TicketNews::Fresh(home.ticket));
+                moved = home.moved;
+            }
+            Home::Refused => ticket = Some(TicketNews::LoginRefused),
+            Home::Stay => {}
         }
     }
     HomeCheck {
@@ -309,25 +315,34 @@ async fn renew_ticket(current: &Connection, credentials: &Credentials) -> Option
     }
 }
 
-/// Logs in at the user's home by `info` when that is not `here`, following no redirect;
-/// `None` when it will not do.
+/// What a try at going home came to.
+enum Home {
+    Moved(LoggedIn),
+    /// Home is here, or does not take the user now.
+    Stay,
+    /// Home refused the credentials.
+    Refused,
+}
+
+/// Logs in at the user's home by `info` when that is not `here`, following no redirect.
 async fn go_home(
     info: &RingInfo,
     here: &str,
     credentials: &Credentials,
     options: &ConnectOptions,
-) -> Option<LoggedIn> {
+) -> Home {
     let ring = info.ring();
-    let home = ring.home(&credentials.user)?;
-    if home == here {
-        return None;
-    }
-    let addr = info.addr_of(home)?;
+    let Some(home) = ring.home(&credentials.user).filter(|home| *home != here) else {
+        return Home::Stay;
+    };
+    let Some(addr) = info.addr_of(home) else {
+        return Home::Stay;
+    };
     let (connection, incoming) = match Connection::connect(addr, options).await {
         Ok(connected) => connected,
         Err(err) => {
             tracing::debug!("home {home} is not back: {err}");
-            return None;
+            return Home::Stay;
         }
     };
     let login = Login {
@@ -340,20 +355,17 @@ async fn go_home(
         incoming,
     });
     match login.run(target, None).await {
-        Outcome::LoggedIn(logged_in) => Some(logged_in),
+        Outcome::LoggedIn(logged_in) => Home::Moved(logged_in),
         Outcome::Refused { message, moved } => {
-            tracing::debug!(
-                "home {home} did not take {} back: {message}",
-                credentials.user
-            );
+            tracing::debug!("home {home} refused {}: {message}", credentials.user);
             if let Some(moved) = moved {
                 moved.connection.close().await;
             }
-            None
+            Home::Refused
         }
         _ => {
             tracing::debug!("home {home} did not take {} back", credentials.user);
-            None
+            Home::Stay
         }
     }
 }

@@ -63,10 +63,14 @@ impl<'a> Session<'a> {
     /// Keeps a renewed ticket, or forgets one the farm will not take.
     pub(super) fn ticket_news(&self, news: TicketNews) {
         if let Some(credentials) = &mut self.placement().credentials {
-            credentials.ticket = match news {
-                TicketNews::Fresh(ticket) => Some(ticket),
-                TicketNews::Refused => None,
-            };
+            match news {
+                TicketNews::Fresh(ticket) => credentials.ticket = Some(ticket),
+                TicketNews::Refused => credentials.ticket = None,
+                TicketNews::LoginRefused => {
+                    credentials.ticket = None;
+                    credentials.stale = true;
+                }
+            }
         }
     }
 
