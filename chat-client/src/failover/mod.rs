@@ -252,6 +252,9 @@ pub struct HomeCheck {
     pub moved: Option<Moved>,
     /// News of the session's ticket: renewed, or refused.
     pub ticket: Option<TicketNews>,
+    /// The credentials this look used: its news is stale if the session's changed meanwhile
+    /// (a `passwd`, another login).
+    pub credentials: Credentials,
 }
 
 /// What became of the session's ticket.
@@ -294,6 +297,7 @@ pub async fn check_home(
         ring,
         moved,
         ticket,
+        credentials,
     }
 }
 

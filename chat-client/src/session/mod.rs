@@ -240,7 +240,7 @@ impl<'a> Session<'a> {
                         self.placement().ring = check.ring;
                     }
                     if let Some(news) = check.ticket {
-                        self.ticket_news(news);
+                        self.ticket_news(&check.credentials, news);
                     }
                     state.home_switch = check.moved;
                 }

@@ -60,9 +60,11 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Keeps a renewed ticket, or forgets one the farm will not take.
-    pub(super) fn ticket_news(&self, news: TicketNews) {
-        if let Some(credentials) = &mut self.placement().credentials {
+    /// Keeps a renewed ticket, or forgets one the farm will not take; unless the credentials
+    /// have changed since `used` was taken to ask.
+    pub(super) fn ticket_news(&self, used: &Credentials, news: TicketNews) {
+        let mut placement = self.placement();
+        if let Some(credentials) = placement.credentials.as_mut().filter(|now| **now == *used) {
             match news {
                 TicketNews::Fresh(ticket) => credentials.ticket = Some(ticket),
                 TicketNews::Refused => credentials.ticket = None,
