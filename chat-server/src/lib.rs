@@ -4,7 +4,7 @@
 //! shared PostgreSQL database, so any server can die without taking anything with it.
 //!
 //! The modules, from the bottom up: each imports only modules listed before it (the first
-//! five import none), so that nothing below `server` knows the whole server. The `layers`
+//! six import none), so that nothing below `server` knows the whole server. The `layers`
 //! test checks it.
 //!
 //! - `config`: the command-line flags.
@@ -12,12 +12,15 @@
 //! - `password`: argon2id hashing off the async threads.
 //! - `limits`: the request rate per connection, and delays after failed logins.
 //! - `outbound`: a connection's bounded outbound queue, the only way to write to its socket.
+//! - `tickets`: resume tickets sealed and opened with a key derived from the cluster key.
 //! - `connection`: what sessions and links share: the handshake driver, the writer task, and
 //!   their timeouts.
 //! - `store`: the PostgreSQL store and its migrations; the only module that speaks SQL.
 //! - `farm`: the registry (heartbeats, live servers), the ring, and who serves which user.
+//! - `cache`: the cache under `members` and `revocation`, kept only while coherent.
 //! - `members`: the groups' members, cached for sends; joins, leaves and the links invalidate
 //!   them.
+//! - `revocation`: the users' ticket revocation epochs, cached the same way.
 //! - `hub`, `presence`: who is logged in here; who is logged in on the other servers, as their
 //!   links report it.
 //! - `links`: the persistent links to the other servers.

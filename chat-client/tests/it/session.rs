@@ -38,6 +38,14 @@ pub fn login(user: &str, password: &str) -> Request {
     Request::password_login(user, password)
 }
 
+pub fn ticket_login(user: &str, ticket: &[u8]) -> Request {
+    Request::Login {
+        user: user.into(),
+        credential: chat_proto::Credential::Ticket(chat_proto::Ticket(ticket.to_vec())),
+        refused_by: None,
+    }
+}
+
 /// Runs a session over `script` against a fresh fake server; returns its exit and its lines.
 async fn run(on_who: OnWho, script: &str) -> (FakeServer, Exit, Vec<Value>) {
     let server = FakeServer::start(on_who).await;
