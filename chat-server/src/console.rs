@@ -39,7 +39,7 @@ commands:
   servers          the registry: each server's liveness, address, link and users
   links            this server's links, with the frames that crossed each
   thread-count     OS threads and live tokio tasks of this process
-  logins           argon2 uses, ticket logins and refused tickets since start
+  logins           argon2 uses, ticket logins, refused and renewed tickets since start
   help             this list";
 
 pub async fn run(ctx: Arc<ConsoleContext>) {

@@ -11,6 +11,7 @@ struct Logins {
     argon2: u64,
     ticket_logins: u64,
     tickets_refused: u64,
+    tickets_renewed: u64,
 }
 
 async fn logins(server: &Server) -> Logins {
@@ -25,6 +26,20 @@ async fn logins(server: &Server) -> Logins {
         argon2: field("argon2="),
         ticket_logins: field("ticket_logins="),
         tickets_refused: field("tickets_refused="),
+        tickets_renewed: field("tickets_renewed="),
+    }
+}
+
+/// Waits until `server`'s counters satisfy `done`, asking again every 100 ms.
+async fn logins_until(server: &Server, done: impl Fn(&Logins) -> bool) -> Logins {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let counts = logins(server).await;
+        if done(&counts) {
+            return counts;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{counts:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 
@@ -55,6 +70,27 @@ async fn failover_and_the_way_home_log_in_by_ticket_without_the_password() {
     let home = logins(farm.server("s1")).await;
     assert_eq!(home.argon2, 0, "home hashed a password: {home:?}");
     assert!(home.ticket_logins >= 1, "{home:?}");
+}
+
+#[tokio::test]
+async fn a_session_in_use_renews_its_ticket_and_outlives_the_first_one() {
+    let mut farm = Farm::start_with(2, &["--ticket-lifetime-secs", "10"]).await;
+    let user = farm.users_homed_on("s1", "renewer", 1).remove(0);
+    let mut client = Client::spawn(&farm.addrs());
+    client.event(|event| event["type"] == "connected").await;
+    client.ok(&format!("login {user} pw-{user}")).await;
+    // Renewed past half its life, twice: by then the ticket of the login has expired.
+    logins_until(farm.server("s1"), |counts| counts.tickets_renewed >= 2).await;
+
+    farm.server_mut("s1").kill().await;
+    client.event(connected_to("s2")).await;
+    let backup = logins(farm.server("s2")).await;
+    assert_eq!(
+        (backup.argon2, backup.tickets_refused),
+        (0, 0),
+        "{backup:?}"
+    );
+    assert!(backup.ticket_logins >= 1, "{backup:?}");
 }
 
 #[tokio::test]

@@ -102,6 +102,8 @@ pub struct LoginCounts {
     by_ticket: AtomicU64,
     /// Tickets refused: malformed, forged, expired or revoked.
     tickets_refused: AtomicU64,
+    /// Fresh tickets asked for by sessions in use (`RenewTicket`).
+    tickets_renewed: AtomicU64,
 }
 
 impl LoginCounts {
@@ -116,6 +118,10 @@ impl LoginCounts {
     pub fn count_ticket_refused(&self) {
         self.tickets_refused.fetch_add(1, Ordering::Relaxed);
     }
+
+    pub fn count_ticket_renewed(&self) {
+        self.tickets_renewed.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl fmt::Display for LoginCounts {
@@ -123,10 +129,11 @@ impl fmt::Display for LoginCounts {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         write!(
             f,
-            "argon2={} ticket_logins={} tickets_refused={}",
+            "argon2={} ticket_logins={} tickets_refused={} tickets_renewed={}",
             load(&self.argon2),
             load(&self.by_ticket),
-            load(&self.tickets_refused)
+            load(&self.tickets_refused),
+            load(&self.tickets_renewed)
         )
     }
 }

@@ -122,6 +122,7 @@ impl Session {
         if self.ctx.tickets.epoch(&user).await? != resume.epoch {
             return Err(self.ticket_refused(&user, "revoked"));
         }
+        self.ctx.logins.count_ticket_renewed();
         Ok(Response::Ticket(self.ctx.tickets.issue(&user, resume)?))
     }
 
