@@ -55,6 +55,9 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// The longest a held ticket waits before it is renewed, whatever its server said.
+const MAX_RENEWAL_WAIT: Duration = Duration::from_secs(24 * 3600);
+
 /// A ticket as the client keeps it: the opaque bytes, and when to ask for a fresh one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldTicket {
@@ -65,7 +68,8 @@ pub struct HeldTicket {
 
 impl HeldTicket {
     pub fn new(issued: IssuedTicket) -> HeldTicket {
-        let half_life = Duration::from_millis(issued.expires_in_ms / 2);
+        // Capped, so that no answer of a server can overflow the clock.
+        let half_life = Duration::from_millis(issued.expires_in_ms / 2).min(MAX_RENEWAL_WAIT);
         HeldTicket {
             ticket: issued.ticket,
             renew_at: Instant::now() + half_life,
@@ -346,5 +350,6 @@ mod tests {
         };
         assert!(HeldTicket::new(issued(0)).due());
         assert!(!HeldTicket::new(issued(3_600_000)).due());
+        assert!(!HeldTicket::new(issued(u64::MAX)).due());
     }
 }
