@@ -6,7 +6,7 @@
 //! starts, requests go one at a time on the connection ([`request`]); the workload's own reader
 //! and writer take over after (see `flow`).
 
-use crate::login::{self, Credential, Outcome};
+use crate::login::{self, Outcome};
 use anyhow::{anyhow, bail, Context as _};
 use chat_client::farm::MAX_REDIRECTS;
 use chat_client::handshake::{self, ServerFramed, ServerTrust};
@@ -154,12 +154,9 @@ impl Conn {
     /// Logs `user` in on this connection; `Some(addr)` when the server redirects the login
     /// to the server at `addr`.
     pub async fn log_in(&mut self, user: &str, password: &str) -> anyhow::Result<Option<String>> {
-        let credential = Credential {
-            password: password.to_string(),
-        };
-        let reply = self.request(login::request(user, &credential)).await?;
+        let reply = self.request(login::request(user, password)).await?;
         match login::outcome(user, reply).with_context(|| format!("on {}", self.server))? {
-            Outcome::LoggedIn => Ok(None),
+            Outcome::LoggedIn(_) => Ok(None),
             Outcome::Redirect(addr) => Ok(Some(addr)),
         }
     }

@@ -1,11 +1,11 @@
 //! **The one login of chat-bench.** Every login a workload makes goes through [`request`]
 //! and [`outcome`]: the raw connections of the message workloads ([`crate::farm::Conn`]) and
-//! the simulated users' real-client connections ([`log_in`]) alike. A resume ticket, when the
-//! protocol has one, goes here: [`Credential`] keeps what a user logs in with, and
-//! [`outcome`] is where a ticket handed back with `LoggedIn` would be kept for the next login.
+//! the simulated users' real-client connections ([`log_in`]) alike. A first login is by
+//! password, as a person's is; [`outcome`] hands back the resume ticket that comes with it.
 //!
 //! What the simulated users do *after* their first login (failing over, going home) is the
-//! real client's own code (`chat_client::failover`), so it logs in as the client does.
+//! real client's own code (`chat_client::failover`), so it logs in as the client does: by
+//! that ticket, and by password only when the ticket is refused.
 
 use crate::farm::Farm;
 use anyhow::{anyhow, bail};
@@ -14,34 +14,27 @@ use chat_client::connection::{ConnectOptions, Connection, RequestError};
 use chat_client::failover::LostServer;
 use chat_client::farm::{Moved, MAX_REDIRECTS};
 use chat_client::heartbeat;
+use chat_client::login::HeldTicket;
 use chat_proto::{ErrorReply, Request, Response};
-
-/// What a user logs in with.
-#[derive(Clone)]
-pub struct Credential {
-    pub password: String,
-}
 
 /// What the server said to a login.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
-    LoggedIn,
+    /// Logged in, with a ticket for the next login.
+    LoggedIn(HeldTicket),
     /// Log in at the server at this address instead.
     Redirect(String),
 }
 
-/// The login request for `user`.
-pub fn request(user: &str, credential: &Credential) -> Request {
-    Request::Login {
-        user: user.to_string(),
-        password: credential.password.clone(),
-    }
+/// The password login request for `user`.
+pub fn request(user: &str, password: &str) -> Request {
+    Request::password_login(user, password)
 }
 
 /// What the reply to [`request`] means; a refusal or an unexpected answer is an error.
 pub fn outcome(user: &str, reply: Result<Response, ErrorReply>) -> anyhow::Result<Outcome> {
     match reply {
-        Ok(Response::LoggedIn { .. }) => Ok(Outcome::LoggedIn),
+        Ok(Response::LoggedIn { ticket, .. }) => Ok(Outcome::LoggedIn(HeldTicket::new(ticket))),
         Ok(Response::Redirect { server, addr }) => {
             tracing::debug!("{user} is redirected to {server}");
             Ok(Outcome::Redirect(addr))
@@ -70,20 +63,20 @@ impl Failure {
     }
 }
 
-/// Logs `user` in at home on a connection of the real client (`options` give its heartbeat),
-/// following redirects as the client does.
+/// Logs `user` in at home by password on a connection of the real client (`options` give its
+/// heartbeat), following redirects as the client does; returns the connection and the ticket.
 pub async fn log_in(
     farm: &Farm,
     user: &str,
-    credential: &Credential,
+    password: &str,
     options: &ConnectOptions,
-) -> Result<Moved, Failure> {
+) -> Result<(Moved, HeldTicket), Failure> {
     let mut addr = farm.home_addr(user).map_err(Failure::other)?;
     for _ in 0..=MAX_REDIRECTS {
         let (connection, mut incoming) = Connection::connect(&addr, options)
             .await
             .map_err(|err| Failure::other(err.into()))?;
-        let reply = match connection.request(request(user, credential)).await {
+        let reply = match connection.request(request(user, password)).await {
             Ok(response) => Ok(response),
             Err(RequestError::Refused(refusal)) => Err(refusal),
             Err(RequestError::ConnectionLost) => {
@@ -103,11 +96,12 @@ pub async fn log_in(
             }
         };
         match outcome(user, reply) {
-            Ok(Outcome::LoggedIn) => {
-                return Ok(Moved {
+            Ok(Outcome::LoggedIn(ticket)) => {
+                let moved = Moved {
                     connection,
                     incoming,
-                })
+                };
+                return Ok((moved, ticket));
             }
             Ok(Outcome::Redirect(next)) => {
                 connection.close().await;

@@ -11,13 +11,14 @@
 use crate::args::{count, FarmArgs, UserArgs};
 use crate::board::Board;
 use crate::farm::Farm;
-use crate::login::{self, Credential};
+use crate::login;
 use crate::logins::timed;
 use crate::report::{Latencies, Line, Verdict};
 use crate::user::{Habits, Life};
 use anyhow::bail;
 use chat_client::connection::{ConnectOptions, CONNECT_TIMEOUT};
-use chat_client::failover::{Credentials, FAILOVER_CONNECT_TIMEOUT};
+use chat_client::failover::FAILOVER_CONNECT_TIMEOUT;
+use chat_client::login::Credentials;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Semaphore};
@@ -139,10 +140,7 @@ impl Population {
         let (results_tx, mut results) = mpsc::channel(1024);
         let started = Instant::now();
         for (idx, user) in users.iter().enumerate() {
-            let credentials = Credentials {
-                user: user.clone(),
-                password: args.password.clone(),
-            };
+            let credentials = Credentials::password(user.clone(), args.password.clone());
             let life = Life {
                 idx,
                 credentials,
@@ -158,16 +156,16 @@ impl Population {
                 stop.clone(),
             );
             tokio::spawn(async move {
+                let mut life = life;
                 let place = places.acquire_owned().await;
                 let began = Instant::now();
-                let credential = Credential {
-                    password: life.credentials.password.clone(),
-                };
+                let credentials = &life.credentials;
                 let result =
-                    login::log_in(&farm, &life.credentials.user, &credential, &first).await;
+                    login::log_in(&farm, &credentials.user, &credentials.password, &first).await;
                 drop(place);
                 match result {
-                    Ok(moved) => {
+                    Ok((moved, ticket)) => {
+                        life.credentials.ticket = Some(ticket);
                         let _ = results_tx.send(Ok(began.elapsed())).await;
                         life.run(moved, stop).await;
                     }

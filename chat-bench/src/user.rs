@@ -11,9 +11,10 @@
 
 use crate::board::Board;
 use chat_client::connection::{ConnectOptions, Connection, Incoming};
-use chat_client::failover::{self, Credentials, LostServer, Plan, Relogin};
+use chat_client::failover::{self, LostServer, Plan, Reconnected, Relogin};
 use chat_client::farm::Moved;
 use chat_client::heartbeat;
+use chat_client::login::Credentials;
 use chat_proto::RingInfo;
 use std::sync::Arc;
 use std::time::Duration;
@@ -126,6 +127,9 @@ impl Life {
                         if let Some(ring) = check.ring {
                             self.ring = ring;
                         }
+                        if let Some(news) = check.ticket {
+                            news.apply_to(&mut self.credentials);
+                        }
                         if let Some(home) = check.moved {
                             return Ended::Home(home);
                         }
@@ -147,11 +151,16 @@ impl Life {
         };
         let user = &self.credentials.user;
         match failover::reconnect(plan).await {
-            Ok(reconnected) if reconnected.relogin == Relogin::LoggedIn => {
-                if let Some(ring) = reconnected.ring {
+            Ok(Reconnected {
+                moved,
+                ring,
+                relogin: Relogin::LoggedIn(ticket),
+            }) => {
+                if let Some(ring) = ring {
                     self.ring = ring;
                 }
-                Some(reconnected.moved)
+                self.credentials.ticket = Some(ticket);
+                Some(moved)
             }
             Ok(reconnected) => {
                 eprintln!(

@@ -7,8 +7,8 @@
 
 use crate::command::{Command, COMMAND_NAMES};
 use crate::connection::{Connection, RequestError};
-use crate::failover::Credentials;
-use crate::farm::{self, LoginError, Moved};
+use crate::farm::{self, Moved};
+use crate::login::{Credentials, HeldTicket, LoggedIn, Login, Outcome, Target};
 use crate::output::{Answer, Event};
 use crate::session::Session;
 use chat_proto::codec::MAX_LOG_BATCH;
@@ -76,16 +76,6 @@ impl From<RequestError> for Failure {
             RequestError::Refused(reply) if reply.code == ErrorCode::ShuttingDown => Failure::Retry,
             RequestError::Refused(reply) => Failure::Failed(reply.message),
             RequestError::ConnectionLost => Failure::Retry,
-        }
-    }
-}
-
-impl From<LoginError> for Failure {
-    fn from(err: LoginError) -> Failure {
-        match err {
-            LoginError::Lost => Failure::Retry,
-            LoginError::Failed(message) => Failure::Failed(message),
-            LoginError::Unexpected(response) => unexpected(response),
         }
     }
 }
@@ -200,23 +190,74 @@ impl Session<'_> {
         user: String,
         password: String,
     ) -> Result<(Answer, Option<Moved>), Failure> {
-        let logged_in = if self.is_logged_in() {
-            farm::log_in_here(conn, &user, &password).await?
+        let credentials = Credentials::password(user, password);
+        let options = self.config.connect_options();
+        let (outcome, ring) = if self.is_logged_in() {
+            // The server refuses it; the session stays where it is.
+            let login = Login {
+                credentials: &credentials,
+                max_redirects: 0,
+                options: &options,
+            };
+            (login.run(Target::Current(conn), None).await, None)
         } else {
-            let options = self.config.connect_options();
-            farm::log_in(conn, &user, &password, &options).await?
+            farm::log_in(conn, &credentials, &options).await
         };
+        let user = &credentials.user;
+        let logged_in = match outcome {
+            Outcome::LoggedIn(logged_in) => logged_in,
+            Outcome::Redirected { .. } => {
+                let message = format!("the farm could not agree where {user} lives; try again");
+                return Err(Failure::Failed(message));
+            }
+            Outcome::Refused { message, moved } => {
+                if let Some(moved) = moved {
+                    moved.connection.close().await;
+                }
+                return Err(Failure::Failed(message));
+            }
+            Outcome::Untrusted(err) => {
+                return Err(Failure::Failed(format!("{user} cannot log in: {err}")))
+            }
+            Outcome::Unreachable {
+                current_lost: true, ..
+            } => return Err(Failure::Retry),
+            Outcome::Unreachable { reason, .. } => return Err(Failure::Failed(reason)),
+        };
+        let LoggedIn {
+            user,
+            registered,
+            waiting,
+            ticket,
+            moved,
+        } = logged_in;
         let credentials = Credentials {
-            user: logged_in.user.clone(),
-            password,
+            user: user.clone(),
+            ticket: Some(ticket),
+            ..credentials
         };
-        self.logged_in_as(credentials, logged_in.ring);
+        self.logged_in_as(credentials, ring);
         let answer = Answer::Login {
-            user: logged_in.user,
-            registered: logged_in.registered,
-            waiting: logged_in.waiting,
+            user,
+            registered,
+            waiting: waiting.unwrap_or_default(),
         };
-        Ok((answer, logged_in.moved))
+        Ok((answer, moved))
+    }
+
+    /// Changes the password; the session then logs in with the new one and its fresh ticket.
+    async fn passwd(&self, conn: &Connection, old: String, new: String) -> Result<Answer, Failure> {
+        let request = Request::Passwd {
+            old,
+            new: new.clone(),
+        };
+        match conn.request(request).await? {
+            Response::Ticket(issued) => {
+                self.password_changed(new, HeldTicket::new(issued));
+                Ok(Answer::Passwd)
+            }
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Runs one command; a login returns the new connection when it moved.
@@ -234,6 +275,7 @@ impl Session<'_> {
                 self.logged_out();
                 Answer::Logout
             }
+            Command::Passwd { old, new } => self.passwd(conn, old, new).await?,
             Command::Send { to, text } => {
                 let id = prepared.message_id;
                 match conn.request(Request::Send { id, to, text }).await? {

@@ -41,6 +41,7 @@ pub use secure::{
 /// The protocol version spoken by this build, by clients and servers alike. Both sides send it
 /// in their `Hello` (and servers in their `LinkHello`); version 4 added
 /// `PeerFrame::GroupChanged`; version 5 pages `Who` and `Groups` (a cursor and a page size in
-/// the request, `more` in the reply), bounds `Ack` to `MAX_ACK_IDS` ids, and added
-/// `ErrorCode::TooLarge`.
+/// the request, `more` in the reply), bounds `Ack` to `MAX_ACK_IDS` ids, added
+/// `ErrorCode::TooLarge`, and added resume tickets (`Credential`, `Request::Passwd`,
+/// `Request::RenewTicket`, `Response::Ticket`, `ErrorCode::BadTicket`, `PeerFrame::Revoked`).
 pub const PROTOCOL_VERSION: u16 = 5;

@@ -125,13 +125,26 @@ pub enum ClientFrame {
 pub enum Request {
     /// Asks for the ring of live servers; allowed before login. Answered by [`Response::Ring`].
     Ring,
-    /// Logs in, registering the user if the name is new. A server that should not serve the
-    /// user answers [`Response::Redirect`] instead.
+    /// Logs in, registering the user if the name is new (with a password). A server that should
+    /// not serve the user answers [`Response::Redirect`] instead.
     Login {
         user: String,
-        password: String,
+        credential: Credential,
+        /// The server this client would be redirected to that refused it at the hello for lack
+        /// of room: the user's next server on the ring serves them instead of redirecting there.
+        refused_by: Option<String>,
     },
+    /// Logs out and revokes every ticket of the user, on every device.
     Logout,
+    /// Changes the logged-in user's password and revokes every ticket of the user. Answered by
+    /// [`Response::Ticket`], a fresh ticket for this session.
+    Passwd {
+        old: String,
+        new: String,
+    },
+    /// Asks for a fresh ticket for the logged-in user, the same device, a new expiry. Answered
+    /// by [`Response::Ticket`].
+    RenewTicket,
     Send {
         id: MessageId,
         to: Recipient,
@@ -173,6 +186,54 @@ pub enum Request {
     Ping,
 }
 
+impl Request {
+    /// A login with a password, naming no full server: the first login of a session.
+    pub fn password_login(user: impl Into<String>, password: impl Into<String>) -> Request {
+        Request::Login {
+            user: user.into(),
+            credential: Credential::Password(password.into()),
+            refused_by: None,
+        }
+    }
+}
+
+/// What a login proves who the user is with.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Credential {
+    Password(String),
+    /// A ticket a server of the farm gave this client at an earlier login of the same user.
+    Ticket(Ticket),
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credential::Password(_) => f.write_str("Password(..)"),
+            Credential::Ticket(ticket) => ticket.fmt(f),
+        }
+    }
+}
+
+/// A resume ticket: opaque to the client, which hands it back to log in again without the
+/// password. The farm's servers make and check it (a MAC under a key of theirs).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ticket(pub Vec<u8>);
+
+impl fmt::Debug for Ticket {
+    /// A ticket is a secret as long as it is valid: its bytes are never shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Ticket({} bytes)", self.0.len())
+    }
+}
+
+/// A fresh ticket, and how long it is valid from the moment the server sent it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedTicket {
+    pub ticket: Ticket,
+    /// Milliseconds from now (relative, so that the client's clock does not matter).
+    pub expires_in_ms: u64,
+}
+
 /// A frame from the server after its [`Hello`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServerFrame {
@@ -194,9 +255,14 @@ pub enum Response {
         user: String,
         /// True when this login created the account.
         registered: bool,
-        /// How many messages wait for `readlog`.
-        waiting: u64,
+        /// How many messages wait for `readlog`; `None` after a ticket login, which does not
+        /// count them (the client fetches the log after such a login anyway).
+        waiting: Option<u64>,
+        /// A fresh ticket for the next login of this session.
+        ticket: IssuedTicket,
     },
+    /// A fresh ticket, after `RenewTicket` or `Passwd`.
+    Ticket(IssuedTicket),
     /// The request was carried out and there is nothing to tell.
     Done,
     /// The message is durable, or every recipient has it.
@@ -317,6 +383,9 @@ pub enum ErrorCode {
     NotLoggedIn,
     AlreadyLoggedIn,
     WrongPassword,
+    /// The ticket is not one of the farm's, has expired, or was revoked (a logout or a password
+    /// change): log in with the password.
+    BadTicket,
     NoSuchUser,
     NoSuchGroup,
     NotMember,

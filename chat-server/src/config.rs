@@ -114,6 +114,13 @@ pub struct Config {
     #[arg(long, default_value_t = 1000)]
     pub max_frames_per_sec: u32,
 
+    /// Seconds a resume ticket is valid after it is issued. Every login (by password or by
+    /// ticket) issues a fresh one, and clients renew theirs past half its life, so a session in
+    /// use never runs out; a ticket left unused expires, and `logout` or `passwd` revokes all of
+    /// a user's at once.
+    #[arg(long, default_value_t = 4 * 3600, value_parser = clap::value_parser!(u64).range(10..=30 * 24 * 3600))]
+    pub ticket_lifetime_secs: u64,
+
     /// Seconds to finish in-flight work after SIGINT or SIGTERM before exiting anyway.
     #[arg(long, default_value_t = 10)]
     pub shutdown_timeout_secs: u64,
@@ -126,6 +133,10 @@ impl Config {
 
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_secs)
+    }
+
+    pub fn ticket_lifetime(&self) -> Duration {
+        Duration::from_secs(self.ticket_lifetime_secs)
     }
 
     pub fn heartbeat_timeout(&self) -> Duration {

@@ -7,7 +7,7 @@
 //!
 //! The end of standard input only ends the console; the server keeps running.
 
-use crate::commands::online_page;
+use crate::commands::{online_page, LoginCounts};
 use crate::farm::Farm;
 use crate::hub::Hub;
 use crate::links::Links;
@@ -36,6 +36,8 @@ pub struct ConsoleContext {
     pub links: Arc<Links>,
     /// The groups' members, as group sends here see them.
     pub members: Arc<Members>,
+    /// How this server's logins went.
+    pub logins: Arc<LoginCounts>,
 }
 
 /// How long one page of an answer may take to write: a reader that stops reading is left.
@@ -50,6 +52,7 @@ commands:
   servers          the registry: each server's liveness, address, link and users
   links            this server's links, with the frames that crossed each
   thread-count     OS threads and live tokio tasks of this process
+  logins           argon2 uses, ticket logins, refused and renewed tickets since start
   help             this list";
 
 pub async fn run(ctx: Arc<ConsoleContext>) {
@@ -101,6 +104,7 @@ pub async fn execute<W: AsyncWrite + Unpin>(
         ["servers"] => servers(ctx).await,
         ["links"] => Ok(links(ctx)),
         ["thread-count"] => Ok(thread_count()),
+        ["logins"] => Ok(ctx.logins.to_string()),
         ["help"] => Ok(HELP.to_owned()),
         _ => Ok(format!("unknown command: {line} (try help)")),
     };

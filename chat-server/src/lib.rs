@@ -13,12 +13,15 @@
 //! - `limits`: the request rate per connection, and delays after failed logins.
 //! - `outbound`: a connection's bounded outbound queue, the only way to write to its socket.
 //! - `paging`: the keyset rule of every paged list: the first names after a cursor.
+//! - `tickets`: resume tickets sealed and opened with a key derived from the cluster key.
 //! - `connection`: what sessions and links share: the handshake driver, the writer task, and
 //!   their timeouts.
 //! - `store`: the PostgreSQL store and its migrations; the only module that speaks SQL.
 //! - `farm`: the registry (heartbeats, live servers), the ring, and who serves which user.
+//! - `cache`: the cache under `members` and `revocation`, kept only while coherent.
 //! - `members`: the groups' members, cached for sends; joins, leaves and the links invalidate
 //!   them.
+//! - `revocation`: the users' ticket revocation epochs, cached the same way.
 //! - `hub`, `presence`: who is logged in here; who is logged in on the other servers, as their
 //!   links report it.
 //! - `links`: the persistent links to the other servers.
@@ -33,6 +36,7 @@
 //! The server must never panic on anything a client sends, and never log a password.
 
 pub mod admin;
+pub mod cache;
 pub mod commands;
 pub mod config;
 pub mod connection;
@@ -50,9 +54,11 @@ pub mod outbound;
 pub mod paging;
 pub mod password;
 pub mod presence;
+pub mod revocation;
 pub mod server;
 pub mod session;
 pub mod store;
+pub mod tickets;
 
 pub use config::Config;
 pub use server::run;

@@ -5,7 +5,7 @@
 //! nothing below this module knows the whole.
 
 use crate::admin;
-use crate::commands::{CommandContext, KnownUsers};
+use crate::commands::{CommandContext, KnownUsers, LoginCounts, TicketIssuer};
 use crate::config::Config;
 use crate::console::{self, ConsoleContext};
 use crate::delivery::{Delivery, DeliveryConfig, Routes};
@@ -16,8 +16,10 @@ use crate::limits::LoginThrottle;
 use crate::links::{self, LinkContext, Links, Relayed};
 use crate::members::Members;
 use crate::presence::Presence;
+use crate::revocation::Revocations;
 use crate::session::{self, SessionContext};
 use crate::store::{ServerRow, Store};
+use crate::tickets::TicketKey;
 use anyhow::Context;
 use chat_proto::{ChatMessage, MessageId};
 use std::net::SocketAddr;
@@ -134,6 +136,8 @@ struct Parts {
     presence: Arc<Presence>,
     links: Arc<Links>,
     members: Arc<Members>,
+    revocations: Arc<Revocations>,
+    logins: Arc<LoginCounts>,
     delivery: Arc<Delivery>,
 }
 
@@ -152,11 +156,13 @@ impl Server {
             cluster,
             link,
         } = keys;
+        // Derived before the cluster key goes to the links, its only other use.
+        let ticket_key = Arc::new(TicketKey::derive(&cluster));
         let links = Arc::new(Links::new(&config.name, started_at_ms, link, cluster));
         let parts = Parts::new(config, store, farm, links);
         let (drained, tracker) = (CancellationToken::new(), TaskTracker::new());
         let sessions = SessionContext {
-            commands: Arc::new(parts.command_context()),
+            commands: Arc::new(parts.command_context(config, ticket_key)),
             farm_key,
             max_frames_per_sec: config.max_frames_per_sec,
             shutdown: shutdown.clone(),
@@ -257,7 +263,8 @@ impl Parts {
             let (farm, links) = (farm.clone(), links.clone());
             move || links.linked_with_all(&farm.view())
         };
-        let members = Arc::new(Members::new(store.clone(), coherent));
+        let members = Arc::new(Members::new(store.clone(), coherent.clone()));
+        let revocations = Arc::new(Revocations::new(store.clone(), coherent));
         let routes = Routes {
             hub: hub.clone(),
             presence: presence.clone(),
@@ -276,6 +283,8 @@ impl Parts {
             presence,
             links,
             members,
+            revocations,
+            logins: Arc::default(),
             delivery,
         }
     }
@@ -293,6 +302,7 @@ impl Parts {
             hub: self.hub.clone(),
             presence: self.presence.clone(),
             members: self.members.clone(),
+            revocations: self.revocations.clone(),
             delivery: self.delivery.clone(),
             shutdown: shutdown.clone(),
             drained: drained.clone(),
@@ -300,7 +310,7 @@ impl Parts {
         }
     }
 
-    fn command_context(&self) -> CommandContext {
+    fn command_context(&self, config: &Config, ticket_key: Arc<TicketKey>) -> CommandContext {
         CommandContext {
             name: self.name.clone(),
             store: self.store.clone(),
@@ -312,6 +322,12 @@ impl Parts {
             delivery: self.delivery.clone(),
             known_users: KnownUsers::default(),
             login_throttle: LoginThrottle::default(),
+            tickets: TicketIssuer {
+                key: ticket_key,
+                lifetime: config.ticket_lifetime(),
+                revocations: self.revocations.clone(),
+            },
+            logins: self.logins.clone(),
         }
     }
 
@@ -324,6 +340,7 @@ impl Parts {
             presence: self.presence.clone(),
             links: self.links.clone(),
             members: self.members.clone(),
+            logins: self.logins.clone(),
         }
     }
 }

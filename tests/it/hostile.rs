@@ -97,10 +97,7 @@ async fn invalid_requests_get_errors_and_the_session_goes_on() {
         assert_eq!((err.code, err.message.as_str()), (code, text));
     }
 
-    let login = |user: &str, password: &str| Request::Login {
-        user: user.into(),
-        password: password.into(),
-    };
+    let login = |user: &str, password: &str| Request::password_login(user, password);
     check(
         conn.request(login("bad name", "pw")).await,
         ErrorCode::Invalid,

@@ -13,5 +13,6 @@ mod messaging;
 mod offline;
 mod outage;
 mod pages;
+mod tickets;
 mod wire;
 mod writes;

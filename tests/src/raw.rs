@@ -99,10 +99,7 @@ impl RawConn {
     /// Logs in as `user` with the password the `Client` harness uses.
     pub async fn login(&mut self, user: &str) {
         let reply = self
-            .request(Request::Login {
-                user: user.into(),
-                password: format!("pw-{user}"),
-            })
+            .request(Request::password_login(user, format!("pw-{user}")))
             .await;
         assert!(matches!(reply, Ok(Response::LoggedIn { .. })), "{reply:?}");
     }

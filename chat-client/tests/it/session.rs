@@ -35,9 +35,14 @@ impl Captured {
 }
 
 pub fn login(user: &str, password: &str) -> Request {
+    Request::password_login(user, password)
+}
+
+pub fn ticket_login(user: &str, ticket: &[u8]) -> Request {
     Request::Login {
         user: user.into(),
-        password: password.into(),
+        credential: chat_proto::Credential::Ticket(chat_proto::Ticket(ticket.to_vec())),
+        refused_by: None,
     }
 }
 

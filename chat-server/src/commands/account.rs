@@ -1,8 +1,9 @@
-//! `login` (which registers a new name) and `logout`.
+//! `login` (which registers a new name, or resumes with a ticket) and `logout`.
 
+use super::tickets::Resume;
 use super::{invalid, unavailable, Session};
 use crate::password;
-use chat_proto::{validate_user, ErrorCode, ErrorReply, Response};
+use chat_proto::{validate_user, Credential, ErrorCode, ErrorReply, Response};
 use std::time::Instant;
 
 /// The longest password accepted, in bytes.
@@ -12,7 +13,8 @@ impl Session {
     pub(super) async fn login(
         &mut self,
         user: String,
-        password: String,
+        credential: Credential,
+        refused_by: Option<String>,
     ) -> Result<Response, ErrorReply> {
         if let Some(current) = &self.user {
             return Err(ErrorReply::new(
@@ -24,22 +26,61 @@ impl Session {
         let serving = self.ctx.serving(&user);
         if serving != self.ctx.name {
             let view = self.ctx.farm.view();
-            if let Some(server) = view.server(&serving) {
-                tracing::debug!(%user, to = %serving, "login redirected");
-                return Ok(Response::Redirect {
-                    server: serving,
-                    addr: server.client_addr.clone(),
-                });
+            match view.server(&serving) {
+                // The client tried there, and was refused at the hello for lack of room: it is
+                // served here until its look at home finds room there.
+                Some(_) if refused_by.as_deref() == Some(serving.as_str()) => {
+                    tracing::info!(%user, full = %serving, "serving a user whose server is full");
+                }
+                Some(server) => {
+                    tracing::debug!(%user, to = %serving, "login redirected");
+                    return Ok(Response::Redirect {
+                        server: serving,
+                        addr: server.client_addr.clone(),
+                    });
+                }
+                None => {}
             }
         }
-        if password.is_empty() || password.len() > MAX_PASSWORD_LEN {
-            return Err(ErrorReply::new(
-                ErrorCode::Invalid,
-                format!("password must be 1 to {MAX_PASSWORD_LEN} bytes"),
-            ));
-        }
-        let now = Instant::now();
-        if let Some(wait) = self.ctx.login_throttle.check(&user, self.peer.ip(), now) {
+        let (registered, waiting, resume) = match credential {
+            Credential::Password(password) => {
+                let registered = self.password_login(&user, password).await?;
+                let waiting = self.ctx.store.count_inbox(&user).await?;
+                let epoch = self.ctx.tickets.epoch(&user).await?;
+                (registered, Some(waiting), Resume::new_device(epoch))
+            }
+            // No throttle: a ticket cannot be guessed, and one that is refused is no reason to
+            // slow the user's password logins.
+            Credential::Ticket(ticket) => (false, None, self.ticket_login(&user, &ticket).await?),
+        };
+        let ticket = self.ctx.tickets.issue(&user, resume)?;
+        self.ctx.known_users.insert(&user);
+        self.ctx.hub.add(&user, self.outbound.clone());
+        let by_ticket = waiting.is_none();
+        tracing::info!(%user, peer = %self.peer, registered, by_ticket, "logged in");
+        self.user = Some(user.clone());
+        self.resume = Some(resume);
+        Ok(Response::LoggedIn {
+            user,
+            registered,
+            waiting,
+            ticket,
+        })
+    }
+
+    /// Checks `password` (under the login throttle), or registers the name with it. Returns
+    /// true if this call registered the user.
+    async fn password_login(&self, user: &str, password: String) -> Result<bool, ErrorReply> {
+        check_password_len(&password)?;
+        self.throttled(user, Instant::now())?;
+        let registered = self.check_or_register(user, password).await?;
+        self.ctx.login_throttle.succeeded(user);
+        Ok(registered)
+    }
+
+    /// Refuses a password check for `user` while failed ones delay it.
+    pub(super) fn throttled(&self, user: &str, now: Instant) -> Result<(), ErrorReply> {
+        if let Some(wait) = self.ctx.login_throttle.check(user, self.peer.ip(), now) {
             tracing::info!(%user, peer = %self.peer, "login refused: too many failed logins");
             return Err(ErrorReply::new(
                 ErrorCode::TooFast,
@@ -49,19 +90,7 @@ impl Session {
                 ),
             ));
         }
-        let registered = self.check_or_register(&user, password).await?;
-        self.ctx.login_throttle.succeeded(&user);
-        let store = &self.ctx.store;
-        let waiting = store.count_inbox(&user).await?;
-        self.ctx.known_users.insert(&user);
-        self.ctx.hub.add(&user, self.outbound.clone());
-        tracing::info!(%user, peer = %self.peer, registered, "logged in");
-        self.user = Some(user.clone());
-        Ok(Response::LoggedIn {
-            user,
-            registered,
-            waiting,
-        })
+        Ok(())
     }
 
     /// Returns true if this call registered the user.
@@ -70,6 +99,7 @@ impl Session {
         let stored = match store.password_hash(user).await? {
             Some(stored) => stored,
             None => {
+                self.ctx.logins.count_argon2();
                 let hash = password::hash(password.clone())
                     .await
                     .map_err(unavailable)?;
@@ -80,6 +110,7 @@ impl Session {
                 store.password_hash(user).await?.unwrap_or_default()
             }
         };
+        self.ctx.logins.count_argon2();
         if password::verify(password, stored)
             .await
             .map_err(unavailable)?
@@ -97,17 +128,32 @@ impl Session {
         }
     }
 
-    pub(super) fn logout_command(&mut self) -> Result<Response, ErrorReply> {
-        self.require_user()?;
+    /// Logs out after revoking every ticket of the user: a client that keeps one, on any
+    /// device, must log in with its password next time.
+    pub(super) async fn logout_command(&mut self) -> Result<Response, ErrorReply> {
+        let user = self.require_user()?;
+        self.revoke_tickets(&user).await?;
         self.logout();
         Ok(Response::Done)
     }
 
     /// Takes the session's user off the hub, if logged in.
     pub fn logout(&mut self) {
+        self.resume = None;
         if let Some(user) = self.user.take() {
             self.ctx.hub.remove(&user, self.outbound.id());
             tracing::info!(%user, peer = %self.peer, "logged out");
         }
     }
+}
+
+/// Refuses an empty password or one longer than [`MAX_PASSWORD_LEN`].
+pub(super) fn check_password_len(password: &str) -> Result<(), ErrorReply> {
+    if password.is_empty() || password.len() > MAX_PASSWORD_LEN {
+        return Err(ErrorReply::new(
+            ErrorCode::Invalid,
+            format!("password must be 1 to {MAX_PASSWORD_LEN} bytes"),
+        ));
+    }
+    Ok(())
 }

@@ -14,9 +14,11 @@ mod groups;
 mod info;
 mod readlog;
 mod send;
+mod tickets;
 
-pub use context::{CommandContext, KnownUsers};
+pub use context::{CommandContext, KnownUsers, LoginCounts};
 pub use info::online_page;
+pub use tickets::TicketIssuer;
 
 use crate::outbound::Outbound;
 use crate::store::StoreError;
@@ -34,6 +36,9 @@ pub struct Session {
     outbound: Outbound,
     /// The logged-in user, if any.
     user: Option<String>,
+    /// The device and revocation epoch of the logged-in user's tickets: the device is chosen
+    /// at a password login and kept by the ticket logins and renewals that follow it.
+    resume: Option<tickets::Resume>,
     peer: SocketAddr,
 }
 
@@ -57,6 +62,7 @@ impl Session {
             ctx,
             outbound,
             user: None,
+            resume: None,
             peer,
         }
     }
@@ -90,8 +96,14 @@ impl Session {
     async fn execute(&mut self, request_id: u32, request: Request) -> Outcome {
         match request {
             Request::Ring => self.ring().into(),
-            Request::Login { user, password } => self.login(user, password).await.into(),
-            Request::Logout => self.logout_command().into(),
+            Request::Login {
+                user,
+                credential,
+                refused_by,
+            } => self.login(user, credential, refused_by).await.into(),
+            Request::Logout => self.logout_command().await.into(),
+            Request::Passwd { old, new } => self.passwd(old, new).await.into(),
+            Request::RenewTicket => self.renew_ticket().await.into(),
             Request::Send { id, to, text } => self.send(request_id, id, to, text).await,
             Request::Join { group } => self.join(group).await.into(),
             Request::Leave { group } => self.leave(group).await.into(),

@@ -127,7 +127,11 @@ async fn converse(
                         Ok(Response::LoggedIn {
                             user,
                             registered: true,
-                            waiting: 3,
+                            waiting: Some(3),
+                            ticket: chat_proto::IssuedTicket {
+                                ticket: chat_proto::Ticket(b"fake".to_vec()),
+                                expires_in_ms: 3_600_000,
+                            },
                         })
                     }
                 },
