@@ -12,9 +12,10 @@ use crate::delivery::{Delivery, DeliveryConfig, Routes};
 use crate::farm::Farm;
 use crate::hub::Hub;
 use crate::keys::Keys;
-use crate::limits::LoginThrottle;
+use crate::limits::{AddressSlots, LoginThrottle, Registrations};
 use crate::links::{self, LinkContext, Links, Relayed};
 use crate::members::Members;
+use crate::password::{HashLimits, Hasher};
 use crate::presence::Presence;
 use crate::session::{self, SessionContext};
 use crate::store::{ServerRow, Store};
@@ -156,12 +157,17 @@ impl Server {
         let parts = Parts::new(config, store, farm, links);
         let (drained, tracker) = (CancellationToken::new(), TaskTracker::new());
         let sessions = SessionContext {
-            commands: Arc::new(parts.command_context()),
+            commands: Arc::new(parts.command_context(config)),
             farm_key,
             max_frames_per_sec: config.max_frames_per_sec,
             shutdown: shutdown.clone(),
             drained: drained.clone(),
             shutdown_grace: config.shutdown_timeout(),
+            login_timeout: config.login_timeout(),
+            write_timeout: config.write_timeout(),
+            address_slots: AddressSlots::new(
+                usize::try_from(config.max_connections_per_address).unwrap_or(usize::MAX),
+            ),
         };
         Server {
             links: Arc::new(parts.link_context(&shutdown, &drained, &tracker)),
@@ -300,7 +306,7 @@ impl Parts {
         }
     }
 
-    fn command_context(&self) -> CommandContext {
+    fn command_context(&self, config: &Config) -> CommandContext {
         CommandContext {
             name: self.name.clone(),
             store: self.store.clone(),
@@ -312,6 +318,11 @@ impl Parts {
             delivery: self.delivery.clone(),
             known_users: KnownUsers::default(),
             login_throttle: LoginThrottle::default(),
+            registrations: Registrations::new(
+                config.max_registrations_per_hour,
+                config.registration_burst,
+            ),
+            hasher: Hasher::new(hash_limits(config)),
         }
     }
 
@@ -325,6 +336,20 @@ impl Parts {
             links: self.links.clone(),
             members: self.members.clone(),
         }
+    }
+}
+
+/// The password hashing pool that `config` asks for.
+fn hash_limits(config: &Config) -> HashLimits {
+    let slots = config
+        .hash_threads
+        .map_or_else(HashLimits::default_slots, |threads| {
+            usize::try_from(threads).unwrap_or(1)
+        });
+    HashLimits {
+        slots,
+        max_waiting: config.max_hash_queue,
+        max_wait: Duration::from_secs(config.max_hash_wait_secs),
     }
 }
 

@@ -1,7 +1,7 @@
 //! `login` (which registers a new name) and `logout`.
 
-use super::{invalid, unavailable, Session};
-use crate::password;
+use super::{hash_failed, invalid, may_register, seconds, Session};
+use crate::limits::Attempt;
 use chat_proto::{validate_user, ErrorCode, ErrorReply, Response};
 use std::time::Instant;
 
@@ -39,18 +39,20 @@ impl Session {
             ));
         }
         let now = Instant::now();
-        if let Some(wait) = self.ctx.login_throttle.check(&user, self.peer.ip(), now) {
-            tracing::info!(%user, peer = %self.peer, "login refused: too many failed logins");
-            return Err(ErrorReply::new(
-                ErrorCode::TooFast,
-                format!(
-                    "too many failed logins for {user}; try again in {} s",
-                    wait.as_secs().max(1)
-                ),
-            ));
-        }
-        let registered = self.check_or_register(&user, password).await?;
-        self.ctx.login_throttle.succeeded(&user);
+        let attempt = match self.ctx.login_throttle.begin(&user, self.peer.ip(), now) {
+            Ok(attempt) => attempt,
+            Err(wait) => {
+                tracing::info!(%user, peer = %self.peer, "login refused: too many failed logins");
+                return Err(ErrorReply::new(
+                    ErrorCode::TooFast,
+                    format!(
+                        "too many failed logins for {user}; try again in {}",
+                        seconds(wait)
+                    ),
+                ));
+            }
+        };
+        let registered = self.check_or_register(&user, password, attempt).await?;
         let store = &self.ctx.store;
         let waiting = store.count_inbox(&user).await?;
         self.ctx.known_users.insert(&user);
@@ -64,32 +66,38 @@ impl Session {
         })
     }
 
-    /// Returns true if this call registered the user.
-    async fn check_or_register(&self, user: &str, password: String) -> Result<bool, ErrorReply> {
-        let store = &self.ctx.store;
+    /// Returns true if this call registered the user. The `attempt` ends as a success or a
+    /// failure once the password was checked.
+    async fn check_or_register(
+        &self,
+        user: &str,
+        password: String,
+        attempt: Attempt<'_>,
+    ) -> Result<bool, ErrorReply> {
+        let (store, hasher) = (&self.ctx.store, &self.ctx.hasher);
         let stored = match store.password_hash(user).await? {
             Some(stored) => stored,
             None => {
-                let hash = password::hash(password.clone())
-                    .await
-                    .map_err(unavailable)?;
+                may_register(&self.ctx, user, self.peer)?;
+                let hash = hasher.hash(password.clone()).await.map_err(hash_failed)?;
                 if store.create_user(user, &hash).await? {
+                    attempt.succeeded();
                     return Ok(true);
                 }
                 // Someone registered the name a moment ago: check against theirs.
                 store.password_hash(user).await?.unwrap_or_default()
             }
         };
-        if password::verify(password, stored)
+        if hasher
+            .verify(password, &stored)
             .await
-            .map_err(unavailable)?
+            .map_err(hash_failed)?
         {
+            attempt.succeeded();
             Ok(false)
         } else {
             tracing::info!(%user, peer = %self.peer, "login refused: wrong password");
-            self.ctx
-                .login_throttle
-                .failed(user, self.peer.ip(), Instant::now());
+            attempt.failed(Instant::now());
             Err(ErrorReply::new(
                 ErrorCode::WrongPassword,
                 format!("wrong password for {user}"),

@@ -3,9 +3,10 @@
 use crate::delivery::Delivery;
 use crate::farm::Farm;
 use crate::hub::Hub;
-use crate::limits::LoginThrottle;
+use crate::limits::{LoginThrottle, Registrations};
 use crate::links::Links;
 use crate::members::Members;
+use crate::password::Hasher;
 use crate::presence::Presence;
 use crate::store::{Store, StoreError};
 use chat_proto::PeerFrame;
@@ -29,6 +30,10 @@ pub struct CommandContext {
     pub delivery: Arc<Delivery>,
     pub known_users: KnownUsers,
     pub login_throttle: LoginThrottle,
+    /// New accounts per source address.
+    pub registrations: Registrations,
+    /// The bounded pool that hashes and checks passwords.
+    pub hasher: Hasher,
 }
 
 impl CommandContext {

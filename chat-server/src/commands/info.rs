@@ -4,10 +4,6 @@ use super::{invalid, Session};
 use chat_proto::{validate_user, ErrorCode, ErrorReply, Response};
 
 impl Session {
-    pub(super) fn ring(&self) -> Result<Response, ErrorReply> {
-        Ok(Response::Ring(self.ctx.farm.view().ring_info()))
-    }
-
     /// The users logged in anywhere in the farm, each once.
     pub(super) fn who(&self) -> Result<Response, ErrorReply> {
         self.require_user()?;
