@@ -152,9 +152,10 @@ fn may_register(ctx: &CommandContext, user: &str, peer: SocketAddr) -> Result<()
         })
 }
 
-/// A wait as the client is told it, in whole seconds, at least one.
+/// A wait as the client is told it, in whole seconds rounded up, at least one.
 fn seconds(wait: Duration) -> String {
-    format!("{} s", wait.as_secs().max(1))
+    let whole = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    format!("{} s", whole.max(1))
 }
 
 /// The client's answer when its password could not be hashed or checked.
