@@ -280,3 +280,15 @@ async fn a_connection_that_does_not_log_in_in_time_is_closed() {
     // The logged-in session, as old, stays.
     assert_eq!(logged_in.request(Request::Ping).await, Ok(Response::Pong));
 }
+
+#[tokio::test]
+async fn a_client_left_unlogged_past_the_time_reconnects_and_then_logs_in() {
+    let db = TestDb::new().await;
+    let server = Server::start_with(&db, "s1", &["--login-timeout-secs", "1"]).await;
+    let mut client = Client::connect(&server).await;
+    // The server closes the idle connection; the client connects again without a word...
+    let again = client.event(|ev| ev["type"] == "connected").await;
+    assert_eq!(again["server"], "s1");
+    // ...and a login then works as usual.
+    assert_eq!(client.ok("login alice pw-alice").await["user"], "alice");
+}
