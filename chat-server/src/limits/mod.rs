@@ -79,11 +79,14 @@ impl Registrations {
         }
     }
 
-    /// Takes one registration for `addr`; otherwise how long until the next one.
+    /// Takes one registration for `addr` (its [`source_of`]); otherwise how long until the
+    /// next one.
     pub fn allow(&self, addr: IpAddr, now: Instant) -> Result<(), Duration> {
         let rate = f64::from(self.per_hour.max(1)) / 3600.0;
         let mut buckets = lock(&self.buckets);
-        let bucket = buckets.touch(&addr, || RateLimit::per_second(rate, self.burst, now));
+        let bucket = buckets.touch(&source_of(addr), || {
+            RateLimit::per_second(rate, self.burst, now)
+        });
         if bucket.allow(now) {
             Ok(())
         } else {
@@ -116,8 +119,10 @@ impl AddressSlots {
         self.max
     }
 
-    /// A place for one more connection from `addr`, if it has fewer than `max` open.
+    /// A place for one more connection from `addr` (its [`source_of`]), if it has fewer than
+    /// `max` open.
     pub fn admit(self: &Arc<Self>, addr: IpAddr) -> Option<AddressSlot> {
+        let addr = source_of(addr);
         let mut open = lock(&self.open);
         let count = open.entry(addr).or_insert(0);
         if *count >= self.max {
@@ -140,6 +145,19 @@ impl Drop for AddressSlot {
                 open.remove(&self.addr);
             }
         }
+    }
+}
+
+/// The source that the limits per address count: an IPv4 address (also when written as an
+/// IPv4-mapped IPv6 one), or an IPv6 address's /64 network, which one host may well hold all
+/// of.
+pub fn source_of(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
     }
 }
 
@@ -183,6 +201,19 @@ mod tests {
             registrations.allow(addr, now + Duration::from_secs(60)),
             Ok(())
         );
+    }
+
+    #[test]
+    fn an_ipv6_network_is_one_source() {
+        #[track_caller]
+        fn check(addr: &str, source: &str) {
+            let addr: IpAddr = addr.parse().unwrap();
+            assert_eq!(source_of(addr), source.parse::<IpAddr>().unwrap());
+        }
+        check("192.0.2.7", "192.0.2.7");
+        check("::ffff:192.0.2.7", "192.0.2.7");
+        check("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::");
+        check("::1", "::");
     }
 
     #[test]

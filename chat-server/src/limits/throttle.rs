@@ -6,6 +6,7 @@
 //! past the free failures only one attempt at a time is checked for a name (or an address), so
 //! that many wrong passwords sent at once are checked no faster than one after another.
 
+use super::source_of;
 use super::tracked::Tracked;
 use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};
@@ -106,9 +107,10 @@ impl LoginThrottle {
         }
     }
 
-    /// Starts a login of `user` from `addr` if one may be tried now; otherwise says how long
+    /// Starts a login of `user` from `addr` (its [`source_of`]) if one may be tried now; otherwise says how long
     /// to wait. The attempt counts against both until it ends.
     pub fn begin(&self, user: &str, addr: IpAddr, now: Instant) -> Result<Attempt<'_>, Duration> {
+        let addr = source_of(addr);
         let mut state = self.lock();
         let waits = [
             state.users.get(user).and_then(|f| f.wait(&USER, now)),
