@@ -152,7 +152,7 @@ pub struct Config {
     pub max_hash_queue: usize,
 
     /// Seconds a login may wait for a hashing thread before it is refused as busy.
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub max_hash_wait_secs: u64,
 
     /// Seconds to finish in-flight work after SIGINT or SIGTERM before exiting anyway.
