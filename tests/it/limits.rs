@@ -9,6 +9,18 @@ async fn hello_answer(server: &Server) -> Hello {
     chat_tests::hello_answer(&server.addr, Hello::new("")).await
 }
 
+/// Waits until a new connection is welcome again, as one that closed gives its place back.
+async fn place_freed(server: &Server) {
+    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+    while !hello_answer(server).await.refusal.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the place was not freed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn connections_beyond_the_cap_are_refused_with_a_reason() {
     let db = TestDb::new().await;
@@ -21,14 +33,7 @@ async fn connections_beyond_the_cap_are_refused_with_a_reason() {
     );
     // A connection that closes gives its place back.
     drop(first);
-    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
-    while !hello_answer(&server).await.refusal.is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the place was not freed"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    place_freed(&server).await;
     assert_eq!(alice.ok("whoami").await["user"], "alice");
 }
 
@@ -247,14 +252,7 @@ async fn connections_per_address_are_capped() {
         "too many connections from 127.0.0.1: at most 2; close one or try again later"
     );
     drop(first);
-    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
-    while !hello_answer(&server).await.refusal.is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the place was not freed"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    place_freed(&server).await;
 }
 
 #[tokio::test]
