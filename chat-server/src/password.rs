@@ -16,7 +16,7 @@ use argon2::password_hash::{rand_core::OsRng, Output, ParamsString, PasswordHash
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use zeroize::Zeroizing;
 
@@ -125,13 +125,17 @@ impl Hasher {
         salt_b64: String,
         params: Params,
     ) -> Result<Output, HashError> {
+        let queued_at = Instant::now();
         let permit = self.acquire().await?;
+        let waited = queued_at.elapsed();
         let buffers = self.buffers.clone();
         let hashed = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
             let mut blocks = take_buffer(&buffers);
             let hashed = hash_with(&password, &salt_b64, params, &mut blocks);
             give_back(&buffers, blocks);
             drop(permit);
+            tracing::debug!(?waited, took = ?started.elapsed(), "password hashed");
             hashed
         });
         hashed
