@@ -9,8 +9,10 @@
 //!
 //! - `config`: the command-line flags.
 //! - `keys`: the farm and cluster keys, this process's link key, and `chat-server keygen`.
-//! - `password`: argon2id hashing off the async threads.
-//! - `limits`: the request rate per connection, and delays after failed logins.
+//! - `password`: argon2id hashing off the async threads, a bounded number at once, in reused
+//!   buffers.
+//! - `limits`: the request rate per connection, connections and registrations per source
+//!   address, and delays after failed logins.
 //! - `outbound`: a connection's bounded outbound queue, the only way to write to its socket.
 //! - `paging`: the keyset rule of every paged list: the first names after a cursor.
 //! - `tickets`: resume tickets sealed and opened with a key derived from the cluster key.
@@ -27,7 +29,8 @@
 //! - `links`: the persistent links to the other servers.
 //! - `delivery`: pending messages, acknowledgements, and the group-commit writer.
 //! - `commands`: what each client request does, one file per family of commands.
-//! - `session`: one client connection: hello, read loop, writer task.
+//! - `session`: one client connection: hello, read loop (which answers pings while a login
+//!   waits), writer task.
 //! - `console`: admin commands, on standard input and through `admin`.
 //! - `admin`: the admin socket, local and owner-only, and the `chat-server admin` client.
 //! - `server`: start-up, the accept loops and graceful shutdown; it makes each kind of task's

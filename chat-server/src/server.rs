@@ -12,9 +12,10 @@ use crate::delivery::{Delivery, DeliveryConfig, Routes};
 use crate::farm::Farm;
 use crate::hub::Hub;
 use crate::keys::Keys;
-use crate::limits::LoginThrottle;
+use crate::limits::{AddressSlots, LoginThrottle, Registrations};
 use crate::links::{self, LinkContext, Links, Relayed};
 use crate::members::Members;
+use crate::password::{HashLimits, Hasher};
 use crate::presence::Presence;
 use crate::revocation::Revocations;
 use crate::session::{self, SessionContext};
@@ -168,6 +169,11 @@ impl Server {
             shutdown: shutdown.clone(),
             drained: drained.clone(),
             shutdown_grace: config.shutdown_timeout(),
+            login_timeout: config.login_timeout(),
+            write_timeout: config.write_timeout(),
+            address_slots: AddressSlots::new(
+                usize::try_from(config.max_connections_per_address).unwrap_or(usize::MAX),
+            ),
         };
         Server {
             links: Arc::new(parts.link_context(&shutdown, &drained, &tracker)),
@@ -328,6 +334,11 @@ impl Parts {
                 revocations: self.revocations.clone(),
             },
             logins: self.logins.clone(),
+            registrations: Registrations::new(
+                config.max_registrations_per_hour,
+                config.registration_burst,
+            ),
+            hasher: Hasher::new(hash_limits(config)),
         }
     }
 
@@ -342,6 +353,20 @@ impl Parts {
             members: self.members.clone(),
             logins: self.logins.clone(),
         }
+    }
+}
+
+/// The password hashing pool that `config` asks for.
+fn hash_limits(config: &Config) -> HashLimits {
+    let slots = config
+        .hash_threads
+        .map_or_else(HashLimits::default_slots, |threads| {
+            usize::try_from(threads).unwrap_or(1)
+        });
+    HashLimits {
+        slots,
+        max_waiting: config.max_hash_queue,
+        max_wait: Duration::from_secs(config.max_hash_wait_secs),
     }
 }
 

@@ -1,8 +1,8 @@
 //! `login` (which registers a new name, or resumes with a ticket) and `logout`.
 
 use super::tickets::Resume;
-use super::{invalid, unavailable, Session};
-use crate::password;
+use super::{hash_failed, invalid, may_register, seconds, Session};
+use crate::limits::Attempt;
 use chat_proto::{validate_user, Credential, ErrorCode, ErrorReply, Response};
 use std::time::Instant;
 
@@ -72,38 +72,46 @@ impl Session {
     /// true if this call registered the user.
     async fn password_login(&self, user: &str, password: String) -> Result<bool, ErrorReply> {
         check_password_len(&password)?;
-        self.throttled(user, Instant::now())?;
-        let registered = self.check_or_register(user, password).await?;
-        self.ctx.login_throttle.succeeded(user);
-        Ok(registered)
+        let attempt = self.begin_attempt(user)?;
+        self.check_or_register(user, password, attempt).await
     }
 
-    /// Refuses a password check for `user` while failed ones delay it.
-    pub(super) fn throttled(&self, user: &str, now: Instant) -> Result<(), ErrorReply> {
-        if let Some(wait) = self.ctx.login_throttle.check(user, self.peer.ip(), now) {
-            tracing::info!(%user, peer = %self.peer, "login refused: too many failed logins");
-            return Err(ErrorReply::new(
-                ErrorCode::TooFast,
-                format!(
-                    "too many failed logins for {user}; try again in {} s",
-                    wait.as_secs().max(1)
-                ),
-            ));
-        }
-        Ok(())
+    /// Starts a password check for `user`, counted against the login throttle while it runs;
+    /// refused while failed ones delay it.
+    pub(super) fn begin_attempt(&self, user: &str) -> Result<Attempt<'_>, ErrorReply> {
+        let now = Instant::now();
+        self.ctx
+            .login_throttle
+            .begin(user, self.peer.ip(), now)
+            .map_err(|wait| {
+                tracing::info!(%user, peer = %self.peer, "login refused: too many failed logins");
+                ErrorReply::new(
+                    ErrorCode::TooFast,
+                    format!(
+                        "too many failed logins for {user}; try again in {}",
+                        seconds(wait)
+                    ),
+                )
+            })
     }
 
-    /// Returns true if this call registered the user.
-    async fn check_or_register(&self, user: &str, password: String) -> Result<bool, ErrorReply> {
-        let store = &self.ctx.store;
+    /// Returns true if this call registered the user. The `attempt` ends as a success or a
+    /// failure once the password was checked.
+    async fn check_or_register(
+        &self,
+        user: &str,
+        password: String,
+        attempt: Attempt<'_>,
+    ) -> Result<bool, ErrorReply> {
+        let (store, hasher) = (&self.ctx.store, &self.ctx.hasher);
         let stored = match store.password_hash(user).await? {
             Some(stored) => stored,
             None => {
+                may_register(&self.ctx, user, self.peer)?;
                 self.ctx.logins.count_argon2();
-                let hash = password::hash(password.clone())
-                    .await
-                    .map_err(unavailable)?;
+                let hash = hasher.hash(password.clone()).await.map_err(hash_failed)?;
                 if store.create_user(user, &hash).await? {
+                    attempt.succeeded();
                     return Ok(true);
                 }
                 // Someone registered the name a moment ago: check against theirs.
@@ -111,16 +119,16 @@ impl Session {
             }
         };
         self.ctx.logins.count_argon2();
-        if password::verify(password, stored)
+        if hasher
+            .verify(password, &stored)
             .await
-            .map_err(unavailable)?
+            .map_err(hash_failed)?
         {
+            attempt.succeeded();
             Ok(false)
         } else {
             tracing::info!(%user, peer = %self.peer, "login refused: wrong password");
-            self.ctx
-                .login_throttle
-                .failed(user, self.peer.ip(), Instant::now());
+            attempt.failed(Instant::now());
             Err(ErrorReply::new(
                 ErrorCode::WrongPassword,
                 format!("wrong password for {user}"),

@@ -4,9 +4,10 @@ use super::TicketIssuer;
 use crate::delivery::Delivery;
 use crate::farm::Farm;
 use crate::hub::Hub;
-use crate::limits::LoginThrottle;
+use crate::limits::{LoginThrottle, Registrations};
 use crate::links::Links;
 use crate::members::Members;
+use crate::password::Hasher;
 use crate::presence::Presence;
 use crate::store::{Store, StoreError};
 use chat_proto::PeerFrame;
@@ -36,6 +37,10 @@ pub struct CommandContext {
     pub tickets: TicketIssuer,
     /// How logins went, for the console's `logins`.
     pub logins: Arc<LoginCounts>,
+    /// New accounts per source address.
+    pub registrations: Registrations,
+    /// The bounded pool that hashes and checks passwords.
+    pub hasher: Hasher,
 }
 
 impl CommandContext {

@@ -7,10 +7,6 @@ use crate::presence::Presence;
 use chat_proto::{validate_user, ErrorCode, ErrorReply, Response};
 
 impl Session {
-    pub(super) fn ring(&self) -> Result<Response, ErrorReply> {
-        Ok(Response::Ring(self.ctx.farm.view().ring_info()))
-    }
-
     /// A page of the users logged in anywhere in the farm, each once.
     pub(super) fn who(&self, after: Option<String>, max: u32) -> Result<Response, ErrorReply> {
         self.require_user()?;

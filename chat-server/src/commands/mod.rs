@@ -21,6 +21,7 @@ pub use info::online_page;
 pub use tickets::TicketIssuer;
 
 use crate::outbound::Outbound;
+use crate::password::HashError;
 use crate::store::StoreError;
 use chat_proto::{
     fits_in_frame, ClientFrame, ErrorCode, ErrorReply, NameError, Request, Response, ServerFrame,
@@ -28,6 +29,7 @@ use chat_proto::{
 };
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// One client's state, which its commands read and change.
 pub struct Session {
@@ -67,35 +69,23 @@ impl Session {
         }
     }
 
-    /// Handles one frame from the client.
-    pub async fn handle(&mut self, frame: ClientFrame) {
-        match frame {
-            ClientFrame::Ack { ids } if ids.len() > MAX_ACK_IDS => {
-                // The real client never sends one: this is a broken or hostile peer.
-                tracing::warn!(peer = %self.peer, n_ids = ids.len(), "closing connection: Ack too long");
-                self.outbound.close(format!(
-                    "protocol error: an Ack carries at most {MAX_ACK_IDS} ids, not {}",
-                    ids.len()
-                ));
-            }
-            ClientFrame::Ack { ids } => {
-                if let Some(user) = &self.user {
-                    self.ctx.delivery.ack(user, &ids);
-                }
-            }
-            ClientFrame::Request { id, body } => {
-                // Boxed: the state of the largest command (a login, a query) then lives only
-                // while a request runs, not in every idle session's task.
-                if let Outcome::Reply(result) = Box::pin(self.execute(id, body)).await {
-                    self.outbound.send(reply_frame(id, result)).await;
-                }
-            }
+    /// The logged-in user, if any.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    /// Handles one request of the client, one that [`pace`] did not answer at once.
+    pub async fn handle(&mut self, id: u32, body: Request) {
+        // Boxed: the state of the largest command (a login, a query) then lives only while a
+        // request runs, not in every idle session's task.
+        if let Outcome::Reply(result) = Box::pin(self.execute(id, body)).await {
+            self.outbound.send(reply_frame(id, result)).await;
         }
     }
 
     async fn execute(&mut self, request_id: u32, request: Request) -> Outcome {
         match request {
-            Request::Ring => self.ring().into(),
+            Request::Ring => ring(&self.ctx).into(),
             Request::Login {
                 user,
                 credential,
@@ -158,6 +148,89 @@ fn cursor(
     Ok(after)
 }
 
+/// Whether a frame needs its session, and how long it may take.
+pub enum Pace {
+    /// Done already, from the server's shared state alone: an ack, a ping, the ring. Such a
+    /// frame may be answered while the session waits on a slow request, since it neither
+    /// reads nor changes what that request does. The reply to send, if any.
+    AtOnce(Option<ServerFrame>),
+    /// Waits on a password hash: it may run beside the session's read loop, one at a time.
+    Slow(u32, Request),
+    /// Needs the session's state: handled in order, after any slow request.
+    InOrder(u32, Request),
+    /// A protocol error: the connection is closed, for this reason.
+    Close(String),
+}
+
+/// Sorts a frame of the session whose user is `user`, doing at once what may be done at once.
+pub fn pace(ctx: &CommandContext, user: Option<&str>, frame: ClientFrame) -> Pace {
+    let (id, body) = match frame {
+        ClientFrame::Ack { ids } if ids.len() > MAX_ACK_IDS => {
+            // The real client never sends one: this is a broken or hostile peer.
+            tracing::warn!(n_ids = ids.len(), "closing connection: Ack too long");
+            return Pace::Close(format!(
+                "protocol error: an Ack carries at most {MAX_ACK_IDS} ids, not {}",
+                ids.len()
+            ));
+        }
+        ClientFrame::Ack { ids } => {
+            if let Some(user) = user {
+                ctx.delivery.ack(user, &ids);
+            }
+            return Pace::AtOnce(None);
+        }
+        ClientFrame::Request { id, body } => (id, body),
+    };
+    let result = match body {
+        Request::Ping => Ok(Response::Pong),
+        Request::Ring => ring(ctx),
+        Request::Login { .. } | Request::Passwd { .. } => return Pace::Slow(id, body),
+        body => return Pace::InOrder(id, body),
+    };
+    Pace::AtOnce(Some(reply_frame(id, result)))
+}
+
+fn ring(ctx: &CommandContext) -> Result<Response, ErrorReply> {
+    Ok(Response::Ring(ctx.farm.view().ring_info()))
+}
+
+/// Takes one registration of a new account for the session's address.
+fn may_register(ctx: &CommandContext, user: &str, peer: SocketAddr) -> Result<(), ErrorReply> {
+    ctx.registrations
+        .allow(peer.ip(), Instant::now())
+        .map_err(|wait| {
+            tracing::info!(%user, %peer, "registration refused: too many from this address");
+            ErrorReply::new(
+                ErrorCode::TooFast,
+                format!(
+                    "too many new accounts from {}; try again in {}",
+                    peer.ip(),
+                    seconds(wait)
+                ),
+            )
+        })
+}
+
+/// A wait as the client is told it, in whole seconds rounded up, at least one.
+fn seconds(wait: Duration) -> String {
+    let whole = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    format!("{} s", whole.max(1))
+}
+
+/// The client's answer when its password could not be hashed or checked.
+fn hash_failed(err: HashError) -> ErrorReply {
+    match err {
+        HashError::Busy => {
+            tracing::warn!("login refused: the password hashing queue is full");
+            ErrorReply::new(
+                ErrorCode::Unavailable,
+                "the server is busy checking passwords; try again shortly",
+            )
+        }
+        HashError::Failed(err) => unavailable(err),
+    }
+}
+
 fn invalid(err: NameError) -> ErrorReply {
     ErrorReply::new(ErrorCode::Invalid, err.to_string())
 }
@@ -169,6 +242,13 @@ fn unavailable(err: impl std::fmt::Display) -> ErrorReply {
         ErrorCode::Unavailable,
         "the server cannot reach its database; try again shortly",
     )
+}
+
+/// However a session ends, its user is taken off the hub.
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.logout();
+    }
 }
 
 impl From<StoreError> for ErrorReply {

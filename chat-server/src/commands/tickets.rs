@@ -7,8 +7,7 @@
 //! guess at a MAC cannot succeed, and honest clients with an expired or revoked ticket must not
 //! lock their user out.
 
-use super::{unavailable, Session};
-use crate::password;
+use super::{hash_failed, unavailable, Session};
 use crate::revocation::Revocations;
 use crate::tickets::{Claims, TicketKey};
 use chat_proto::{ErrorCode, ErrorReply, IssuedTicket, PeerFrame, Response, Ticket};
@@ -135,24 +134,21 @@ impl Session {
     ) -> Result<Response, ErrorReply> {
         let (user, resume) = self.require_resume()?;
         super::account::check_password_len(&new)?;
-        self.throttled(&user, Instant::now())?;
-        let store = &self.ctx.store;
+        let attempt = self.begin_attempt(&user)?;
+        let (store, hasher) = (&self.ctx.store, &self.ctx.hasher);
         let stored = store.password_hash(&user).await?.unwrap_or_default();
         self.ctx.logins.count_argon2();
-        if !password::verify(old, stored.clone())
-            .await
-            .map_err(unavailable)?
-        {
+        if !hasher.verify(old, &stored).await.map_err(hash_failed)? {
             tracing::info!(%user, peer = %self.peer, "passwd refused: wrong old password");
-            let now = Instant::now();
-            self.ctx.login_throttle.failed(&user, self.peer.ip(), now);
+            attempt.failed(Instant::now());
             return Err(ErrorReply::new(
                 ErrorCode::WrongPassword,
                 "the old password is wrong; the password is unchanged",
             ));
         }
+        attempt.succeeded();
         self.ctx.logins.count_argon2();
-        let new_hash = password::hash(new).await.map_err(unavailable)?;
+        let new_hash = hasher.hash(new).await.map_err(hash_failed)?;
         let Some(epoch) = store.change_password(&user, &stored, &new_hash).await? else {
             return Err(ErrorReply::new(
                 ErrorCode::Unavailable,

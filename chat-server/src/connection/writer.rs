@@ -5,11 +5,12 @@
 //! [`Outbound`]. The writer writes everything already queued with one flush, keeps the
 //! connection's rekey clock, and, once the connection closes, writes what is still queued and
 //! its last frame within [`GOODBYE_TIMEOUT`]. A write blocked on a peer that stopped reading
-//! (its socket buffer full) is abandoned when the connection closes, rather than blocking
-//! forever.
+//! (its socket buffer full) is abandoned when the connection closes, or once it has taken
+//! longer than the write timeout ([`WRITE_TIMEOUT`] unless set): then the connection is
+//! closed, so that a peer keeping its TCP window shut does not hold its socket and task.
 
 use super::halves::{self, FrameReader, FrameWriter};
-use super::{Secured, GOODBYE_TIMEOUT};
+use super::{Secured, GOODBYE_TIMEOUT, WRITE_TIMEOUT};
 use crate::outbound::{Outbound, Receiver};
 use chat_proto::{FrameError, RekeyHandle, SecureEncoder};
 use std::time::{Duration, Instant};
@@ -31,6 +32,8 @@ pub struct Writer<Out> {
     on_frame: Option<FrameHook<Out>>,
     /// The last frame, made from the reason the connection closed (if it has one).
     goodbye: Option<fn(String) -> Out>,
+    /// The longest one batch may take to be written and flushed.
+    write_timeout: Duration,
     /// The frame taken off the queue but not yet handed to the sink: a write abandoned when
     /// the connection closes leaves it here, for the goodbye to write first.
     unsent: Option<Out>,
@@ -57,6 +60,7 @@ where
             heartbeat: None,
             on_frame: None,
             goodbye: None,
+            write_timeout: WRITE_TIMEOUT,
             unsent: None,
         };
         (writer, stream)
@@ -81,6 +85,12 @@ where
         self
     }
 
+    /// Closes the connection when a batch takes longer than `limit` to write.
+    pub fn write_timeout(mut self, limit: Duration) -> Self {
+        self.write_timeout = limit;
+        self
+    }
+
     /// Writes until the connection closes, then says goodbye. A write that fails closes the
     /// connection without one; a frame too large to encode closes it with one.
     pub async fn run(mut self) {
@@ -93,10 +103,11 @@ where
             };
             self.rekey.request_if_due(&mut last_rekey, Instant::now());
             self.unsent = Some(frame);
+            let limit = self.write_timeout;
             tokio::select! {
-                written = self.write_queued() => match written {
-                    Ok(()) => {}
-                    Err(FrameError::TooLarge { max }) => {
+                written = timeout(limit, self.write_queued()) => match written {
+                    Ok(Ok(())) => {}
+                    Ok(Err(FrameError::TooLarge { max })) => {
                         // Nothing of that frame was written: the connection can still say why
                         // it closes, rather than vanish.
                         tracing::warn!(max, "closing a connection: a frame too large to send");
@@ -105,8 +116,13 @@ where
                         ));
                         break;
                     }
-                    Err(err) => {
+                    Ok(Err(err)) => {
                         outbound.close(format!("cannot write: {err}"));
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::info!("closing connection: the peer read nothing for {limit:?}");
+                        outbound.close(format!("not reading: nothing was read for {limit:?}"));
                         return;
                     }
                 },
