@@ -126,7 +126,7 @@ async fn read(
                 }
             }
             // The load stays where it logged in; a returning home is not measured here.
-            Some(Ok(ServerFrame::GoHome { .. })) => {}
+            Some(Ok(ServerFrame::GoHome { .. } | ServerFrame::RingChanged(_))) => {}
             Some(Ok(ServerFrame::Closing { reason })) => {
                 ledger.error(format!("the server closed a connection: {reason}"));
                 break;

@@ -31,8 +31,8 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long closing may wait for queued frames (acknowledgements above all) to be written.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
-/// The most ids in one `Ack` frame, well under the server's frame limit.
-pub const MAX_ACK_BATCH: usize = 1000;
+/// The most ids in one `Ack` frame: the protocol's bound.
+pub const MAX_ACK_BATCH: usize = chat_proto::MAX_ACK_IDS;
 
 const FRAME_QUEUE: usize = 64;
 const ACK_QUEUE: usize = 1024;
@@ -146,6 +146,8 @@ pub enum Incoming {
     Message(ChatMessage),
     /// The server says the user's home, `server`, takes them back: time to move there.
     GoHome { server: String },
+    /// The farm's ring changed: the servers as they are now.
+    Ring(chat_proto::RingInfo),
     /// The server said it is closing the connection, and why.
     Closing(String),
     /// The connection ended without a goodbye, and why.
@@ -401,6 +403,11 @@ async fn read_frames(
             Some(Ok(ServerFrame::GoHome { server, addr })) => {
                 tracing::debug!("{server} at {addr} calls this user home");
                 if incoming.send(Incoming::GoHome { server }).await.is_err() {
+                    break Incoming::Lost("the session ended".into());
+                }
+            }
+            Some(Ok(ServerFrame::RingChanged(ring))) => {
+                if incoming.send(Incoming::Ring(ring)).await.is_err() {
                     break Incoming::Lost("the session ended".into());
                 }
             }

@@ -1,10 +1,13 @@
 //! Who is logged in on this server, the way to reach each of their sessions, and the links
 //! that must hear about every login and logout, and of every change to a group's members.
 
+use crate::farm::Farm;
 use crate::outbound::Outbound;
-use chat_proto::PeerFrame;
+use crate::paging::first_after;
+use chat_proto::{PeerFrame, ServerFrame};
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio_util::sync::CancellationToken;
 
 /// The most names in one presence frame, to keep frames well under the size limit.
 const PRESENCE_CHUNK: usize = 4096;
@@ -92,6 +95,36 @@ impl Hub {
     }
 
     /// The sessions of `user`, if they are logged in here.
+    /// Pushes `frame` to every session here. A session too slow to take it is closed, as for
+    /// a delivery.
+    pub fn tell_sessions(&self, frame: &ServerFrame) -> usize {
+        let inner = self.lock();
+        let sessions = inner.sessions.values().flatten();
+        sessions
+            .filter(|session| session.push(frame.clone()))
+            .count()
+    }
+
+    /// Tells every session here of each change of the farm's ring ([`ServerFrame::RingChanged`]),
+    /// until `shutdown`: a client then fails over along the farm as it is, even after servers
+    /// came back at new addresses while it sat here.
+    pub async fn tell_ring_changes(self: Arc<Self>, farm: Arc<Farm>, shutdown: CancellationToken) {
+        let mut views = farm.subscribe();
+        let mut told = views.borrow_and_update().ring_info();
+        loop {
+            tokio::select! {
+                changed = views.changed() => if changed.is_err() { return },
+                () = shutdown.cancelled() => return,
+            }
+            let ring = views.borrow_and_update().ring_info();
+            if ring != told {
+                let n_told = self.tell_sessions(&ServerFrame::RingChanged(ring.clone()));
+                tracing::debug!(sessions = n_told, "told sessions the ring changed");
+                told = ring;
+            }
+        }
+    }
+
     pub fn sessions_of(&self, user: &str) -> Vec<Outbound> {
         self.lock().sessions.get(user).cloned().unwrap_or_default()
     }
@@ -100,16 +133,21 @@ impl Hub {
         self.lock().sessions.contains_key(user)
     }
 
-    /// The logged-in users, sorted, each with their number of sessions.
-    pub fn users(&self) -> Vec<(String, usize)> {
-        let mut users: Vec<(String, usize)> = self
-            .lock()
-            .sessions
-            .iter()
-            .map(|(user, sessions)| (user.clone(), sessions.len()))
-            .collect();
-        users.sort();
-        users
+    /// Up to `count` of the users logged in here whose names sort after `after`, in order.
+    pub fn users_after(&self, after: Option<&str>, count: usize) -> Vec<String> {
+        let inner = self.lock();
+        let names = inner.sessions.keys().map(String::as_str);
+        first_after(names, after, count)
+    }
+
+    /// How many sessions `user` has here.
+    pub fn n_sessions(&self, user: &str) -> usize {
+        self.lock().sessions.get(user).map_or(0, Vec::len)
+    }
+
+    /// How many users are logged in here.
+    pub fn n_users(&self) -> usize {
+        self.lock().sessions.len()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

@@ -151,3 +151,21 @@ async fn the_end_of_input_while_the_farm_is_down_ends_the_client() {
     client.close_input();
     assert_eq!(client.wait_exit().await, Some(0));
 }
+
+#[tokio::test]
+async fn every_session_is_told_when_the_ring_changes() {
+    let mut farm = Farm::start(2).await;
+    let user = farm.users_homed_on("s1", "ringnews", 1).remove(0);
+    let mut conn = chat_tests::RawConn::connect(&farm.server("s1").addr).await;
+    conn.login(&user).await;
+    let joined_addr = farm.add().await.addr.clone();
+    // The push carries the ring as s1 now sees it: the new server, at its address.
+    loop {
+        if let chat_proto::ServerFrame::RingChanged(ring) = conn.next_frame().await {
+            if ring.addr_of("s3") == Some(joined_addr.as_str()) {
+                assert_eq!(ring.servers.len(), 3, "{ring:?}");
+                break;
+            }
+        }
+    }
+}

@@ -13,5 +13,7 @@ mod limits;
 mod messaging;
 mod offline;
 mod outage;
+mod pages;
+mod tickets;
 mod wire;
 mod writes;

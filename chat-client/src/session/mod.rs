@@ -209,6 +209,7 @@ impl<'a> Session<'a> {
                     (Some(Incoming::GoHome { server }), Some(_)) => {
                         self.called_home(&mut state, &server);
                     }
+                    (Some(Incoming::Ring(ring)), Some(_)) => self.placement().ring = Some(ring),
                     (ended, _) => {
                         tracing::debug!("connection ended: {ended:?}");
                         if let Some(exit) = self.lose(&mut state).await {
@@ -245,6 +246,9 @@ impl<'a> Session<'a> {
                     state.homing = None;
                     if check.ring.is_some() {
                         self.placement().ring = check.ring;
+                    }
+                    if let Some(news) = check.ticket {
+                        self.ticket_news(&check.credentials, news);
                     }
                     state.home_switch = check.moved;
                 }

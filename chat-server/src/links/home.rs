@@ -74,9 +74,8 @@ async fn push_home(ctx: Arc<LinkContext>, peer: String) {
     };
     let users: Vec<String> = ctx
         .hub
-        .users()
+        .users_after(None, usize::MAX)
         .into_iter()
-        .map(|(user, _)| user)
         .filter(|user| ctx.links.serving(&view, user) == peer)
         .collect();
     if users.is_empty() {
