@@ -7,7 +7,8 @@
 //! - `codec`: length-delimited frames with a hard size limit, each a `postcard` payload.
 //! - `names`: the rules for user names, group names and message text.
 //! - `ring`: the SHA-256 consistent-hashing ring that places users on servers.
-//! - `secure`: frames on an encrypted connection (pieces, rekeying) and the handshake's codec.
+//! - `secure`: frames on an encrypted connection (pieces, batches, rekeying) and the
+//!   handshake's codec.
 //! - `noise`: the Noise Protocol Framework's handshakes (NX from clients, XXpsk3 between
 //!   servers) and transport encryption, with `Keypair` for the keys.
 //!
@@ -31,11 +32,11 @@ pub use noise::{HandshakeBuilder, HandshakeState, Keypair, NoiseError, Pattern, 
 pub use peer::{LinkHello, PeerFrame, UserAcks};
 pub use ring::Ring;
 pub use secure::{
-    handshake_codec, key_from_hex, key_to_hex, RekeyHandle, SecureCodec, SecureDecoder,
+    handshake_codec, key_from_hex, key_to_hex, Batch, RekeyHandle, SecureCodec, SecureDecoder,
     SecureEncoder, CLIENT_PROLOGUE, LINK_PROLOGUE, REKEY_EVERY,
 };
 
 /// The protocol version spoken by this build, by clients and servers alike. Both sides send it
 /// in their `Hello` (and servers in their `LinkHello`); version 4 added
-/// `PeerFrame::GroupChanged`.
-pub const PROTOCOL_VERSION: u16 = 4;
+/// `PeerFrame::GroupChanged`, version 5 batches of frames in one encrypted message (`secure`).
+pub const PROTOCOL_VERSION: u16 = 5;
