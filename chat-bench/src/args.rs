@@ -6,6 +6,10 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+mod scale;
+
+pub use scale::{CrowdArgs, FailoverArgs, ListsArgs, LoginsArgs, RssArgs, UserArgs};
+
 /// How long after the deadline a workload may take to stop and print its figures.
 pub const REPORT_GRACE: Duration = Duration::from_secs(10);
 
@@ -41,8 +45,21 @@ pub enum Workload {
     Idle(IdleArgs),
     /// Logs in --clients users at home, kills the server --kill-pid with SIGKILL, and times
     /// how long each of its users takes to be logged in again elsewhere, walking the ring as
-    /// the real client does.
+    /// the real client does; with --restart-cmd, then how long each takes to be home again.
     Failover(FailoverArgs),
+    /// --clients users with existing accounts (registered first, not timed) log in at once,
+    /// each keeping a heartbeat as the real client; reports the logins and the connections
+    /// their heartbeat dropped.
+    Logins(LoginsArgs),
+    /// --clients users log in and live as real clients (heartbeat, failover, going home)
+    /// until standard input closes or the timeout; load for the chaos test.
+    Crowd(CrowdArgs),
+    /// Each server's resident memory with --clients users logged in, at the peak of a storm
+    /// of --storm password logins, and after it.
+    Rss(RssArgs),
+    /// Creates --groups groups with --clients users online, then asks `groups` and `who`
+    /// and reports the size of each reply frame, or that it never came.
+    Lists(ListsArgs),
     /// The dm workload spoken as IRC to an IRC network: NICK and USER, then PRIVMSG to a
     /// partner on another server; the window counts messages not yet delivered.
     Irc(IrcArgs),
@@ -56,6 +73,10 @@ impl Workload {
             Workload::Storm(args) => &args.farm.limits,
             Workload::Idle(args) => &args.farm.limits,
             Workload::Failover(args) => &args.farm.limits,
+            Workload::Logins(args) => &args.farm.limits,
+            Workload::Crowd(args) => &args.farm.limits,
+            Workload::Rss(args) => &args.farm.limits,
+            Workload::Lists(args) => &args.farm.limits,
             Workload::Irc(args) => &args.limits,
         }
     }
@@ -221,18 +242,6 @@ pub struct IdleArgs {
     /// Log the connections in too, and take a third reading (password hashing dominates it).
     #[arg(long)]
     pub login: bool,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct FailoverArgs {
-    #[command(flatten)]
-    pub farm: FarmArgs,
-    /// Users logged in, spread evenly over the servers.
-    #[arg(long, value_name = "N", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
-    pub clients: u64,
-    /// The server process to kill with SIGKILL; its name is read from its --name flag.
-    #[arg(long, value_name = "PID")]
-    pub kill_pid: i32,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -1,176 +1,164 @@
-//! The `failover` workload: users logged in at home, one server killed with SIGKILL, and the
-//! time until each of its users is logged in again on another server.
+//! The `failover` workload: users logged in at home and living as real clients (see `user`),
+//! one server killed with SIGKILL, and the time until each of its users is logged in again on
+//! another server; with `--restart-cmd`, the server started again and the time until each of
+//! them is home again.
 //!
-//! Each connection is watched for its end. When a displaced user's connection ends, it
-//! reconnects exactly as the real client does, with `chat_client::failover::reconnect`: the
-//! user's ring order (home, backup, then clockwise) with the lost server last, short connect
-//! timeouts, jittered backoff, and the login again. The time counted runs from the kill to
-//! that login's answer, so it includes noticing the loss.
+//! A displaced user notices the loss (its socket ends at once, or its heartbeat gives up) and
+//! reconnects as the real client does, with `chat_client::failover::reconnect`: the user's
+//! ring order with the lost server last, short connect timeouts, jittered backoff, and the
+//! login again. The failover time runs from the kill to that login's answer. The way home is
+//! whatever the client does (today its look at home every second, `check_home`; a push from the
+//! server would be handled in `user`); its time runs from the moment the restarted server
+//! first answers a ring request at its address.
 
 use crate::args::{count, FailoverArgs};
+use crate::board::Seat;
 use crate::farm::Conn;
-use crate::idle::flag_value;
-use crate::logins::farm_logins;
 use crate::messages::discover;
+use crate::population::{names, Population};
+use crate::procs;
 use crate::report::{Latencies, Line, Verdict};
-use anyhow::{anyhow, Context as _};
-use chat_client::connection::ConnectOptions;
-use chat_client::failover::{self, Credentials, LostServer, Plan, FAILOVER_CONNECT_TIMEOUT};
-use chat_proto::ServerFrame;
-use futures::StreamExt as _;
+use anyhow::{anyhow, bail, Context as _};
+use chat_client::handshake::ServerTrust;
+use chat_proto::{Request, Response};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::time::{Duration, Instant};
-use tokio::task::JoinHandle;
 
-/// How a watched connection ended up.
-enum Watched {
-    /// Logged in again elsewhere, this long after the kill.
-    Back(Duration),
-    /// Its connection ended, though its server was not the one killed.
-    LostElsewhere,
-}
+/// Between two attempts to reach the restarted server.
+const READY_POLL: Duration = Duration::from_millis(20);
 
 pub async fn run(args: FailoverArgs, deadline: tokio::time::Instant) -> anyhow::Result<Verdict> {
-    let victim = server_name(args.kill_pid)?;
+    let victim = procs::server_name(args.kill_pid)?;
     let farm = discover(&args.farm).await?;
     let victim_addr = farm
         .ring
         .addr_of(&victim)
         .ok_or_else(|| anyhow!("{victim} (pid {}) is not on the ring", args.kill_pid))?
         .to_string();
-    let run_id = args.farm.limits.run_id();
-    let users = farm.names_by_home(&format!("f{run_id}-"), count(args.clients));
-    let password = &args.farm.password;
-    let logins = farm_logins(&farm, &users, password, args.farm.limits.concurrency()).await;
-    logins.print("login");
-    let conns = logins.all()?;
-    let options = ConnectOptions {
-        timeout: FAILOVER_CONNECT_TIMEOUT,
-        heartbeat: None,
-        trust: farm.trust.clone(),
+    let users = names(&farm, &args.farm, count(args.clients));
+    let (population, first) =
+        Population::start(&farm, users, &args.farm, &args.users, deadline).await?;
+    first
+        .fields(Line::new("login"), population.users.len(), first.dropped)
+        .print();
+    let mut verdict = Verdict {
+        timed_out: first.timed_out,
+        ..Verdict::default()
     };
-    let killed_at = Instant::now();
-    let watchers: Vec<(bool, JoinHandle<anyhow::Result<Watched>>)> = users
-        .iter()
-        .zip(conns)
-        .map(|(user, conn)| {
-            let displaced = conn.server == victim;
-            let plan = Plan {
-                seeds: args.farm.servers.clone(),
-                ring: Some(farm.ring.clone()),
-                credentials: Some(Credentials {
-                    user: user.clone(),
-                    password: password.clone(),
-                }),
-                lost: Some(LostServer {
-                    name: victim.clone(),
-                    addr: victim_addr.clone(),
-                }),
-                options: options.clone(),
-            };
-            (
-                displaced,
-                tokio::spawn(watch(conn, displaced, plan, killed_at)),
-            )
-        })
+    verdict.expect_zero("failed logins", first.failed);
+    let before = population.board.snapshot();
+    let displaced: Vec<usize> = (0..before.len())
+        .filter(|idx| before[*idx].server.as_deref() == Some(victim.as_str()))
         .collect();
-    kill(Pid::from_raw(args.kill_pid), Signal::SIGKILL)
+    if displaced.is_empty() {
+        bail!("no user was logged in on {victim}");
+    }
+    let killed_at = Instant::now();
+    kill(Pid::from_raw(args.kill_pid as i32), Signal::SIGKILL)
         .with_context(|| format!("cannot kill pid {}", args.kill_pid))?;
-    let (displaced, others): (Vec<_>, Vec<_>) =
-        watchers.into_iter().partition(|(displaced, _)| *displaced);
-    let n_displaced = displaced.len();
-    let mut latencies = Latencies::new();
-    let mut failed = 0u64;
-    let mut timed_out = false;
-    for (_, watcher) in displaced {
-        match tokio::time::timeout_at(deadline, watcher).await {
-            Ok(Ok(Ok(Watched::Back(took)))) => latencies.record(took),
-            Ok(Ok(Ok(Watched::LostElsewhere))) => failed += 1,
-            Ok(Ok(Err(err))) => {
-                eprintln!("error: {err:#}");
-                failed += 1;
-            }
-            Ok(Err(join_error)) => {
-                eprintln!("error: a failover task failed: {join_error}");
-                failed += 1;
-            }
-            Err(_) => {
-                timed_out = true;
-                failed += 1;
-            }
-        }
-    }
-    // The other users stay where they are: a watcher that has ended lost its connection.
-    let mut errors = 0u64;
-    for (_, watcher) in others {
-        if watcher.is_finished() {
-            errors += 1;
-        }
-        watcher.abort();
-    }
+    let away = |server: &str| server != victim;
+    let (latencies, failed) = timed_moves(&population, &displaced, killed_at, deadline, away).await;
+    let after = population.board.snapshot();
+    // Users of the other servers should have kept their connections.
+    let ends = |seat: &Seat| u64::from(seat.dropped + seat.lost);
+    let errors: u64 = (0..after.len())
+        .filter(|idx| !displaced.contains(idx))
+        .map(|idx| ends(&after[idx]) - ends(&before[idx]))
+        .sum();
+    let dropped: u64 = (0..after.len())
+        .map(|idx| u64::from(after[idx].dropped - before[idx].dropped))
+        .sum();
     Line::new("failover")
-        .field("clients", n_displaced)
+        .field("clients", displaced.len())
         .field("ok", latencies.count())
         .field("failed", failed)
         .millis(&latencies)
+        .field("dropped", dropped)
         .field("errors", errors)
         .field("server", &victim)
         .print();
-    let mut verdict = Verdict {
-        timed_out,
-        ..Verdict::default()
-    };
+    verdict.timed_out |= tokio::time::Instant::now() >= deadline;
     verdict.expect_zero("users not logged in again", failed);
     verdict.expect_zero("users of other servers who lost their connection", errors);
-    if n_displaced == 0 {
-        verdict.problem(format!("no user was logged in on {victim}"));
+    if let Some(command) = &args.restart_cmd {
+        let home = |server: &str| server == victim;
+        restart(command).await?;
+        let ready_at = wait_ready(&victim_addr, &farm.trust, deadline).await?;
+        let (latencies, failed) =
+            timed_moves(&population, &displaced, ready_at, deadline, home).await;
+        Line::new("home")
+            .field("clients", displaced.len())
+            .field("ok", latencies.count())
+            .field("failed", failed)
+            .millis(&latencies)
+            .field("down_ms", ready_at.duration_since(killed_at).as_millis())
+            .field("server", &victim)
+            .print();
+        verdict.timed_out |= tokio::time::Instant::now() >= deadline;
+        verdict.expect_zero("users not home again", failed);
     }
+    population.stop();
     Ok(verdict)
 }
 
-/// Waits for the connection to end; for a displaced user, reconnects as the real client does.
-async fn watch(
-    mut conn: Conn,
-    displaced: bool,
-    plan: Plan,
-    killed_at: Instant,
-) -> anyhow::Result<Watched> {
-    // Anything but a delivery or a reply ends the connection: a goodbye, an error, the end.
-    while let Some(Ok(ServerFrame::Deliver(_) | ServerFrame::Reply { .. })) =
-        conn.framed.next().await
-    {}
-    if !displaced {
-        return Ok(Watched::LostElsewhere);
-    }
-    let user = plan
-        .credentials
-        .as_ref()
-        .map(|credentials| credentials.user.clone())
-        .unwrap_or_default();
-    let reconnected = failover::reconnect(plan)
-        .await
-        .with_context(|| format!("{user} could not reconnect"))?;
-    let took = killed_at.elapsed();
-    match reconnected.relogin {
-        failover::Relogin::LoggedIn => {
-            reconnected.moved.connection.close().await;
-            Ok(Watched::Back(took))
+/// Waits until each of `who` has logged in at or after `since` on a server that `wanted`
+/// accepts (or has given up), or until `deadline`; returns each one's time from `since`, and
+/// how many did not get there.
+async fn timed_moves(
+    population: &Population,
+    who: &[usize],
+    since: Instant,
+    deadline: tokio::time::Instant,
+    wanted: impl Fn(&str) -> bool,
+) -> (Latencies, u64) {
+    let arrived = |seat: &Seat| seat.failed || seat.first_login(since, &wanted).is_some();
+    let all_arrived = |seats: &[Seat]| who.iter().all(|idx| arrived(&seats[*idx]));
+    population.board.wait_until(deadline, all_arrived).await;
+    let seats = population.board.snapshot();
+    let mut latencies = Latencies::new();
+    let mut failed = 0;
+    for idx in who {
+        match seats[*idx].first_login(since, &wanted) {
+            Some(at) => latencies.record(at.duration_since(since)),
+            None => failed += 1,
         }
-        other => Err(anyhow!(
-            "{user} reconnected but is not logged in: {other:?}"
-        )),
     }
+    (latencies, failed)
 }
 
-/// The `--name` of the chat-server process `pid`.
-fn server_name(pid: i32) -> anyhow::Result<String> {
-    let path = format!("/proc/{pid}/cmdline");
-    let cmdline = std::fs::read(&path).with_context(|| format!("cannot read {path}"))?;
-    let args: Vec<String> = cmdline
-        .split(|byte| *byte == 0)
-        .map(|arg| String::from_utf8_lossy(arg).into_owned())
-        .collect();
-    flag_value(&args, "--name")
-        .with_context(|| format!("pid {pid} has no --name flag: is it a chat-server?"))
+/// Runs the restart command and fails unless it succeeds.
+async fn restart(command: &str) -> anyhow::Result<()> {
+    let status = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(std::process::Stdio::null())
+        .status()
+        .await
+        .context("cannot run the --restart-cmd")?;
+    if !status.success() {
+        bail!("the --restart-cmd failed ({status})");
+    }
+    Ok(())
+}
+
+/// Waits until the server at `addr` answers a ring request; returns when it did.
+async fn wait_ready(
+    addr: &str,
+    trust: &ServerTrust,
+    deadline: tokio::time::Instant,
+) -> anyhow::Result<Instant> {
+    let answers = async {
+        loop {
+            if let Ok(mut conn) = Conn::open(addr, trust).await {
+                if let Ok(Ok(Response::Ring(_))) = conn.request(Request::Ring).await {
+                    return Instant::now();
+                }
+            }
+            tokio::time::sleep(READY_POLL).await;
+        }
+    };
+    tokio::time::timeout_at(deadline, answers)
+        .await
+        .map_err(|_| anyhow!("the restarted server did not answer at {addr} in time"))
 }

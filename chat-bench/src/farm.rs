@@ -6,6 +6,7 @@
 //! starts, requests go one at a time on the connection ([`request`]); the workload's own reader
 //! and writer take over after (see `flow`).
 
+use crate::login::{self, Outcome};
 use anyhow::{anyhow, bail, Context as _};
 use chat_client::farm::MAX_REDIRECTS;
 use chat_client::handshake::{self, ServerFramed, ServerTrust};
@@ -153,18 +154,10 @@ impl Conn {
     /// Logs `user` in on this connection; `Some(addr)` when the server redirects the login
     /// to the server at `addr`.
     pub async fn log_in(&mut self, user: &str, password: &str) -> anyhow::Result<Option<String>> {
-        let login = Request::Login {
-            user: user.to_string(),
-            password: password.to_string(),
-        };
-        match self.request(login).await? {
-            Ok(Response::LoggedIn { .. }) => Ok(None),
-            Ok(Response::Redirect { server, addr }) => {
-                tracing::debug!("{user} is redirected from {} to {server}", self.server);
-                Ok(Some(addr))
-            }
-            Ok(other) => bail!("unexpected answer to the login of {user}: {other:?}"),
-            Err(refusal) => bail!("login of {user} on {} refused: {refusal}", self.server),
+        let reply = self.request(login::request(user, password)).await?;
+        match login::outcome(user, reply).with_context(|| format!("on {}", self.server))? {
+            Outcome::LoggedIn(_) => Ok(None),
+            Outcome::Redirect(addr) => Ok(Some(addr)),
         }
     }
 }

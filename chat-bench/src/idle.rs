@@ -13,8 +13,8 @@ use crate::args::{count, IdleArgs};
 use crate::farm::Conn;
 use crate::logins::timed;
 use crate::messages::discover;
+use crate::procs::{find_servers, total_rss_kib};
 use crate::report::{Line, Verdict};
-use anyhow::{bail, Context as _};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -122,92 +122,4 @@ async fn log_in_all(
         }
     }
     (n_logged_in, held)
-}
-
-/// The summed `VmRSS` of these processes, in KiB.
-fn total_rss_kib(pids: &[u32]) -> anyhow::Result<u64> {
-    let mut total = 0;
-    for pid in pids {
-        let path = format!("/proc/{pid}/status");
-        let status =
-            std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-        total += vm_rss_kib(&status).with_context(|| format!("no VmRSS in {path}"))?;
-    }
-    Ok(total)
-}
-
-fn vm_rss_kib(status: &str) -> Option<u64> {
-    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// The `chat-server` processes whose `--listen` address is one of `servers`.
-fn find_servers(servers: &[String]) -> anyhow::Result<Vec<u32>> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").context("cannot list /proc")? {
-        let Ok(entry) = entry else { continue };
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|name| name.parse().ok())
-        else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmdline
-            .split(|byte| *byte == 0)
-            .map(|arg| String::from_utf8_lossy(arg).into_owned())
-            .collect();
-        let is_server = args
-            .first()
-            .is_some_and(|program| program.ends_with("chat-server"));
-        if is_server && flag_value(&args, "--listen").is_some_and(|addr| servers.contains(&addr)) {
-            pids.push(pid);
-        }
-    }
-    if pids.is_empty() {
-        bail!("no chat-server process listens on one of --servers; give --pids");
-    }
-    Ok(pids)
-}
-
-/// The value of `--flag VALUE` or `--flag=VALUE` in a command line.
-pub fn flag_value(args: &[String], flag: &str) -> Option<String> {
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        if arg == flag {
-            return iter.next().cloned();
-        }
-        if let Some(value) = arg
-            .strip_prefix(flag)
-            .and_then(|rest| rest.strip_prefix('='))
-        {
-            return Some(value.to_string());
-        }
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rss_and_flags_are_read() {
-        let status = "Name:\tchat-server\nVmPeak:\t 900 kB\nVmRSS:\t   12345 kB\n";
-        assert_eq!(vm_rss_kib(status), Some(12345));
-        assert_eq!(vm_rss_kib("Name: x\n"), None);
-        let args: Vec<String> = ["chat-server", "--name", "s1", "--listen=127.0.0.1:7"]
-            .iter()
-            .map(|arg| arg.to_string())
-            .collect();
-        assert_eq!(flag_value(&args, "--name").as_deref(), Some("s1"));
-        assert_eq!(
-            flag_value(&args, "--listen").as_deref(),
-            Some("127.0.0.1:7")
-        );
-        assert_eq!(flag_value(&args, "--peer-listen"), None);
-    }
 }

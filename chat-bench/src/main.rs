@@ -6,7 +6,13 @@
 //! - `ledger`: what was sent and delivered, the windows, doubles and misses.
 //! - `flow`: the hot loop of one farm connection (a reader and a writer task).
 //! - `messages`: the `dm` and `group` workloads.
-//! - `storm`, `idle`, `failover`: logins at once, idle connections, a killed server.
+//! - `storm`, `idle`: logins at once, idle connections.
+//! - `login`: the one login of chat-bench (where a resume ticket would go).
+//! - `board`, `user`, `population`: simulated users living as the real client does (heartbeat,
+//!   failover, going home), where each is logged in, and many of them started at once.
+//! - `logins`, `crowd`, `failover`, `rss`, `lists` (in `population`, `crowd`, `failover`,
+//!   `rss`, `lists`): the workloads at scale.
+//! - `procs`: what `/proc` says of the servers (memory, names).
 //! - `irc`: the `dm` workload spoken as IRC.
 //! - `report`: the `key=value` lines and the latency histograms.
 //!
@@ -17,17 +23,25 @@
 //! farm's public key must be given.
 
 mod args;
+mod board;
 mod cpu;
+mod crowd;
 mod failover;
 mod farm;
 mod flow;
 mod idle;
 mod irc;
 mod ledger;
+mod lists;
+mod login;
 mod logins;
 mod messages;
+mod population;
+mod procs;
 mod report;
+mod rss;
 mod storm;
+mod user;
 
 use anyhow::Context as _;
 use args::{Cli, Workload};
@@ -78,6 +92,10 @@ fn run(cli: Cli) -> anyhow::Result<Verdict> {
             Workload::Idle(args) => idle::run(args, deadline).await,
             Workload::Failover(args) => failover::run(args, deadline).await,
             Workload::Irc(args) => irc::run(args, deadline).await,
+            Workload::Logins(args) => population::logins(args, deadline).await,
+            Workload::Crowd(args) => crowd::run(args, deadline).await,
+            Workload::Rss(args) => rss::run(args, deadline).await,
+            Workload::Lists(args) => lists::run(args, deadline).await,
         }
     };
     runtime.block_on(async move {

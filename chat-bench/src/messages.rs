@@ -9,7 +9,7 @@ use crate::ledger::{Ledger, Shape, Tally};
 use crate::logins::farm_logins;
 use crate::report::{Latencies, Line, Verdict};
 use anyhow::{bail, Context as _};
-use chat_proto::{Recipient, Request, Response};
+use chat_proto::{Recipient, Request, Response, MAX_PAGE};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -200,17 +200,12 @@ async fn wait_online(
 ) -> anyhow::Result<()> {
     let waits = conns.map(|(conn, expected)| async move {
         loop {
-            match conn.request(Request::Who).await? {
-                Ok(Response::Users(online)) => {
-                    if expected
-                        .iter()
-                        .all(|user| online.binary_search(user).is_ok())
-                    {
-                        return anyhow::Ok(());
-                    }
-                }
-                Ok(other) => bail!("unexpected answer to who: {other:?}"),
-                Err(refusal) => bail!("who refused on {}: {refusal}", conn.server),
+            let online = who(conn).await?;
+            if expected
+                .iter()
+                .all(|user| online.binary_search(user).is_ok())
+            {
+                return anyhow::Ok(());
             }
             tokio::time::sleep(ONLINE_POLL).await;
         }
@@ -219,6 +214,31 @@ async fn wait_online(
         .await
         .context("the servers did not all see the users online in time")??;
     Ok(())
+}
+
+/// Everyone the connection's server sees online, sorted: `who`, page after page.
+async fn who(conn: &mut Conn) -> anyhow::Result<Vec<String>> {
+    let mut online = Vec::new();
+    loop {
+        let after = online.last().cloned();
+        match conn
+            .request(Request::Who {
+                after,
+                max: MAX_PAGE,
+            })
+            .await?
+        {
+            Ok(Response::Users { users, more }) => {
+                let done = !more || users.is_empty();
+                online.extend(users);
+                if done {
+                    return Ok(online);
+                }
+            }
+            Ok(other) => bail!("unexpected answer to who: {other:?}"),
+            Err(refusal) => bail!("who refused on {}: {refusal}", conn.server),
+        }
+    }
 }
 
 /// `line` with the shape of the traffic: messages per sender, their size, the window.

@@ -16,6 +16,11 @@ pub enum Command {
         password: Option<String>,
     },
     Logout,
+    /// `passwd <old> <new>`: the old password is the first word, the new one the rest.
+    Passwd {
+        old: String,
+        new: String,
+    },
     /// `send <user> <text>` or `send #<group> <text>`.
     Send {
         to: Recipient,
@@ -46,6 +51,7 @@ impl Command {
         match self {
             Command::Login { .. } => "login",
             Command::Logout => "logout",
+            Command::Passwd { .. } => "passwd",
             Command::Send { .. } => "send",
             Command::Join { .. } => "join",
             Command::Leave { .. } => "leave",
@@ -75,7 +81,14 @@ pub const USAGE: &[(&str, &str)] = &[
         "login <user> [<password>]",
         "log in, creating the account if the name is new",
     ),
-    ("logout", "log out"),
+    (
+        "logout",
+        "log out, and make every device log in with the password next time",
+    ),
+    (
+        "passwd <old> <new>",
+        "change your password; other devices must log in again",
+    ),
     ("send <user> <text>", "send a direct message"),
     ("send #<group> <text>", "send a message to a group"),
     (
@@ -94,8 +107,8 @@ pub const USAGE: &[(&str, &str)] = &[
 
 /// The command words, for `help` in JSON and for tab completion.
 pub const COMMAND_NAMES: &[&str] = &[
-    "login", "logout", "send", "join", "leave", "groups", "readlog", "who", "whois", "whoami",
-    "help", "quit",
+    "login", "logout", "passwd", "send", "join", "leave", "groups", "readlog", "who", "whois",
+    "whoami", "help", "quit",
 ];
 
 /// Parses one line. A blank line is `Ok(None)`.
@@ -119,6 +132,7 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, ParseError> {
         "join" => one_group(rest, "join").map(|group| Command::Join { group }),
         "leave" => one_group(rest, "leave").map(|group| Command::Leave { group }),
         "logout" => no_arguments(rest, "logout", Command::Logout),
+        "passwd" => parse_passwd(rest),
         "groups" => no_arguments(rest, "groups", Command::Groups),
         "readlog" => no_arguments(rest, "readlog", Command::ReadLog),
         "who" => no_arguments(rest, "who", Command::Who),
@@ -159,6 +173,21 @@ fn parse_login(rest: &str) -> Result<Command, String> {
     Ok(Command::Login {
         user: user.to_string(),
         password: (!password.is_empty()).then(|| password.to_string()),
+    })
+}
+
+fn parse_passwd(rest: &str) -> Result<Command, String> {
+    let (old, new) = split_word(rest);
+    let new = new.trim();
+    if old.is_empty() || new.is_empty() {
+        return Err(format!(
+            "give the old and the new password; {}",
+            usage("passwd")
+        ));
+    }
+    Ok(Command::Passwd {
+        old: old.to_string(),
+        new: new.to_string(),
     })
 }
 

@@ -31,8 +31,8 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long closing may wait for queued frames (acknowledgements above all) to be written.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
-/// The most ids in one `Ack` frame, well under the server's frame limit.
-pub const MAX_ACK_BATCH: usize = 1000;
+/// The most ids in one `Ack` frame: the protocol's bound.
+pub const MAX_ACK_BATCH: usize = chat_proto::MAX_ACK_IDS;
 
 const FRAME_QUEUE: usize = 64;
 const ACK_QUEUE: usize = 1024;

@@ -7,12 +7,12 @@
 
 use crate::command::{Command, COMMAND_NAMES};
 use crate::connection::{Connection, RequestError};
-use crate::failover::Credentials;
-use crate::farm::{self, LoginError, Moved};
+use crate::farm::{self, Moved};
+use crate::login::{Credentials, HeldTicket, LoggedIn, Login, Outcome, Target};
 use crate::output::{Answer, Event};
 use crate::session::Session;
 use chat_proto::codec::MAX_LOG_BATCH;
-use chat_proto::{ErrorCode, MessageId, Request, Response};
+use chat_proto::{ErrorCode, GroupEntry, MessageId, Request, Response, MAX_PAGE};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -80,20 +80,50 @@ impl From<RequestError> for Failure {
     }
 }
 
-impl From<LoginError> for Failure {
-    fn from(err: LoginError) -> Failure {
-        match err {
-            LoginError::Lost => Failure::Retry,
-            LoginError::Failed(message) => Failure::Failed(message),
-            LoginError::Unexpected(response) => unexpected(response),
-        }
-    }
-}
-
 /// The reply did not fit the request: answered as an error, the connection stays open.
 fn unexpected(response: Response) -> Failure {
     tracing::warn!("unexpected reply from the server: {response:?}");
     Failure::Failed("the server sent an unexpected reply".to_string())
+}
+
+/// An item of a paged list, and the cursor it leaves for the next page.
+trait Named {
+    fn name(&self) -> &str;
+}
+
+impl Named for String {
+    fn name(&self) -> &str {
+        self
+    }
+}
+
+impl Named for GroupEntry {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Asks for a list page after page and returns it whole: `ask(after)` is the request for the
+/// page after the cursor, and `page` takes its items and whether more follow out of the reply
+/// (or hands back a reply that does not fit). Each page starts after the last name of the one
+/// before, so the server never answers with more than a page.
+async fn all_pages<T: Named>(
+    conn: &Connection,
+    ask: impl Fn(Option<String>) -> Request,
+    page: impl Fn(Response) -> Result<(Vec<T>, bool), Response>,
+) -> Result<Vec<T>, Failure> {
+    let mut items = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let (batch, more) = page(conn.request(ask(after.clone())).await?).map_err(unexpected)?;
+        let last = batch.last().map(|item| item.name().to_owned());
+        items.extend(batch);
+        // A page that would not move the cursor would make this loop spin: stop there.
+        match last {
+            Some(last) if more && after.as_ref() != Some(&last) => after = Some(last),
+            _ => return Ok(items),
+        }
+    }
 }
 
 fn expect_done(response: Response) -> Result<(), Failure> {
@@ -160,23 +190,74 @@ impl Session<'_> {
         user: String,
         password: String,
     ) -> Result<(Answer, Option<Moved>), Failure> {
-        let logged_in = if self.is_logged_in() {
-            farm::log_in_here(conn, &user, &password).await?
+        let credentials = Credentials::password(user, password);
+        let options = self.config.connect_options();
+        let (outcome, ring) = if self.is_logged_in() {
+            // The server refuses it; the session stays where it is.
+            let login = Login {
+                credentials: &credentials,
+                max_redirects: 0,
+                options: &options,
+            };
+            (login.run(Target::Current(conn), None).await, None)
         } else {
-            let options = self.config.connect_options();
-            farm::log_in(conn, &user, &password, &options).await?
+            farm::log_in(conn, &credentials, &options).await
         };
+        let user = &credentials.user;
+        let logged_in = match outcome {
+            Outcome::LoggedIn(logged_in) => logged_in,
+            Outcome::Redirected { .. } => {
+                let message = format!("the farm could not agree where {user} lives; try again");
+                return Err(Failure::Failed(message));
+            }
+            Outcome::Refused { message, moved } => {
+                if let Some(moved) = moved {
+                    moved.connection.close().await;
+                }
+                return Err(Failure::Failed(message));
+            }
+            Outcome::Untrusted(err) => {
+                return Err(Failure::Failed(format!("{user} cannot log in: {err}")))
+            }
+            Outcome::Unreachable {
+                current_lost: true, ..
+            } => return Err(Failure::Retry),
+            Outcome::Unreachable { reason, .. } => return Err(Failure::Failed(reason)),
+        };
+        let LoggedIn {
+            user,
+            registered,
+            waiting,
+            ticket,
+            moved,
+        } = logged_in;
         let credentials = Credentials {
-            user: logged_in.user.clone(),
-            password,
+            user: user.clone(),
+            ticket: Some(ticket),
+            ..credentials
         };
-        self.logged_in_as(credentials, logged_in.ring);
+        self.logged_in_as(credentials, ring);
         let answer = Answer::Login {
-            user: logged_in.user,
-            registered: logged_in.registered,
-            waiting: logged_in.waiting,
+            user,
+            registered,
+            waiting: waiting.unwrap_or_default(),
         };
-        Ok((answer, logged_in.moved))
+        Ok((answer, moved))
+    }
+
+    /// Changes the password; the session then logs in with the new one and its fresh ticket.
+    async fn passwd(&self, conn: &Connection, old: String, new: String) -> Result<Answer, Failure> {
+        let request = Request::Passwd {
+            old,
+            new: new.clone(),
+        };
+        match conn.request(request).await? {
+            Response::Ticket(issued) => {
+                self.password_changed(new, HeldTicket::new(issued));
+                Ok(Answer::Passwd)
+            }
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Runs one command; a login returns the new connection when it moved.
@@ -194,6 +275,7 @@ impl Session<'_> {
                 self.logged_out();
                 Answer::Logout
             }
+            Command::Passwd { old, new } => self.passwd(conn, old, new).await?,
             Command::Send { to, text } => {
                 let id = prepared.message_id;
                 match conn.request(Request::Send { id, to, text }).await? {
@@ -215,18 +297,35 @@ impl Session<'_> {
                 expect_done(conn.request(request).await?)?;
                 Answer::Leave { group }
             }
-            Command::Groups => match conn.request(Request::Groups).await? {
-                Response::Groups { all, joined } => Answer::Groups {
-                    groups: all,
-                    joined,
-                },
-                other => return Err(unexpected(other)),
-            },
+            Command::Groups => {
+                let ask = |after| Request::Groups {
+                    after,
+                    max: MAX_PAGE,
+                };
+                let groups = all_pages(conn, ask, |response| match response {
+                    Response::Groups { groups, more } => Ok((groups, more)),
+                    other => Err(other),
+                })
+                .await?;
+                let joined = groups.iter().filter(|group| group.joined);
+                Answer::Groups {
+                    joined: joined.map(|group| group.name.clone()).collect(),
+                    groups: groups.into_iter().map(|group| group.name).collect(),
+                }
+            }
             Command::ReadLog => self.read_log(conn, &prepared.shown).await?,
-            Command::Who => match conn.request(Request::Who).await? {
-                Response::Users(users) => Answer::Who { users },
-                other => return Err(unexpected(other)),
-            },
+            Command::Who => {
+                let ask = |after| Request::Who {
+                    after,
+                    max: MAX_PAGE,
+                };
+                let users = all_pages(conn, ask, |response| match response {
+                    Response::Users { users, more } => Ok((users, more)),
+                    other => Err(other),
+                })
+                .await?;
+                Answer::Who { users }
+            }
             Command::WhoIs { user } => match conn.request(Request::WhoIs { user }).await? {
                 Response::WhoIs {
                     user,

@@ -39,6 +39,18 @@ impl Default for Heartbeat {
     }
 }
 
+/// Why the heartbeat ended a connection, as [`crate::connection::Incoming::Lost`] reports it.
+fn silence_reason(misses: u32) -> String {
+    format!("no answer to {misses} pings in a row")
+}
+
+/// Whether a connection's end, as `Incoming::Lost` gave it, was the heartbeat giving up on a
+/// silent server (and not the server closing or the socket failing). The load generator
+/// counts these as clients dropped by their own heartbeat.
+pub fn ended_by_silence(reason: &str) -> bool {
+    reason.starts_with("no answer to ") && reason.ends_with(" pings in a row")
+}
+
 /// Pings until the connection stops, or ends it when the server stops answering.
 pub(crate) async fn run(
     heartbeat: Heartbeat,
@@ -64,7 +76,7 @@ async fn ping(heartbeat: Heartbeat, shared: &Shared, frames: mpsc::WeakSender<Cl
         let dead_at = last_answer + silence_limit;
         if next_ping >= dead_at {
             tokio::time::sleep_until(dead_at).await;
-            shared.end(format!("no answer to {misses} pings in a row"));
+            shared.end(silence_reason(misses));
             return;
         }
         tokio::time::sleep_until(next_ping).await;
@@ -100,5 +112,17 @@ async fn ping(heartbeat: Heartbeat, shared: &Shared, frames: mpsc::WeakSender<Cl
             shared.forget(id);
             tracing::debug!("a ping went unanswered");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_silent_server_is_told_from_other_ends() {
+        assert!(ended_by_silence(&silence_reason(3)));
+        assert!(!ended_by_silence("the server closed the connection"));
+        assert!(!ended_by_silence("cannot write: broken pipe"));
     }
 }

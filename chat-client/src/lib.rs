@@ -13,6 +13,8 @@
 //! - `farm`: choosing a server: the first that answers, then the user's home at login.
 //! - `failover`: coming back after a lost server (the user's ring order, backoff, logging in
 //!   again), and looking at home while logged in elsewhere.
+//! - `login`: the one login function and its outcome, for every login of a session; where the
+//!   resume ticket is used, and the password when the ticket is refused.
 //! - `input`: where command lines come from, a pipe or the terminal.
 //! - `known_servers`: trust on first use of a server's key, as SSH's `known_hosts`.
 //! - `session`: the loop that runs commands in order, shows and acknowledges messages, and
@@ -29,8 +31,8 @@
 //! writes to the socket.** **Nothing but the handshake crosses the wire in the clear, and
 //! nothing at all is sent to a server whose key was refused.** **A command that was not
 //! answered runs again after a failover, and a `send` keeps its message id across attempts**,
-//! so that nothing the user was told is sent is lost or shown twice. **The password is kept in
-//! memory only**, to log in again.
+//! so that nothing the user was told is sent is lost or shown twice. **The password and the
+//! resume ticket are kept in memory only**, to log in again.
 
 pub mod command;
 pub mod connection;
@@ -41,6 +43,7 @@ pub mod handshake;
 pub mod heartbeat;
 pub mod input;
 pub mod known_servers;
+pub mod login;
 pub mod output;
 pub mod seen;
 pub mod session;

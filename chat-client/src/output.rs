@@ -35,6 +35,8 @@ pub enum Answer {
         waiting: u64,
     },
     Logout,
+    /// The password changed; every other device's ticket is revoked.
+    Passwd,
     Send {
         #[serde(serialize_with = "as_display")]
         id: MessageId,
@@ -190,6 +192,7 @@ fn render_answer(answer: &Answer) -> String {
             format!("{how} as {}; {waiting} {noun} waiting", clean(user))
         }
         Answer::Logout => "logged out".to_string(),
+        Answer::Passwd => "password changed; your other devices must log in again".to_string(),
         Answer::Send { .. } => "sent".to_string(),
         Answer::Join { group } => format!("joined #{}", clean(group)),
         Answer::Leave { group } => format!("left #{}", clean(group)),
@@ -455,6 +458,11 @@ mod tests {
             ok(Answer::Logout),
             r#"{"type":"ok","command":"logout"}"#,
             "logged out",
+        );
+        check(
+            ok(Answer::Passwd),
+            r#"{"type":"ok","command":"passwd"}"#,
+            "password changed; your other devices must log in again",
         );
         check(
             ok(Answer::Send {

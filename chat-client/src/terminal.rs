@@ -175,10 +175,14 @@ fn history_entry(line: &str) -> Option<String> {
         return None;
     }
     let mut words = trimmed.split_whitespace();
-    if words.next() == Some("login") {
-        if let Some(user) = words.next() {
-            return Some(format!("login {user}"));
+    match words.next() {
+        Some("login") => {
+            if let Some(user) = words.next() {
+                return Some(format!("login {user}"));
+            }
         }
+        Some("passwd") => return Some("passwd".to_string()),
+        _ => {}
     }
     Some(trimmed.to_string())
 }
@@ -276,6 +280,7 @@ mod tests {
             Some("login alice".into())
         );
         assert_eq!(history_entry("login alice"), Some("login alice".into()));
+        assert_eq!(history_entry("passwd old new"), Some("passwd".into()));
         assert_eq!(history_entry(" send bob hi "), Some("send bob hi".into()));
     }
 

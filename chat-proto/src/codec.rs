@@ -16,6 +16,18 @@ pub const MAX_CLIENT_FRAME_LEN: usize = 64 * 1024;
 pub const MAX_FRAME_LEN: usize = 1024 * 1024;
 /// The most messages one `readlog` reply carries.
 pub const MAX_LOG_BATCH: u32 = 100;
+/// The most names one page of a list (`who`, `groups`) carries: 1,000 names of at most 32
+/// bytes stay far below [`MAX_FRAME_LEN`].
+pub const MAX_PAGE: u32 = 1000;
+/// The most ids one `ClientFrame::Ack` may carry; a larger one is a protocol error.
+pub const MAX_ACK_IDS: usize = 1024;
+
+/// True when `frame` encodes within `max_len` bytes, the limit an encoder enforces: a reply that
+/// does not fit must be answered some other way, before it reaches the connection's writer.
+pub fn fits_in_frame<T: Serialize + ?Sized>(frame: &T, max_len: usize) -> bool {
+    postcard::serialize_with_flavor(frame, postcard::ser_flavors::Size::default())
+        .is_ok_and(|len: usize| len <= max_len)
+}
 
 #[derive(Debug, Error)]
 pub enum FrameError {
@@ -190,6 +202,26 @@ mod tests {
             .encode(send_frame(&"x".repeat(2000)), &mut buf)
             .unwrap_err();
         assert!(matches!(err, FrameError::TooLarge { max: 1024 }), "{err}");
+    }
+
+    #[test]
+    fn the_size_check_agrees_with_the_encoder() {
+        let frame = |len: usize| ServerFrame::Reply {
+            id: 1,
+            result: Ok(crate::Response::Users {
+                users: vec!["x".repeat(len)],
+                more: false,
+            }),
+        };
+        let mut buf = BytesMut::new();
+        let mut codec = ServerSide::new(1024);
+        for len in [0, 500, 1000, 1015, 1016, 1017, 1018, 1100] {
+            let fits = fits_in_frame(&frame(len), 1024);
+            let encoded = codec.encode(frame(len), &mut buf);
+            assert_eq!(fits, encoded.is_ok(), "a name of {len} bytes");
+        }
+        assert!(fits_in_frame(&frame(1000), 1024));
+        assert!(!fits_in_frame(&frame(1100), 1024));
     }
 
     #[test]

@@ -25,7 +25,10 @@ pub mod peer;
 pub mod ring;
 pub mod secure;
 
-pub use codec::{FrameCodec, FrameError, MAX_CLIENT_FRAME_LEN, MAX_FRAME_LEN, MAX_LOG_BATCH};
+pub use codec::{
+    fits_in_frame, FrameCodec, FrameError, MAX_ACK_IDS, MAX_CLIENT_FRAME_LEN, MAX_FRAME_LEN,
+    MAX_LOG_BATCH, MAX_PAGE,
+};
 pub use message::*;
 pub use names::{validate_group, validate_text, validate_user, NameError};
 pub use noise::{HandshakeBuilder, HandshakeState, Keypair, NoiseError, Pattern, Role, Transport};
@@ -38,5 +41,9 @@ pub use secure::{
 
 /// The protocol version spoken by this build, by clients and servers alike. Both sides send it
 /// in their `Hello` (and servers in their `LinkHello`); version 4 added
-/// `PeerFrame::GroupChanged`, version 5 batches of frames in one encrypted message (`secure`).
+/// `PeerFrame::GroupChanged`; version 5 pages `Who` and `Groups` (a cursor and a page size in
+/// the request, `more` in the reply), bounds `Ack` to `MAX_ACK_IDS` ids, added
+/// `ErrorCode::TooLarge`, and added resume tickets (`Credential`, `Request::Passwd`,
+/// `Request::RenewTicket`, `Response::Ticket`, `ErrorCode::BadTicket`, `PeerFrame::Revoked`), and
+/// batches of frames in one encrypted message (`secure`).
 pub const PROTOCOL_VERSION: u16 = 5;

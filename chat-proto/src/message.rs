@@ -113,7 +113,8 @@ pub enum ClientFrame {
         id: RequestId,
         body: Request,
     },
-    /// The client has shown these delivered messages; the server may forget them.
+    /// The client has shown these delivered messages; the server may forget them. At most
+    /// [`crate::MAX_ACK_IDS`] ids: a larger frame closes the connection.
     Ack {
         ids: Vec<MessageId>,
     },
@@ -124,13 +125,26 @@ pub enum ClientFrame {
 pub enum Request {
     /// Asks for the ring of live servers; allowed before login. Answered by [`Response::Ring`].
     Ring,
-    /// Logs in, registering the user if the name is new. A server that should not serve the
-    /// user answers [`Response::Redirect`] instead.
+    /// Logs in, registering the user if the name is new (with a password). A server that should
+    /// not serve the user answers [`Response::Redirect`] instead.
     Login {
         user: String,
-        password: String,
+        credential: Credential,
+        /// The server this client would be redirected to that refused it at the hello for lack
+        /// of room: the user's next server on the ring serves them instead of redirecting there.
+        refused_by: Option<String>,
     },
+    /// Logs out and revokes every ticket of the user, on every device.
     Logout,
+    /// Changes the logged-in user's password and revokes every ticket of the user. Answered by
+    /// [`Response::Ticket`], a fresh ticket for this session.
+    Passwd {
+        old: String,
+        new: String,
+    },
+    /// Asks for a fresh ticket for the logged-in user, the same device, a new expiry. Answered
+    /// by [`Response::Ticket`].
+    RenewTicket,
     Send {
         id: MessageId,
         to: Recipient,
@@ -143,7 +157,13 @@ pub enum Request {
     Leave {
         group: String,
     },
-    Groups,
+    /// A page of every group: up to `max` (at most [`crate::MAX_PAGE`]) groups whose names sort
+    /// after `after` (from the first when `None`), in order, each with whether the user is a
+    /// member. Answered by [`Response::Groups`]; the next page starts after its last name.
+    Groups {
+        after: Option<String>,
+        max: u32,
+    },
     /// Hands over up to `max` waiting messages, oldest first, without removing them.
     ReadLog {
         max: u32,
@@ -152,14 +172,66 @@ pub enum Request {
     ConfirmLog {
         ids: Vec<MessageId>,
     },
-    /// The users logged in anywhere in the farm.
-    Who,
+    /// A page of the users logged in anywhere in the farm, paged as [`Request::Groups`] is.
+    /// Answered by [`Response::Users`].
+    Who {
+        after: Option<String>,
+        max: u32,
+    },
     /// Whether a user is online, where, and which servers the ring gives them.
     WhoIs {
         user: String,
     },
     WhoAmI,
     Ping,
+}
+
+impl Request {
+    /// A login with a password, naming no full server: the first login of a session.
+    pub fn password_login(user: impl Into<String>, password: impl Into<String>) -> Request {
+        Request::Login {
+            user: user.into(),
+            credential: Credential::Password(password.into()),
+            refused_by: None,
+        }
+    }
+}
+
+/// What a login proves who the user is with.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Credential {
+    Password(String),
+    /// A ticket a server of the farm gave this client at an earlier login of the same user.
+    Ticket(Ticket),
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credential::Password(_) => f.write_str("Password(..)"),
+            Credential::Ticket(ticket) => ticket.fmt(f),
+        }
+    }
+}
+
+/// A resume ticket: opaque to the client, which hands it back to log in again without the
+/// password. The farm's servers make and check it (a MAC under a key of theirs).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ticket(pub Vec<u8>);
+
+impl fmt::Debug for Ticket {
+    /// A ticket is a secret as long as it is valid: its bytes are never shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Ticket({} bytes)", self.0.len())
+    }
+}
+
+/// A fresh ticket, and how long it is valid from the moment the server sent it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedTicket {
+    pub ticket: Ticket,
+    /// Milliseconds from now (relative, so that the client's clock does not matter).
+    pub expires_in_ms: u64,
 }
 
 /// A frame from the server after its [`Hello`].
@@ -183,25 +255,37 @@ pub enum Response {
         user: String,
         /// True when this login created the account.
         registered: bool,
-        /// How many messages wait for `readlog`.
-        waiting: u64,
+        /// How many messages wait for `readlog`; `None` after a ticket login, which does not
+        /// count them (the client fetches the log after such a login anyway).
+        waiting: Option<u64>,
+        /// A fresh ticket for the next login of this session.
+        ticket: IssuedTicket,
     },
+    /// A fresh ticket, after `RenewTicket` or `Passwd`.
+    Ticket(IssuedTicket),
     /// The request was carried out and there is nothing to tell.
     Done,
     /// The message is durable, or every recipient has it.
     Sent {
         id: MessageId,
     },
+    /// A page of groups, in name order.
     Groups {
-        all: Vec<String>,
-        joined: Vec<String>,
+        groups: Vec<GroupEntry>,
+        /// More groups sort after the last of this page.
+        more: bool,
     },
     Log {
         messages: Vec<ChatMessage>,
         /// More messages wait beyond this batch.
         more: bool,
     },
-    Users(Vec<String>),
+    /// A page of user names, in order.
+    Users {
+        users: Vec<String>,
+        /// More users sort after the last of this page.
+        more: bool,
+    },
     WhoAmI {
         user: String,
         /// The server this session is on.
@@ -226,6 +310,14 @@ pub enum Response {
         addr: String,
     },
     Pong,
+}
+
+/// A group in a page of [`Response::Groups`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupEntry {
+    pub name: String,
+    /// The user who asked is a member.
+    pub joined: bool,
 }
 
 /// The live servers of the farm and the ring's `V`: all a client needs to compute placements.
@@ -291,6 +383,9 @@ pub enum ErrorCode {
     NotLoggedIn,
     AlreadyLoggedIn,
     WrongPassword,
+    /// The ticket is not one of the farm's, has expired, or was revoked (a logout or a password
+    /// change): log in with the password.
+    BadTicket,
     NoSuchUser,
     NoSuchGroup,
     NotMember,
@@ -300,4 +395,6 @@ pub enum ErrorCode {
     ShuttingDown,
     /// Too many requests too fast, or too many failed logins: wait, then try again.
     TooFast,
+    /// The answer would not fit in one frame.
+    TooLarge,
 }

@@ -65,6 +65,9 @@ pub enum PeerFrame {
     /// The members of `group` may have changed (a join or a leave on the sender, already
     /// committed): the receiver forgets what it has cached of them.
     GroupChanged { group: String },
+    /// `user`'s tickets were revoked (a logout or a password change, already committed): the
+    /// receiver forgets the revocation epoch it cached for them.
+    Revoked { user: String },
     /// Sent when the link has been idle for a while, so that each side knows the other lives.
     Heartbeat,
 }

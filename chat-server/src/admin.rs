@@ -2,7 +2,9 @@
 //!
 //! The socket is created owner-only, and every connection's peer credentials are checked as
 //! well: only the user running the server (or root) gets an answer. Nothing is exposed on the
-//! network. One connection carries one command line and its answer.
+//! network. One connection carries one command line and its answer, which the server writes
+//! a page at a time as it reads it (see `console`): an answer of any length is never held in
+//! memory whole, and the `chat-server admin` client prints it as it comes.
 
 use crate::config::Config;
 use crate::console::{self, ConsoleContext};
@@ -11,7 +13,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
@@ -134,18 +136,29 @@ async fn answer(stream: UnixStream, console: Arc<ConsoleContext>) {
     let mut line = String::new();
     let mut reader = BufReader::new(read.take(MAX_LINE));
     let read = tokio::time::timeout(READ_TIMEOUT, reader.read_line(&mut line)).await;
-    let reply = match read {
-        Ok(Ok(_)) => console::execute(&console, line.trim()).await,
-        Ok(Err(err)) => format!("error: cannot read the command: {err}"),
+    // The answer goes out as it is made, a page at a time; none is held whole.
+    let written = match read {
+        Ok(Ok(_)) => console::execute(&console, line.trim(), &mut write).await,
+        Ok(Err(err)) => {
+            let reply = format!("error: cannot read the command: {err}\n");
+            write.write_all(reply.as_bytes()).await
+        }
         Err(_) => return,
     };
-    let _ = write.write_all(format!("{reply}\n").as_bytes()).await;
+    if let Err(err) = written {
+        tracing::debug!(%err, "cannot write an admin answer");
+    }
     let _ = write.shutdown().await;
 }
 
-/// `chat-server admin`: sends `command` to the server at `path` and returns its answer. The
-/// socket must belong to this user or to root, so that nobody else can answer in its place.
-pub async fn request(path: &Path, command: &str) -> anyhow::Result<String> {
+/// `chat-server admin`: sends `command` to the server at `path` and copies its answer to `out`
+/// as it comes. The socket must belong to this user or to root, so that nobody else can answer
+/// in its place.
+pub async fn request<W: AsyncWrite + Unpin>(
+    path: &Path,
+    command: &str,
+    out: &mut W,
+) -> anyhow::Result<()> {
     if let Ok(meta) = std::fs::metadata(path) {
         if meta.uid() != 0 && Some(meta.uid()) != my_uid() {
             bail!(
@@ -162,13 +175,12 @@ pub async fn request(path: &Path, command: &str) -> anyhow::Result<String> {
         )
     })?;
     stream.write_all(format!("{command}\n").as_bytes()).await?;
-    let mut answer = String::new();
-    stream
-        .read_to_string(&mut answer)
+    let copied = tokio::io::copy(&mut stream, out)
         .await
         .context("the server closed the admin socket without answering")?;
-    if answer.is_empty() {
+    if copied == 0 {
         bail!("the server refused the admin connection (only its own user may use it)");
     }
-    Ok(answer)
+    out.flush().await?;
+    Ok(())
 }

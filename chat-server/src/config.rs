@@ -41,8 +41,10 @@ pub struct KeygenArgs {
 /// `chat-server admin [--name NAME | --socket PATH] <command>` runs an admin command against
 /// a server already running on this machine (`chat-server admin --help`). `chat-server keygen`
 /// makes the farm's keys (`chat-server keygen --help`).
+///
+/// A flag given twice takes its last value.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "chat-server", version)]
+#[command(name = "chat-server", version, args_override_self = true)]
 pub struct Config {
     /// This server's name in the farm; unique among its servers (1 to 32 of A-Z a-z 0-9 _ . -).
     #[arg(long, env = "CHAT_SERVER_NAME")]
@@ -114,6 +116,52 @@ pub struct Config {
     #[arg(long, default_value_t = 1000)]
     pub max_frames_per_sec: u32,
 
+    /// Seconds a resume ticket is valid after it is issued. Every login (by password or by
+    /// ticket) issues a fresh one, and clients renew theirs past half its life, so a session in
+    /// use never runs out; a ticket left unused expires, and `logout` or `passwd` revokes all of
+    /// a user's at once.
+    #[arg(long, default_value_t = 4 * 3600, value_parser = clap::value_parser!(u64).range(10..=30 * 24 * 3600))]
+    pub ticket_lifetime_secs: u64,
+
+    /// The most client connections at once from one source address (IPv4, or IPv6 address);
+    /// more are refused at the hello, with a reason. Loopback is not special: a proxy in front
+    /// of the server makes every client one address, and then this must be raised.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections_per_address: u64,
+
+    /// Seconds a client connection may stay open without being logged in (it may ask for the
+    /// ring and ping meanwhile); then it is closed with a reason. A login being checked does
+    /// not run out of time.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub login_timeout_secs: u64,
+
+    /// Seconds the writer of a connection may take to hand a batch of frames to a peer that
+    /// does not read them (its TCP window shut) before the connection is dropped.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub write_timeout_secs: u64,
+
+    /// New accounts an hour that one source address may register, on average.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_registrations_per_hour: u32,
+
+    /// New accounts that one source address may register at once, before the hourly rate.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub registration_burst: u32,
+
+    /// Passwords hashed at once (argon2id, 19 MiB each, kept for reuse). Default: the number
+    /// of cores.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub hash_threads: Option<u64>,
+
+    /// Logins (and registrations) that may wait for a hashing thread; more are refused at
+    /// once as busy.
+    #[arg(long, default_value_t = 4096)]
+    pub max_hash_queue: usize,
+
+    /// Seconds a login may wait for a hashing thread before it is refused as busy.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub max_hash_wait_secs: u64,
+
     /// Seconds to finish in-flight work after SIGINT or SIGTERM before exiting anyway.
     #[arg(long, default_value_t = 10)]
     pub shutdown_timeout_secs: u64,
@@ -128,7 +176,19 @@ impl Config {
         Duration::from_secs(self.shutdown_timeout_secs)
     }
 
+    pub fn ticket_lifetime(&self) -> Duration {
+        Duration::from_secs(self.ticket_lifetime_secs)
+    }
+
     pub fn heartbeat_timeout(&self) -> Duration {
         Duration::from_millis(self.heartbeat_timeout_ms)
+    }
+
+    pub fn login_timeout(&self) -> Duration {
+        Duration::from_secs(self.login_timeout_secs)
+    }
+
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.write_timeout_secs)
     }
 }

@@ -1,18 +1,29 @@
 //! The admin console: commands read line by line from the server's standard input, or one at
 //! a time from the admin socket (`chat-server admin <command>`).
 //!
+//! The lists (`users`, `groups`, `active-users`, `users <group>`) are read and written a page
+//! at a time (keyset pages of the store, or of the lists in memory), so an answer is never held
+//! whole, whatever the number of users and groups.
+//!
 //! The end of standard input only ends the console; the server keeps running.
 
+use crate::commands::{online_page, LoginCounts};
 use crate::farm::Farm;
 use crate::hub::Hub;
 use crate::links::Links;
 use crate::members::Members;
+use crate::paging::split_page;
 use crate::presence::Presence;
 use crate::store::{Store, StoreError};
+use chat_proto::MAX_PAGE;
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::future::Future;
+use std::io;
 use std::sync::Arc;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::time::timeout;
 
 /// What the admin commands look at, and nothing more.
 pub struct ConsoleContext {
@@ -25,7 +36,12 @@ pub struct ConsoleContext {
     pub links: Arc<Links>,
     /// The groups' members, as group sends here see them.
     pub members: Arc<Members>,
+    /// How this server's logins went.
+    pub logins: Arc<LoginCounts>,
 }
+
+/// How long one page of an answer may take to write: a reader that stops reading is left.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 const HELP: &str = "\
 commands:
@@ -36,84 +52,185 @@ commands:
   servers          the registry: each server's liveness, address, link and users
   links            this server's links, with the frames that crossed each
   thread-count     OS threads and live tokio tasks of this process
+  logins           argon2 uses, ticket logins, refused and renewed tickets since start
   help             this list";
 
 pub async fn run(ctx: Arc<ConsoleContext>) {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut stdout = tokio::io::stdout();
     while let Ok(Some(line)) = lines.next_line().await {
         let line = line.trim();
         if line.is_empty() {
             continue;
         }
-        println!("{}", execute(&ctx, line).await);
+        if let Err(err) = execute(&ctx, line, &mut stdout).await {
+            tracing::warn!(%err, "cannot write the console's answer");
+        }
     }
     tracing::debug!("console input closed; the server keeps running");
 }
 
-/// Runs one console command and returns what to print.
-pub async fn execute(ctx: &ConsoleContext, line: &str) -> String {
+/// Runs one console command and writes its answer to `out`, each line ending in a newline.
+/// Lists are read and written a page at a time, so no answer is ever held whole, however long.
+pub async fn execute<W: AsyncWrite + Unpin>(
+    ctx: &ConsoleContext,
+    line: &str,
+    out: &mut W,
+) -> io::Result<()> {
     let words: Vec<&str> = line.split_whitespace().collect();
-    let result = match words.as_slice() {
-        ["users"] => ctx.store.all_users().await.map(|users| list(&users)),
-        ["users", group] => {
-            let group = group.trim_start_matches('#');
-            ctx.members.get(group).await.map(|members| match members {
-                Some(members) => list(&members),
-                None => format!("no such group: #{group}"),
-            })
+    let size = MAX_PAGE as usize;
+    let answer = match words.as_slice() {
+        ["users"] => {
+            let page = |after: Option<String>| async move {
+                let users = ctx.store.users_after(after.as_deref(), size + 1).await?;
+                Ok(split_page(users, size))
+            };
+            return write_pages(out, page, |_| String::new()).await;
         }
-        ["groups"] => ctx.store.all_groups().await.map(|groups| list(&groups)),
-        ["active-users"] => Ok(active_users(ctx)),
+        ["users", group] => return write_members(ctx, group.trim_start_matches('#'), out).await,
+        ["groups"] => {
+            let page = |after: Option<String>| async move {
+                let groups = ctx.store.groups_after(after.as_deref(), size + 1).await?;
+                Ok(split_page(groups, size))
+            };
+            return write_pages(out, page, |_| String::new()).await;
+        }
+        ["active-users"] => {
+            let page = |after: Option<String>| async move {
+                Ok(online_page(&ctx.hub, &ctx.presence, after.as_deref(), size))
+            };
+            return write_pages(out, page, |user| where_online(ctx, user)).await;
+        }
         ["servers"] => servers(ctx).await,
         ["links"] => Ok(links(ctx)),
         ["thread-count"] => Ok(thread_count()),
+        ["logins"] => Ok(ctx.logins.to_string()),
         ["help"] => Ok(HELP.to_owned()),
         _ => Ok(format!("unknown command: {line} (try help)")),
     };
-    result.unwrap_or_else(|err| format!("error: {err}"))
+    let answer = answer.unwrap_or_else(|err| format!("error: {err}"));
+    emit(out, &format!("{answer}\n")).await
 }
 
-fn list(names: &[String]) -> String {
-    if names.is_empty() {
-        "(none)".to_owned()
-    } else {
-        names.join("\n")
+/// Writes a list one page at a time, one line per name: `page(after)` reads the names after the
+/// cursor and whether more follow, and `details(name)` is what follows the name on its line.
+/// "(none)" stands for an empty list; a failure midway ends the answer with an error line.
+async fn write_pages<W, F, Fut>(
+    out: &mut W,
+    mut page: F,
+    details: impl Fn(&str) -> String,
+) -> io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+    F: FnMut(Option<String>) -> Fut,
+    Fut: Future<Output = Result<(Vec<String>, bool), StoreError>>,
+{
+    let mut after = None;
+    let mut any = false;
+    loop {
+        let (names, more) = match page(after.take()).await {
+            Ok(page) => page,
+            Err(err) => return emit(out, &format!("error: {err}\n")).await,
+        };
+        let mut text = String::new();
+        for name in &names {
+            let _ = writeln!(text, "{name}{}", details(name));
+        }
+        any |= !names.is_empty();
+        if !any && !more {
+            text.push_str("(none)\n");
+        }
+        emit(out, &text).await?;
+        after = names.last().cloned();
+        if !more || after.is_none() {
+            return Ok(());
+        }
     }
 }
 
-fn active_users(ctx: &ConsoleContext) -> String {
-    let mut lines: Vec<String> = ctx
-        .hub
-        .users()
-        .into_iter()
-        .map(|(user, n_sessions)| format!("{user} server={} sessions={n_sessions}", ctx.name))
-        .collect();
-    lines.extend(
-        ctx.presence
-            .all()
-            .into_iter()
-            .map(|(user, server)| format!("{user} server={server}")),
-    );
-    lines.sort();
-    list(&lines)
+/// The members of a group as group sends here see them, a page of lines at a time.
+async fn write_members<W: AsyncWrite + Unpin>(
+    ctx: &ConsoleContext,
+    group: &str,
+    out: &mut W,
+) -> io::Result<()> {
+    let members = match ctx.members.get(group).await {
+        Ok(Some(members)) => members,
+        Ok(None) => return emit(out, &format!("no such group: #{group}\n")).await,
+        Err(err) => return emit(out, &format!("error: {err}\n")).await,
+    };
+    if members.is_empty() {
+        return emit(out, "(none)\n").await;
+    }
+    for page in members.chunks(MAX_PAGE as usize) {
+        let mut text = page.join("\n");
+        text.push('\n');
+        emit(out, &text).await?;
+    }
+    Ok(())
+}
+
+/// Writes `text`, giving up on a reader that stops reading.
+async fn emit<W: AsyncWrite + Unpin>(out: &mut W, text: &str) -> io::Result<()> {
+    let written = async {
+        out.write_all(text.as_bytes()).await?;
+        out.flush().await
+    };
+    match timeout(WRITE_TIMEOUT, written).await {
+        Ok(written) => written,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the reader of the answer stopped reading",
+        )),
+    }
+}
+
+/// Where `user` is logged in, as an `active-users` line goes on after the name: here with the
+/// number of sessions, and each other server.
+fn where_online(ctx: &ConsoleContext, user: &str) -> String {
+    let mut text = String::new();
+    let mut servers = ctx.presence.servers_of(user);
+    let n_sessions = ctx.hub.n_sessions(user);
+    if n_sessions > 0 {
+        servers.push(ctx.name.clone());
+        servers.sort();
+    }
+    for (idx, server) in servers.iter().enumerate() {
+        if idx > 0 {
+            let _ = write!(text, "\n{user}");
+        }
+        let _ = write!(text, " server={server}");
+        if *server == ctx.name && n_sessions > 0 {
+            let _ = write!(text, " sessions={n_sessions}");
+        }
+    }
+    text
 }
 
 /// Every registered server: whether it is live, where, its link from here, how many users are
 /// logged in on it, and how many registered users the ring gives it.
 async fn servers(ctx: &ConsoleContext) -> Result<String, StoreError> {
     let view = ctx.farm.view();
-    let users = ctx.store.all_users().await?;
     let mut homed: HashMap<&str, usize> = HashMap::new();
-    for user in &users {
-        if let Some(home) = view.ring.home(user) {
-            *homed.entry(home).or_default() += 1;
+    let mut after: Option<String> = None;
+    loop {
+        let size = MAX_PAGE as usize;
+        let users = ctx.store.users_after(after.as_deref(), size).await?;
+        for user in &users {
+            if let Some(home) = view.ring.home(user) {
+                *homed.entry(home).or_default() += 1;
+            }
         }
+        if users.len() < size {
+            break;
+        }
+        after = users.last().cloned();
     }
     let online = ctx.presence.counts();
     let mut out = String::new();
     for server in &view.servers {
         let (link, n_online) = if server.name == ctx.name {
-            ("self", ctx.hub.users().len())
+            ("self", ctx.hub.n_users())
         } else if ctx.links.is_up(&server.name) {
             ("up", online.get(&server.name).copied().unwrap_or(0))
         } else {
@@ -136,6 +253,14 @@ async fn servers(ctx: &ConsoleContext) -> Result<String, StoreError> {
         view.vnodes
     );
     Ok(out)
+}
+
+fn list(lines: &[String]) -> String {
+    if lines.is_empty() {
+        "(none)".to_owned()
+    } else {
+        lines.join("\n")
+    }
 }
 
 fn links(ctx: &ConsoleContext) -> String {

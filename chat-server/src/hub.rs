@@ -2,6 +2,7 @@
 //! that must hear about every login and logout, and of every change to a group's members.
 
 use crate::outbound::Outbound;
+use crate::paging::first_after;
 use chat_proto::PeerFrame;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -100,16 +101,21 @@ impl Hub {
         self.lock().sessions.contains_key(user)
     }
 
-    /// The logged-in users, sorted, each with their number of sessions.
-    pub fn users(&self) -> Vec<(String, usize)> {
-        let mut users: Vec<(String, usize)> = self
-            .lock()
-            .sessions
-            .iter()
-            .map(|(user, sessions)| (user.clone(), sessions.len()))
-            .collect();
-        users.sort();
-        users
+    /// Up to `count` of the users logged in here whose names sort after `after`, in order.
+    pub fn users_after(&self, after: Option<&str>, count: usize) -> Vec<String> {
+        let inner = self.lock();
+        let names = inner.sessions.keys().map(String::as_str);
+        first_after(names, after, count)
+    }
+
+    /// How many sessions `user` has here.
+    pub fn n_sessions(&self, user: &str) -> usize {
+        self.lock().sessions.get(user).map_or(0, Vec::len)
+    }
+
+    /// How many users are logged in here.
+    pub fn n_users(&self) -> usize {
+        self.lock().sessions.len()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

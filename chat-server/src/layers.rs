@@ -8,10 +8,13 @@ use std::path::Path;
 
 /// The modules of `chat-server`, the lowest layer first.
 const LAYERS: &[&[&str]] = &[
-    &["config", "keys", "password", "limits", "outbound"],
+    &[
+        "config", "keys", "password", "limits", "outbound", "paging", "tickets",
+    ],
     &["connection"],
     &["store"],
-    &["farm", "members"],
+    &["cache"],
+    &["farm", "members", "revocation"],
     &["hub", "presence"],
     &["links"],
     &["delivery"],

@@ -30,9 +30,7 @@ fn main() -> anyhow::Result<()> {
     }
     let config = Config::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(log_filter(std::env::var("RUST_LOG").ok().as_deref()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
@@ -46,6 +44,30 @@ fn main() -> anyhow::Result<()> {
     result
 }
 
+/// Crates whose debug logs hold secrets: `tokio_postgres` logs every query's parameters, the
+/// argon2 hashes among them.
+const SECRET_LOGGING_TARGETS: &[&str] = &["tokio_postgres"];
+
+/// The log filter of `RUST_LOG` (`info` without it), with the crates of
+/// [`SECRET_LOGGING_TARGETS`] kept at `info` unless `RUST_LOG` names them itself.
+fn log_filter(rust_log: Option<&str>) -> EnvFilter {
+    let rust_log = rust_log
+        .filter(|value| !value.trim().is_empty())
+        .unwrap_or("info");
+    let mut filter = EnvFilter::try_new(rust_log).unwrap_or_else(|err| {
+        eprintln!("ignoring RUST_LOG={rust_log:?}: {err}");
+        EnvFilter::new("info")
+    });
+    for target in SECRET_LOGGING_TARGETS {
+        if !rust_log.contains(target) {
+            if let Ok(directive) = format!("{target}=info").parse() {
+                filter = filter.add_directive(directive);
+            }
+        }
+    }
+    filter
+}
+
 /// `chat-server admin`: one command to a running server, its answer on standard output.
 fn admin(runtime: &tokio::runtime::Runtime, args: AdminArgs) -> anyhow::Result<()> {
     let path = match (args.socket, args.name) {
@@ -53,9 +75,8 @@ fn admin(runtime: &tokio::runtime::Runtime, args: AdminArgs) -> anyhow::Result<(
         (None, Some(name)) => admin::default_socket(&name),
         (None, None) => anyhow::bail!("name the server with --name or --socket"),
     };
-    let answer = runtime.block_on(admin::request(&path, &args.command.join(" ")))?;
-    print!("{answer}");
-    Ok(())
+    let command = args.command.join(" ");
+    runtime.block_on(admin::request(&path, &command, &mut tokio::io::stdout()))
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {

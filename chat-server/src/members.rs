@@ -28,10 +28,10 @@
 //! At most [`MAX_CACHED_GROUPS`] groups are cached; a miss when it is full evicts one. No lock
 //! is held while the store is read.
 
+use crate::cache::Coherent;
 use crate::store::{Store, StoreError};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// The most groups cached at once.
 pub const MAX_CACHED_GROUPS: usize = 10_000;
@@ -44,10 +44,7 @@ pub type MemberList = Arc<[String]>;
 /// The members of each group, from the cache or else from the store.
 pub struct Members {
     store: Store,
-    cache: Mutex<Cache>,
-    /// True while every change to the groups reaches this server: while it has a link with every
-    /// live server.
-    coherent: Box<dyn Fn() -> bool + Send + Sync>,
+    cache: Coherent<MemberList>,
 }
 
 impl Members {
@@ -55,253 +52,27 @@ impl Members {
     pub fn new(store: Store, coherent: impl Fn() -> bool + Send + Sync + 'static) -> Members {
         Members {
             store,
-            cache: Mutex::new(Cache::new(MAX_CACHED_GROUPS, ENTRY_TTL)),
-            coherent: Box::new(coherent),
+            cache: Coherent::new(MAX_CACHED_GROUPS, ENTRY_TTL, coherent),
         }
     }
 
     /// The members of `group`, or `None` if there is no such group. A group that does not exist
     /// is not cached: it is read again each time.
     pub async fn get(&self, group: &str) -> Result<Option<MemberList>, StoreError> {
-        let ticket = if (self.coherent)() {
-            match self.lock().lookup(group, Instant::now()) {
-                Lookup::Hit(members) => return Ok(Some(members)),
-                Lookup::Miss(ticket) => Some(ticket),
-            }
-        } else {
-            // A change on a server this one is not linked with would not be told here.
-            self.lock().clear();
-            None
+        let load = || async {
+            let members = self.store.members(group).await?;
+            Ok(members.map(MemberList::from))
         };
-        let Some(members) = self.store.members(group).await? else {
-            return Ok(None);
-        };
-        let members = MemberList::from(members);
-        if let Some(ticket) = ticket {
-            self.lock().insert(group, ticket, members.clone());
-        }
-        Ok(Some(members))
+        self.cache.get(group, load).await
     }
 
     /// Forgets `group`'s members: they may have changed.
     pub fn invalidate(&self, group: &str) {
-        self.lock().invalidate(group);
+        self.cache.invalidate(group);
     }
 
     /// Forgets every group's members: changes may have been missed.
     pub fn clear(&self) {
-        self.lock().clear();
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Cache> {
-        self.cache
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-    }
-}
-
-/// The cache's bookkeeping, without the store or the clock.
-struct Cache {
-    /// Bumped by every invalidation and clear: a load that began at an older epoch may have
-    /// read what has changed since, and is not kept.
-    epoch: u64,
-    groups: HashMap<String, Entry>,
-    capacity: usize,
-    ttl: Duration,
-}
-
-struct Entry {
-    members: MemberList,
-    /// When the load that read it began.
-    loaded_at: Instant,
-}
-
-/// What a load that missed carries back to [`Cache::insert`]: when it began.
-#[derive(Debug, Clone, Copy)]
-struct Ticket {
-    epoch: u64,
-    started_at: Instant,
-}
-
-enum Lookup {
-    Hit(MemberList),
-    /// Not cached: read the store, then insert with this ticket.
-    Miss(Ticket),
-}
-
-impl Cache {
-    fn new(capacity: usize, ttl: Duration) -> Cache {
-        Cache {
-            epoch: 0,
-            groups: HashMap::new(),
-            capacity: capacity.max(1),
-            ttl,
-        }
-    }
-
-    fn lookup(&self, group: &str, now: Instant) -> Lookup {
-        match self.groups.get(group) {
-            Some(entry) if now.saturating_duration_since(entry.loaded_at) < self.ttl => {
-                Lookup::Hit(entry.members.clone())
-            }
-            _ => Lookup::Miss(Ticket {
-                epoch: self.epoch,
-                started_at: now,
-            }),
-        }
-    }
-
-    /// Keeps what a load read, unless an invalidation or a clear came since it began. Returns
-    /// whether it was kept.
-    fn insert(&mut self, group: &str, ticket: Ticket, members: MemberList) -> bool {
-        if ticket.epoch != self.epoch {
-            return false;
-        }
-        if self.groups.len() >= self.capacity && !self.groups.contains_key(group) {
-            // The first in the map's order: names are hashed with a random key, so this is as
-            // good as a random choice, and costs nothing to keep.
-            if let Some(evicted) = self.groups.keys().next().cloned() {
-                self.groups.remove(&evicted);
-            }
-        }
-        let entry = Entry {
-            members,
-            loaded_at: ticket.started_at,
-        };
-        self.groups.insert(group.to_owned(), entry);
-        true
-    }
-
-    fn invalidate(&mut self, group: &str) {
-        self.epoch += 1;
-        self.groups.remove(group);
-    }
-
-    fn clear(&mut self) {
-        self.epoch += 1;
-        self.groups.clear();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const TTL: Duration = Duration::from_secs(60);
-
-    fn list(names: &[&str]) -> MemberList {
-        names.iter().map(|name| (*name).to_owned()).collect()
-    }
-
-    /// Looks `group` up, expecting a miss, and returns the load's ticket.
-    #[track_caller]
-    fn miss(cache: &Cache, group: &str, now: Instant) -> Ticket {
-        match cache.lookup(group, now) {
-            Lookup::Miss(ticket) => ticket,
-            Lookup::Hit(members) => panic!("{group} is cached as {members:?}"),
-        }
-    }
-
-    #[track_caller]
-    fn check_hit(cache: &Cache, group: &str, now: Instant, expected: &[&str]) {
-        match cache.lookup(group, now) {
-            Lookup::Hit(members) => assert_eq!(*members, *list(expected)),
-            Lookup::Miss(_) => panic!("{group} is not cached"),
-        }
-    }
-
-    #[test]
-    fn a_load_is_kept_and_then_hits() {
-        let now = Instant::now();
-        let mut cache = Cache::new(10, TTL);
-        let ticket = miss(&cache, "ops", now);
-        assert!(cache.insert("ops", ticket, list(&["alice", "bob"])));
-        check_hit(&cache, "ops", now, &["alice", "bob"]);
-    }
-
-    #[test]
-    fn a_load_that_raced_an_invalidation_is_not_kept() {
-        let now = Instant::now();
-        let mut cache = Cache::new(10, TTL);
-        // The load reads the members before carol's join commits; the join's invalidation
-        // arrives before the load comes back.
-        let before_join = miss(&cache, "ops", now);
-        cache.invalidate("ops");
-        assert!(!cache.insert("ops", before_join, list(&["alice"])));
-        // The next send reads again, and sees carol.
-        let after_join = miss(&cache, "ops", now);
-        assert!(cache.insert("ops", after_join, list(&["alice", "carol"])));
-        check_hit(&cache, "ops", now, &["alice", "carol"]);
-    }
-
-    #[test]
-    fn an_invalidation_of_another_group_also_voids_loads_in_flight() {
-        let now = Instant::now();
-        let mut cache = Cache::new(10, TTL);
-        let ticket = miss(&cache, "ops", now);
-        cache.invalidate("dev");
-        assert!(!cache.insert("ops", ticket, list(&["alice"])));
-    }
-
-    #[test]
-    fn an_invalidation_forgets_only_its_group() {
-        let now = Instant::now();
-        let mut cache = Cache::new(10, TTL);
-        for group in ["ops", "dev"] {
-            let ticket = miss(&cache, group, now);
-            cache.insert(group, ticket, list(&["alice"]));
-        }
-        cache.invalidate("ops");
-        miss(&cache, "ops", now);
-        check_hit(&cache, "dev", now, &["alice"]);
-    }
-
-    #[test]
-    fn a_link_change_clears_everything_and_voids_loads_in_flight() {
-        let now = Instant::now();
-        let mut cache = Cache::new(10, TTL);
-        let ticket = miss(&cache, "ops", now);
-        cache.insert("ops", ticket, list(&["alice"]));
-        let in_flight = miss(&cache, "dev", now);
-        // A link went down or came up: changes may have been missed.
-        cache.clear();
-        miss(&cache, "ops", now);
-        assert!(!cache.insert("dev", in_flight, list(&["bob"])));
-        miss(&cache, "dev", now);
-    }
-
-    #[test]
-    fn entries_expire_after_the_ttl_counted_from_the_loads_start() {
-        let start = Instant::now();
-        let mut cache = Cache::new(10, TTL);
-        let ticket = miss(&cache, "ops", start);
-        cache.insert("ops", ticket, list(&["alice"]));
-        check_hit(
-            &cache,
-            "ops",
-            start + TTL - Duration::from_millis(1),
-            &["alice"],
-        );
-        miss(&cache, "ops", start + TTL);
-    }
-
-    #[test]
-    fn a_full_cache_evicts_one_group_to_take_another() {
-        let now = Instant::now();
-        let mut cache = Cache::new(2, TTL);
-        for group in ["a", "b", "c"] {
-            let ticket = miss(&cache, group, now);
-            assert!(cache.insert(group, ticket, list(&["alice"])));
-        }
-        assert_eq!(cache.groups.len(), 2);
-        check_hit(&cache, "c", now, &["alice"]);
-        // Loading a cached group again replaces it without evicting another.
-        let ticket = Ticket {
-            epoch: cache.epoch,
-            started_at: now,
-        };
-        assert!(cache.insert("c", ticket, list(&["alice", "bob"])));
-        assert_eq!(cache.groups.len(), 2);
-        check_hit(&cache, "c", now, &["alice", "bob"]);
+        self.cache.clear();
     }
 }

@@ -4,6 +4,7 @@
 //! change it, and when the link drops the set is forgotten. Frames from a link that has since
 //! been replaced are ignored, so a dying link cannot undo what the new one said.
 
+use crate::paging::first_after;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
@@ -92,20 +93,14 @@ impl Presence {
         found
     }
 
-    /// Every (user, server) pair known here, sorted.
-    pub fn all(&self) -> Vec<(String, String)> {
-        let mut pairs: Vec<(String, String)> = self
-            .lock()
-            .iter()
-            .flat_map(|(server, remote)| {
-                remote
-                    .users
-                    .iter()
-                    .map(move |user| (user.clone(), server.clone()))
-            })
-            .collect();
-        pairs.sort();
-        pairs
+    /// Up to `count` of the users logged in on other servers whose names sort after `after`, in
+    /// order and each once.
+    pub fn users_after(&self, after: Option<&str>, count: usize) -> Vec<String> {
+        let by_server = self.lock();
+        let names = by_server
+            .values()
+            .flat_map(|remote| remote.users.iter().map(String::as_str));
+        first_after(names, after, count)
     }
 
     /// How many users each other server has.
@@ -140,9 +135,10 @@ mod tests {
         presence.offline("s2", 1, names(&["carol"]));
         presence.online("s2", 1, names(&["dave"]), false);
         presence.forget("s2", 1);
-        assert_eq!(presence.all(), [("carol".into(), "s2".into())]);
+        assert_eq!(presence.users_after(None, 10), ["carol"]);
+        assert_eq!(presence.servers_of("carol"), ["s2"]);
         presence.forget("s2", 2);
-        assert!(presence.all().is_empty());
+        assert!(presence.users_after(None, 10).is_empty());
     }
 
     #[test]
@@ -153,6 +149,10 @@ mod tests {
         assert_eq!(presence.servers_of("alice"), ["s2", "s3"]);
         assert_eq!(presence.servers_of("bob"), ["s2"]);
         assert!(presence.servers_of("carol").is_empty());
+        // A page names each user once, wherever they are.
+        assert_eq!(presence.users_after(None, 10), ["alice", "bob"]);
+        assert_eq!(presence.users_after(Some("alice"), 10), ["bob"]);
+        assert_eq!(presence.users_after(None, 1), ["alice"]);
         let users = names(&["alice", "bob", "carol"]);
         let located = presence.locate(&users);
         assert_eq!(located["s2"], [0, 1]);

@@ -5,19 +5,22 @@
 //! nothing below this module knows the whole.
 
 use crate::admin;
-use crate::commands::{CommandContext, KnownUsers};
+use crate::commands::{CommandContext, KnownUsers, LoginCounts, TicketIssuer};
 use crate::config::Config;
 use crate::console::{self, ConsoleContext};
 use crate::delivery::{Delivery, DeliveryConfig, Routes};
 use crate::farm::Farm;
 use crate::hub::Hub;
 use crate::keys::Keys;
-use crate::limits::LoginThrottle;
+use crate::limits::{AddressSlots, LoginThrottle, Registrations};
 use crate::links::{self, LinkContext, Links, Relayed};
 use crate::members::Members;
+use crate::password::{HashLimits, Hasher};
 use crate::presence::Presence;
+use crate::revocation::Revocations;
 use crate::session::{self, SessionContext};
 use crate::store::{ServerRow, Store};
+use crate::tickets::TicketKey;
 use anyhow::Context;
 use chat_proto::{ChatMessage, MessageId};
 use std::net::SocketAddr;
@@ -134,6 +137,8 @@ struct Parts {
     presence: Arc<Presence>,
     links: Arc<Links>,
     members: Arc<Members>,
+    revocations: Arc<Revocations>,
+    logins: Arc<LoginCounts>,
     delivery: Arc<Delivery>,
 }
 
@@ -152,16 +157,23 @@ impl Server {
             cluster,
             link,
         } = keys;
+        // Derived before the cluster key goes to the links, its only other use.
+        let ticket_key = Arc::new(TicketKey::derive(&cluster));
         let links = Arc::new(Links::new(&config.name, started_at_ms, link, cluster));
         let parts = Parts::new(config, store, farm, links);
         let (drained, tracker) = (CancellationToken::new(), TaskTracker::new());
         let sessions = SessionContext {
-            commands: Arc::new(parts.command_context()),
+            commands: Arc::new(parts.command_context(config, ticket_key)),
             farm_key,
             max_frames_per_sec: config.max_frames_per_sec,
             shutdown: shutdown.clone(),
             drained: drained.clone(),
             shutdown_grace: config.shutdown_timeout(),
+            login_timeout: config.login_timeout(),
+            write_timeout: config.write_timeout(),
+            address_slots: AddressSlots::new(
+                usize::try_from(config.max_connections_per_address).unwrap_or(usize::MAX),
+            ),
         };
         Server {
             links: Arc::new(parts.link_context(&shutdown, &drained, &tracker)),
@@ -257,7 +269,8 @@ impl Parts {
             let (farm, links) = (farm.clone(), links.clone());
             move || links.linked_with_all(&farm.view())
         };
-        let members = Arc::new(Members::new(store.clone(), coherent));
+        let members = Arc::new(Members::new(store.clone(), coherent.clone()));
+        let revocations = Arc::new(Revocations::new(store.clone(), coherent));
         let routes = Routes {
             hub: hub.clone(),
             presence: presence.clone(),
@@ -276,6 +289,8 @@ impl Parts {
             presence,
             links,
             members,
+            revocations,
+            logins: Arc::default(),
             delivery,
         }
     }
@@ -293,6 +308,7 @@ impl Parts {
             hub: self.hub.clone(),
             presence: self.presence.clone(),
             members: self.members.clone(),
+            revocations: self.revocations.clone(),
             delivery: self.delivery.clone(),
             shutdown: shutdown.clone(),
             drained: drained.clone(),
@@ -300,7 +316,7 @@ impl Parts {
         }
     }
 
-    fn command_context(&self) -> CommandContext {
+    fn command_context(&self, config: &Config, ticket_key: Arc<TicketKey>) -> CommandContext {
         CommandContext {
             name: self.name.clone(),
             store: self.store.clone(),
@@ -312,6 +328,17 @@ impl Parts {
             delivery: self.delivery.clone(),
             known_users: KnownUsers::default(),
             login_throttle: LoginThrottle::default(),
+            tickets: TicketIssuer {
+                key: ticket_key,
+                lifetime: config.ticket_lifetime(),
+                revocations: self.revocations.clone(),
+            },
+            logins: self.logins.clone(),
+            registrations: Registrations::new(
+                config.max_registrations_per_hour,
+                config.registration_burst,
+            ),
+            hasher: Hasher::new(hash_limits(config)),
         }
     }
 
@@ -324,7 +351,22 @@ impl Parts {
             presence: self.presence.clone(),
             links: self.links.clone(),
             members: self.members.clone(),
+            logins: self.logins.clone(),
         }
+    }
+}
+
+/// The password hashing pool that `config` asks for.
+fn hash_limits(config: &Config) -> HashLimits {
+    let slots = config
+        .hash_threads
+        .map_or_else(HashLimits::default_slots, |threads| {
+            usize::try_from(threads).unwrap_or(1)
+        });
+    HashLimits {
+        slots,
+        max_waiting: config.max_hash_queue,
+        max_wait: Duration::from_secs(config.max_hash_wait_secs),
     }
 }
 

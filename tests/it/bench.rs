@@ -91,3 +91,37 @@ async fn a_login_storm_logs_everyone_in() {
     );
     assert!(storm.num("p50_ms") <= storm.num("max_ms"));
 }
+
+#[tokio::test]
+async fn users_with_accounts_log_in_and_keep_their_heartbeats() {
+    let farm = Farm::start(3).await;
+    let args = ["--clients", "9", "--concurrency", "3", "--hold-secs", "2"];
+    let phases = run(&farm, "logins", &args).await;
+    assert_eq!(phases["register"].num("ok"), 9);
+    let logins = &phases["logins"];
+    assert_eq!(
+        (
+            logins.num("ok"),
+            logins.num("failed"),
+            logins.num("dropped")
+        ),
+        (9, 0, 0)
+    );
+    assert!(logins.num("p50_ms") <= logins.num("max_ms"));
+}
+
+#[tokio::test]
+async fn lists_report_the_size_of_each_reply() {
+    let farm = Farm::start(3).await;
+    let args = ["--clients", "3", "--groups", "40", "--concurrency", "3"];
+    let phases = run(&farm, "lists", &args).await;
+    let lists = &phases["lists"];
+    assert_eq!((lists.num("groups"), lists.num("failed")), (40, 0));
+    // 40 names of 32 characters, each with its length byte, and the frame around them.
+    assert!(
+        lists.num("largest_bytes") > 40 * 33,
+        "{}",
+        lists.num("largest_bytes")
+    );
+    assert!(lists.num("largest_bytes") < lists.num("limit_bytes"));
+}

@@ -3,11 +3,17 @@
 //!
 //! `CHAOS_CYCLES` sets how many times a server is hit (default 4, the short version that
 //! `scripts/test` runs; a few hundred for the long one). `CHAOS_SEED` replays a run.
+//! `CHAOS_USERS` runs that many more users beside the checked clients, as a `chat-bench
+//! crowd` process whose users live as real clients (heartbeat, failover, going home), so that
+//! every failover and every return home happens in a login storm (default 60; 0 for none).
 
-use chat_tests::{now_ms, Client, Farm};
+use chat_tests::{binary, now_ms, Client, Farm};
 use std::collections::{HashMap, HashSet};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use tokio::io::{AsyncBufReadExt as _, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::{mpsc, Barrier};
 use tokio::time::{timeout, Duration};
 
@@ -19,6 +25,8 @@ const MOVE_TIMEOUT: Duration = Duration::from_secs(20);
 const GOAL_FAILOVER_KILL_MS: u64 = 2000;
 const GOAL_FAILOVER_FREEZE_MS: u64 = 4000;
 const GOAL_RETURN_MS: u64 = 3000;
+/// How long the crowd may take to log in, or to report once stopped.
+const CROWD_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A small deterministic random source (xorshift), so that a failing run can be replayed.
 struct Rng(u64);
@@ -37,6 +45,79 @@ fn env_number(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|value| value.parse().ok())
         .unwrap_or(default)
+}
+
+/// The `chat-bench crowd` process: users that live as real clients beside the checked ones.
+struct Crowd {
+    child: Child,
+    /// Closing it tells the crowd to stop and report.
+    stdin: Option<ChildStdin>,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Crowd {
+    /// Starts `n_users` users and returns once every one is logged in.
+    async fn start(farm: &Farm, n_users: u64) -> Crowd {
+        let mut child = Command::new(binary("chat-bench"))
+            .arg("crowd")
+            .arg("--servers")
+            .arg(farm.addrs().join(","))
+            .arg("--server-key-file")
+            .arg(farm.db.keys.join("farm.pub"))
+            .args(["--clients", &n_users.to_string(), "--timeout-secs", "3600"])
+            // Their first logins register them: a login of a new name registers it.
+            .arg("--registered")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start chat-bench crowd");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut crowd = Crowd {
+            child,
+            stdin,
+            lines: BufReader::new(stdout).lines(),
+        };
+        // Logins its users' heartbeats gave up on are tried again, as the client does.
+        println!("crowd: {}", crowd.line("login").await);
+        let online = crowd.line("online").await;
+        println!("crowd: {online}");
+        assert_eq!(
+            field(&online, "failed"),
+            Some("0"),
+            "the crowd did not all log in"
+        );
+        crowd
+    }
+
+    /// The next line of the crowd's output, which must be of phase `phase`.
+    async fn line(&mut self, phase: &str) -> String {
+        let line = timeout(CROWD_TIMEOUT, self.lines.next_line())
+            .await
+            .expect("the crowd answered in time")
+            .expect("read the crowd's output")
+            .expect("the crowd ended early");
+        assert!(line.starts_with(&format!("phase={phase} ")), "{line}");
+        line
+    }
+
+    /// Tells the crowd to stop, and returns its last line once it exited.
+    async fn stop(mut self) -> (String, bool) {
+        drop(self.stdin.take());
+        let line = self.line("crowd").await;
+        let status = timeout(CROWD_TIMEOUT, self.child.wait())
+            .await
+            .expect("the crowd exited in time")
+            .expect("wait for the crowd");
+        (line, status.success())
+    }
+}
+
+/// The value of `key` in a `key=value` line.
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
 }
 
 /// What one chatting client reports when it stops.
@@ -155,8 +236,9 @@ async fn wait_moves(
 #[tokio::test]
 async fn nothing_is_lost_or_doubled_while_servers_die_hang_and_return() {
     let cycles = env_number("CHAOS_CYCLES", 4);
+    let n_crowd = env_number("CHAOS_USERS", 60);
     let seed = env_number("CHAOS_SEED", now_ms() ^ u64::from(std::process::id()));
-    println!("chaos: {cycles} cycles, CHAOS_SEED={seed}");
+    println!("chaos: {cycles} cycles, CHAOS_USERS={n_crowd}, CHAOS_SEED={seed}");
     let mut rng = Rng(seed | 1);
     let mut farm = Farm::start(3).await;
     let ring = farm.ring();
@@ -170,6 +252,11 @@ async fn nothing_is_lost_or_doubled_while_servers_die_hang_and_return() {
         .map(|user| (user.clone(), ring.home(user).expect("a home").to_owned()))
         .collect();
 
+    let crowd = if n_crowd > 0 {
+        Some(Crowd::start(&farm, n_crowd).await)
+    } else {
+        None
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let (moves_tx, mut moves) = mpsc::unbounded_channel();
     // Everyone is logged in and in the group before anyone sends.
@@ -239,6 +326,10 @@ async fn nothing_is_lost_or_doubled_while_servers_die_hang_and_return() {
     }
 
     stop.store(true, Ordering::Relaxed);
+    let crowd = match crowd {
+        Some(crowd) => Some(crowd.stop().await),
+        None => None,
+    };
     let mut reports = Vec::new();
     for chatter in chatters {
         reports.push(chatter.await.expect("a chatting client"));
@@ -269,7 +360,17 @@ async fn nothing_is_lost_or_doubled_while_servers_die_hang_and_return() {
     let p99_kill = percentiles("failover after kill -9", &mut kill_failovers);
     let p99_freeze = percentiles("failover after SIGSTOP", &mut freeze_failovers);
     let p99_return = percentiles("back home after restart or SIGCONT", &mut returns);
+    if let Some((line, _)) = &crowd {
+        println!("crowd: {line}");
+    }
     assert!(lost.is_empty(), "lost: {lost:#?}");
+    if let Some((line, exited_cleanly)) = &crowd {
+        let stayed = field(line, "failed") == Some("0") && field(line, "offline") == Some("0");
+        assert!(
+            *exited_cleanly && stayed,
+            "the crowd's users did not all stay with the farm: {line}"
+        );
+    }
     assert!(doubled.is_empty(), "doubled: {doubled:#?}");
     assert!(n_sent > 0, "no message was acknowledged");
     assert!(

@@ -54,10 +54,7 @@ async fn a_login_on_the_wrong_server_is_redirected_home() {
     let user = farm.users_homed_on("s2", "wanderer", 1).remove(0);
     let mut raw = RawConn::connect(&farm.server("s1").addr).await;
     let answer = raw
-        .request(Request::Login {
-            user: user.clone(),
-            password: format!("pw-{user}"),
-        })
+        .request(Request::password_login(user.clone(), format!("pw-{user}")))
         .await;
     assert_eq!(
         answer,

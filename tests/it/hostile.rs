@@ -97,10 +97,7 @@ async fn invalid_requests_get_errors_and_the_session_goes_on() {
         assert_eq!((err.code, err.message.as_str()), (code, text));
     }
 
-    let login = |user: &str, password: &str| Request::Login {
-        user: user.into(),
-        password: password.into(),
-    };
+    let login = |user: &str, password: &str| Request::password_login(user, password);
     check(
         conn.request(login("bad name", "pw")).await,
         ErrorCode::Invalid,
@@ -270,4 +267,75 @@ async fn an_oversized_frame_from_a_client_ends_its_connection() {
         Some("unreadable frame: frame exceeds the limit of 65536 bytes")
     );
     still_serves(&server).await;
+}
+
+#[tokio::test]
+async fn a_peer_that_never_reads_is_dropped_and_its_socket_freed() {
+    let db = TestDb::new().await;
+    let server = Server::start_with(&db, "s1", &["--write-timeout-secs", "1"]).await;
+    let mut alice = RawConn::connect(&server.addr).await;
+    alice.login("alice").await;
+    let mut mallory = RawConn::connect(&server.addr).await;
+    mallory.login("mallory").await;
+    // Mallory reads nothing from here on, while alice sends him more than the sockets'
+    // buffers hold (fewer frames than his queue holds, so only the write can give up).
+    let sends = (0..800)
+        .map(|_| Request::Send {
+            id: MessageId::new(),
+            to: Recipient::User("mallory".into()),
+            text: "x".repeat(4000),
+        })
+        .collect();
+    for reply in alice.requests(sends).await {
+        assert!(reply.is_ok(), "{reply:?}");
+    }
+    let deadline = tokio::time::Instant::now() + chat_tests::EVENT_TIMEOUT;
+    loop {
+        let who = Request::Who {
+            after: None,
+            max: chat_proto::MAX_PAGE,
+        };
+        let Ok(chat_proto::Response::Users { users, .. }) = alice.request(who).await else {
+            panic!("who failed");
+        };
+        if !users.iter().any(|user| user == "mallory") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "mallory's session stayed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Its socket is closed too: what was buffered, then the end.
+    let mut stream = mallory.into_stream();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(chat_tests::EVENT_TIMEOUT, stream.read_to_end(&mut rest))
+        .await
+        .expect("the server closed mallory's socket");
+    let _ = read;
+    still_serves(&server).await;
+}
+
+#[tokio::test]
+async fn debug_logs_show_no_password_hash() {
+    let db = TestDb::new().await;
+    let log_file =
+        std::env::temp_dir().join(format!("chat-test-{}.log", uuid::Uuid::now_v7().simple()));
+    let server = Server::start_logging(&db, "s1", "debug", &log_file).await;
+    // A registration writes a hash, a second login reads it.
+    Client::login(&server, "alice").await.ok("quit").await;
+    Client::login(&server, "alice").await.ok("quit").await;
+    server.stop().await;
+    let log = std::fs::read_to_string(&log_file).expect("read the server's log");
+    let _ = std::fs::remove_file(&log_file);
+    assert!(
+        log.contains("password hashed"),
+        "the server did not log at debug"
+    );
+    assert!(log.contains("logged in"), "the logins are not in the log");
+    assert!(
+        !log.contains("$argon2"),
+        "a password hash is in the debug log"
+    );
 }

@@ -1,12 +1,24 @@
-//! Limits that keep one client from hurting the others: connections, request floods, and
-//! password guessing.
+//! Limits that keep one client from hurting the others: connections, request floods,
+//! password guessing, registrations, and logins waiting for their hash.
 
-use chat_proto::{ClientFrame, ErrorCode, Hello, Request, ServerFrame};
+use chat_proto::{ClientFrame, ErrorCode, ErrorReply, Hello, Request, Response, ServerFrame};
 use chat_tests::{Client, RawConn, Server, TestDb, EVENT_TIMEOUT};
 
 /// The server's answer to a hello on a new connection.
 async fn hello_answer(server: &Server) -> Hello {
     chat_tests::hello_answer(&server.addr, Hello::new("")).await
+}
+
+/// Waits until a new connection is welcome again, as one that closed gives its place back.
+async fn place_freed(server: &Server) {
+    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+    while !hello_answer(server).await.refusal.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the place was not freed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
@@ -21,14 +33,7 @@ async fn connections_beyond_the_cap_are_refused_with_a_reason() {
     );
     // A connection that closes gives its place back.
     drop(first);
-    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
-    while !hello_answer(&server).await.refusal.is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the place was not freed"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    place_freed(&server).await;
     assert_eq!(alice.ok("whoami").await["user"], "alice");
 }
 
@@ -99,4 +104,186 @@ async fn password_guessing_meets_growing_delays() {
     guesser
         .ok_until("login carol pw-carol", |answer| answer["user"] == "carol")
         .await;
+}
+
+/// A login request for `user`.
+fn login(user: &str, password: &str) -> Request {
+    Request::password_login(user, password)
+}
+
+/// Waits for the reply to request `id` on `conn`, skipping other frames.
+async fn reply_to(conn: &mut RawConn, id: u32) -> Result<Response, ErrorReply> {
+    loop {
+        if let ServerFrame::Reply { id: got, result } = conn.next_frame().await {
+            if got == id {
+                return result;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_login_waiting_for_its_hash_still_answers_pings() {
+    let db = TestDb::new().await;
+    let server = Server::start_with(&db, "s1", &["--hash-threads", "1"]).await;
+    // Forty registrations at once fill the one hashing thread's queue...
+    let mut storm = Vec::new();
+    for i in 0..40 {
+        let mut conn = RawConn::connect(&server.addr).await;
+        conn.send_frame(ClientFrame::Request {
+            id: 1,
+            body: login(&format!("storm{i}"), "pw"),
+        })
+        .await;
+        storm.push(conn);
+    }
+    // ...so this login waits behind them, and its session answers a ping meanwhile.
+    let mut probe = RawConn::connect(&server.addr).await;
+    probe
+        .send_frame(ClientFrame::Request {
+            id: 1,
+            body: login("probe", "pw"),
+        })
+        .await;
+    probe
+        .send_frame(ClientFrame::Request {
+            id: 2,
+            body: Request::Ping,
+        })
+        .await;
+    let ServerFrame::Reply { id, result } = probe.next_frame().await else {
+        panic!("not a reply");
+    };
+    assert_eq!(
+        (id, result),
+        (2, Ok(Response::Pong)),
+        "the ping waited for the login"
+    );
+    let logged_in = reply_to(&mut probe, 1).await;
+    assert!(
+        matches!(logged_in, Ok(Response::LoggedIn { .. })),
+        "{logged_in:?}"
+    );
+    // The session goes on in order: it is logged in now.
+    assert!(probe.request(Request::WhoAmI).await.is_ok());
+    for conn in &mut storm {
+        let result = reply_to(conn, 1).await;
+        assert!(
+            matches!(result, Ok(Response::LoggedIn { .. })),
+            "{result:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn wrong_passwords_sent_at_once_are_checked_no_faster_than_one_by_one() {
+    let db = TestDb::new().await;
+    let server = Server::start(&db, "s1").await;
+    let mut carol = RawConn::connect(&server.addr).await;
+    carol.login("carol").await;
+    drop(carol);
+    let mut guessers = Vec::new();
+    for _ in 0..60 {
+        guessers.push(RawConn::connect(&server.addr).await);
+    }
+    let guesses = guessers
+        .iter_mut()
+        .enumerate()
+        .map(|(i, conn)| conn.request(login("carol", &format!("guess{i}"))));
+    let replies = futures::future::join_all(guesses).await;
+    let codes: Vec<ErrorCode> = replies
+        .into_iter()
+        .map(|reply| reply.expect_err("a guess logged in").code)
+        .collect();
+    let checked = codes
+        .iter()
+        .filter(|code| **code == ErrorCode::WrongPassword)
+        .count();
+    // Three failures are free for a name, and a fourth sets the first delay: one guess after
+    // another would have had as many checked. The others were refused before any hash.
+    assert!((3..=4).contains(&checked), "{checked} checked: {codes:?}");
+    assert!(codes
+        .iter()
+        .all(|code| matches!(code, ErrorCode::WrongPassword | ErrorCode::TooFast)));
+}
+
+#[tokio::test]
+async fn new_accounts_from_one_address_are_limited_and_old_ones_still_log_in() {
+    let db = TestDb::new().await;
+    let flags = [
+        "--registration-burst",
+        "3",
+        "--max-registrations-per-hour",
+        "1",
+    ];
+    let server = Server::start_with(&db, "s1", &flags).await;
+    for user in ["ann", "ben", "cat"] {
+        RawConn::connect(&server.addr).await.login(user).await;
+    }
+    let mut conn = RawConn::connect(&server.addr).await;
+    let err = conn
+        .request(login("dan", "pw-dan"))
+        .await
+        .expect_err("a fourth account at once");
+    assert_eq!(err.code, ErrorCode::TooFast);
+    assert_eq!(
+        err.message,
+        "too many new accounts from 127.0.0.1; try again in 3600 s"
+    );
+    // Nothing was stored for dan, and ann logs in as before.
+    assert!(db
+        .query_strings("SELECT name FROM users WHERE name = 'dan'")
+        .await
+        .is_empty());
+    conn.login("ann").await;
+}
+
+#[tokio::test]
+async fn connections_per_address_are_capped() {
+    let db = TestDb::new().await;
+    let server = Server::start_with(&db, "s1", &["--max-connections-per-address", "2"]).await;
+    let first = RawConn::connect(&server.addr).await;
+    let _second = RawConn::connect(&server.addr).await;
+    assert_eq!(
+        hello_answer(&server).await.refusal,
+        "too many connections from 127.0.0.1: at most 2; close one or try again later"
+    );
+    drop(first);
+    place_freed(&server).await;
+}
+
+#[tokio::test]
+async fn a_connection_that_does_not_log_in_in_time_is_closed() {
+    let db = TestDb::new().await;
+    let server = Server::start_with(&db, "s1", &["--login-timeout-secs", "1"]).await;
+    let mut logged_in = RawConn::connect(&server.addr).await;
+    logged_in.login("alice").await;
+    let mut idle = RawConn::connect(&server.addr).await;
+    // What a client does before it logs in works within the time.
+    assert!(matches!(
+        idle.request(Request::Ring).await,
+        Ok(Response::Ring(_))
+    ));
+    assert_eq!(idle.request(Request::Ping).await, Ok(Response::Pong));
+    let mut reason = None;
+    while let Some(frame) = idle.try_next_frame().await {
+        if let ServerFrame::Closing { reason: why } = frame {
+            reason = Some(why);
+        }
+    }
+    assert_eq!(reason.as_deref(), Some("not logged in within 1 s"));
+    // The logged-in session, as old, stays.
+    assert_eq!(logged_in.request(Request::Ping).await, Ok(Response::Pong));
+}
+
+#[tokio::test]
+async fn a_client_left_unlogged_past_the_time_reconnects_and_then_logs_in() {
+    let db = TestDb::new().await;
+    let server = Server::start_with(&db, "s1", &["--login-timeout-secs", "1"]).await;
+    let mut client = Client::connect(&server).await;
+    // The server closes the idle connection; the client connects again without a word...
+    let again = client.event(|ev| ev["type"] == "connected").await;
+    assert_eq!(again["server"], "s1");
+    // ...and a login then works as usual.
+    assert_eq!(client.ok("login alice pw-alice").await["user"], "alice");
 }

@@ -12,5 +12,7 @@ mod limits;
 mod messaging;
 mod offline;
 mod outage;
+mod pages;
+mod tickets;
 mod wire;
 mod writes;

@@ -96,13 +96,52 @@ impl RawConn {
         }
     }
 
+    /// Sends every request without waiting, reading replies meanwhile; returns their results
+    /// in the order of the requests, once all have come.
+    pub async fn requests(
+        &mut self,
+        bodies: Vec<Request>,
+    ) -> Vec<Result<Response, chat_proto::ErrorReply>> {
+        let first = self.next_id;
+        let count = u32::try_from(bodies.len()).expect("fewer than 2^32 requests");
+        self.next_id += count;
+        let (mut sink, mut stream) = (&mut self.framed).split();
+        let send = async move {
+            for (id, body) in (first..).zip(bodies) {
+                sink.feed(ClientFrame::Request { id, body })
+                    .await
+                    .expect("send a request");
+            }
+            sink.flush().await.expect("flush the requests");
+        };
+        let receive = async move {
+            let mut results: Vec<_> = (0..count).map(|_| None).collect();
+            let mut missing = results.len();
+            while missing > 0 {
+                let frame = timeout(EVENT_TIMEOUT, stream.next())
+                    .await
+                    .expect("a reply in time")
+                    .expect("connection open")
+                    .expect("readable frame");
+                if let ServerFrame::Reply { id, result } = frame {
+                    if let Some(slot) = id
+                        .checked_sub(first)
+                        .and_then(|i| results.get_mut(i as usize))
+                    {
+                        missing -= usize::from(slot.is_none());
+                        *slot = Some(result);
+                    }
+                }
+            }
+            results.into_iter().flatten().collect()
+        };
+        tokio::join!(send, receive).1
+    }
+
     /// Logs in as `user` with the password the `Client` harness uses.
     pub async fn login(&mut self, user: &str) {
         let reply = self
-            .request(Request::Login {
-                user: user.into(),
-                password: format!("pw-{user}"),
-            })
+            .request(Request::password_login(user, format!("pw-{user}")))
             .await;
         assert!(matches!(reply, Ok(Response::LoggedIn { .. })), "{reply:?}");
     }

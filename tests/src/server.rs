@@ -1,9 +1,20 @@
 use crate::{binary, TestDb, EVENT_TIMEOUT};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::time::timeout;
+
+/// Limits per source address raised out of the way: every test client comes from 127.0.0.1.
+/// The tests of those limits give their own values, which come later and win.
+const GENEROUS_LIMITS: &[&str] = &[
+    "--max-connections-per-address",
+    "100000",
+    "--max-registrations-per-hour",
+    "1000000",
+    "--registration-burst",
+    "100000",
+];
 
 /// A running `chat-server` process, killed when dropped.
 pub struct Server {
@@ -33,10 +44,33 @@ impl Server {
     /// Starts a server of `db`'s farm on the database at `database_url` (a proxy, say), with
     /// extra flags.
     pub async fn start_on(db: &TestDb, database_url: &str, name: &str, flags: &[&str]) -> Server {
+        Server::spawn(db, database_url, name, flags, None).await
+    }
+
+    /// Starts a server with `RUST_LOG` set to `rust_log`, its logs (standard error) written to
+    /// `log_file`.
+    pub async fn start_logging(db: &TestDb, name: &str, rust_log: &str, log_file: &Path) -> Server {
+        let log = std::fs::File::create(log_file).expect("create the log file");
+        Server::spawn(db, &db.url, name, &[], Some((rust_log, log))).await
+    }
+
+    async fn spawn(
+        db: &TestDb,
+        database_url: &str,
+        name: &str,
+        flags: &[&str],
+        log: Option<(&str, std::fs::File)>,
+    ) -> Server {
         let admin_socket =
             std::env::temp_dir().join(format!("chat-test-{}.sock", uuid::Uuid::now_v7().simple()));
-        let mut child = Command::new(binary("chat-server"))
+        let mut command = Command::new(binary("chat-server"));
+        match log {
+            Some((rust_log, file)) => command.env("RUST_LOG", rust_log).stderr(file),
+            None => command.stderr(log_sink()),
+        };
+        let mut child = command
             .args(["--name", name, "--listen", "127.0.0.1:0"])
+            .args(GENEROUS_LIMITS)
             .args(flags)
             .args(if flags.contains(&"--peer-listen") {
                 &[][..]
@@ -53,7 +87,6 @@ impl Server {
             .env_remove("DATABASE_URL")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(log_sink())
             .kill_on_drop(true)
             .spawn()
             .expect("start chat-server");

@@ -13,7 +13,8 @@
 //! show, instead of trying again forever without a word.
 //!
 //! A **look at home** ([`check_home`]) runs every so often while a user is logged in. It
-//! refreshes the ring from the current server, even at home, so that a reconnect starts from
+//! renews the session's resume ticket once it is past half its life, refreshes the ring from
+//! the current server, even at home, so that a reconnect starts from
 //! the farm as it is (a restarted server may have a new address). When the user's home by that
 //! ring is another server, it tries to log in there, following no redirect, so that a home
 //! which does not agree leaves the user where they are.
@@ -22,8 +23,8 @@
 
 use crate::connection::{ConnectError, ConnectOptions, Connection, RequestError};
 use crate::farm::{self, Moved, MAX_REDIRECTS};
+use crate::login::{Credentials, HeldTicket, LoggedIn, Login, Outcome, Target};
 use chat_proto::{ErrorCode, Request, Response, RingInfo};
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,30 +39,6 @@ pub const FAILOVER_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub const FIRST_PAUSE: Duration = Duration::from_millis(100);
 /// The longest pause between two attempts.
 pub const MAX_PAUSE: Duration = Duration::from_secs(2);
-
-/// A logged-in user's name and password, kept in memory only, to log in again after a loss.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub user: String,
-    pub password: String,
-}
-
-impl Credentials {
-    fn login(&self) -> Request {
-        Request::Login {
-            user: self.user.clone(),
-            password: self.password.clone(),
-        }
-    }
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("user", &self.user)
-            .finish_non_exhaustive()
-    }
-}
 
 /// The server a connection was lost to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,7 +67,8 @@ pub struct Plan {
 pub enum Relogin {
     /// Nobody was logged in.
     NotNeeded,
-    LoggedIn,
+    /// Logged in again, with this fresh ticket.
+    LoggedIn(HeldTicket),
     /// The server refused the remembered credentials; the message is for people.
     Refused(String),
 }
@@ -171,14 +149,32 @@ async fn attempt(plan: &Plan, ring: &mut Option<RingInfo>) -> Walk {
                 relogin: Relogin::NotNeeded,
             });
         };
-        let (moved, relogin) = match renew_login(moved, credentials, &plan.options).await {
-            Renewal::LoggedIn(moved) => (moved, Relogin::LoggedIn),
-            Renewal::Refused(moved, message) => (moved, Relogin::Refused(message)),
-            Renewal::Untrusted(err) => {
+        let login = Login {
+            credentials,
+            max_redirects: MAX_REDIRECTS,
+            options: &plan.options,
+        };
+        let (moved, relogin) = match login.run(Target::New(moved), None).await {
+            Outcome::LoggedIn(LoggedIn {
+                moved: Some(moved),
+                ticket,
+                ..
+            }) => (moved, Relogin::LoggedIn(ticket)),
+            Outcome::Refused {
+                message,
+                moved: Some(moved),
+            } => (moved, Relogin::Refused(message)),
+            Outcome::Untrusted(err) => {
                 refusals.push(err);
                 continue;
             }
-            Renewal::Unreachable => {
+            Outcome::Unreachable { reason, .. } => {
+                tracing::debug!("failover: {reason}");
+                n_unreachable += 1;
+                continue;
+            }
+            // The limit of redirects; a login on a new target always has a connection.
+            _ => {
                 n_unreachable += 1;
                 continue;
             }
@@ -248,82 +244,46 @@ pub fn candidates(
     order
 }
 
-/// How a login on a new connection went.
-enum Renewal {
-    LoggedIn(Moved),
-    /// Refused for good (a wrong password, say); the connection stays usable.
-    Refused(Moved, String),
-    /// The server redirected the login to a server whose key is refused.
-    Untrusted(ConnectError),
-    /// This server, or the one it redirected to, cannot take the user now.
-    Unreachable,
-}
-
-/// Logs in on `target`, following redirects as a login does.
-async fn renew_login(
-    mut target: Moved,
-    credentials: &Credentials,
-    options: &ConnectOptions,
-) -> Renewal {
-    for _ in 0..=MAX_REDIRECTS {
-        let addr = match target.connection.request(credentials.login()).await {
-            Ok(Response::LoggedIn { .. }) => return Renewal::LoggedIn(target),
-            Ok(Response::Redirect { server, addr }) => {
-                tracing::debug!("failover: {} is redirected to {server}", credentials.user);
-                addr
-            }
-            Ok(other) => {
-                tracing::warn!("unexpected answer to a login: {other:?}");
-                target.connection.close().await;
-                return Renewal::Unreachable;
-            }
-            Err(RequestError::Refused(reply)) if !retryable(reply.code) => {
-                return Renewal::Refused(target, reply.message)
-            }
-            Err(err) => {
-                tracing::debug!(
-                    "failover: login on {} failed: {err}",
-                    target.connection.addr()
-                );
-                target.connection.close().await;
-                return Renewal::Unreachable;
-            }
-        };
-        target.connection.close().await;
-        target = match Connection::connect(&addr, options).await {
-            Ok((connection, incoming)) => Moved {
-                connection,
-                incoming,
-            },
-            Err(err) if err.is_key_refusal() => {
-                tracing::debug!("failover: {err}");
-                return Renewal::Untrusted(err);
-            }
-            Err(err) => {
-                tracing::debug!("failover: {err}");
-                return Renewal::Unreachable;
-            }
-        };
-    }
-    target.connection.close().await;
-    Renewal::Unreachable
-}
-
-/// Whether a refused login may succeed on another server or a little later.
-fn retryable(code: ErrorCode) -> bool {
-    matches!(code, ErrorCode::Unavailable | ErrorCode::ShuttingDown)
-}
-
 /// What one look at home found.
 pub struct HomeCheck {
     /// The ring from the current server; `None` when it gave none.
     pub ring: Option<RingInfo>,
     /// A connection logged in at home, to switch to.
     pub moved: Option<Moved>,
+    /// News of the session's ticket: renewed, or refused.
+    pub ticket: Option<TicketNews>,
+    /// The credentials this look used: its news is stale if the session's changed meanwhile
+    /// (a `passwd`, another login).
+    pub credentials: Credentials,
 }
 
-/// Waits `wait`, refreshes the ring from `current`, and when the user's home by that ring is
-/// another server, tries to log in there.
+/// What became of the session's ticket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TicketNews {
+    Fresh(HeldTicket),
+    /// The server would not renew it (the user's tickets were revoked): the next login is by
+    /// password.
+    Refused,
+    /// Home refused the ticket and the password: the credentials are stale.
+    LoginRefused,
+}
+
+impl TicketNews {
+    /// Keeps a renewed ticket in `credentials`, or forgets one the farm will not take.
+    pub fn apply_to(self, credentials: &mut Credentials) {
+        match self {
+            TicketNews::Fresh(ticket) => credentials.ticket = Some(ticket),
+            TicketNews::Refused => credentials.ticket = None,
+            TicketNews::LoginRefused => {
+                credentials.ticket = None;
+                credentials.stale = true;
+            }
+        }
+    }
+}
+
+/// Waits `wait`, renews the ticket when it is past half its life, refreshes the ring from
+/// `current`, and when the user's home by that ring is another server, tries to log in there.
 pub async fn check_home(
     current: Arc<Connection>,
     credentials: Credentials,
@@ -331,49 +291,99 @@ pub async fn check_home(
     wait: Duration,
 ) -> HomeCheck {
     tokio::time::sleep(wait).await;
+    let mut ticket = renew_ticket(&current, &credentials).await;
     let ring = farm::fetch_ring(&current).await.unwrap_or(None);
     let here = current.server_name().to_string();
     // Let the connection go before dialing, so that a switch is never held up by this look.
     drop(current);
-    let moved = match &ring {
-        Some(info) => go_home(info, &here, &credentials, &options).await,
-        None => None,
-    };
-    HomeCheck { ring, moved }
+    let mut moved = None;
+    if let Some(info) = ring.as_ref().filter(|_| !credentials.stale) {
+        match go_home(info, &here, &credentials, &options).await {
+            Home::Moved(home) => {
+                ticket = Some(TicketNews::Fresh(home.ticket));
+                moved = home.moved;
+            }
+            Home::Refused => ticket = Some(TicketNews::LoginRefused),
+            Home::Stay => {}
+        }
+    }
+    HomeCheck {
+        ring,
+        moved,
+        ticket,
+        credentials,
+    }
 }
 
-/// Logs in at the user's home by `info` when that is not `here`; `None` when it will not do.
+/// Asks `current` for a fresh ticket when the session's is due; `None` when it is not, or the
+/// server did not answer.
+async fn renew_ticket(current: &Connection, credentials: &Credentials) -> Option<TicketNews> {
+    if !credentials.ticket.as_ref().is_some_and(HeldTicket::due) {
+        return None;
+    }
+    match current.request(Request::RenewTicket).await {
+        Ok(Response::Ticket(issued)) => Some(TicketNews::Fresh(HeldTicket::new(issued))),
+        Err(RequestError::Refused(reply)) if reply.code == ErrorCode::BadTicket => {
+            Some(TicketNews::Refused)
+        }
+        other => {
+            tracing::debug!("no fresh ticket: {other:?}");
+            None
+        }
+    }
+}
+
+/// What a try at going home came to.
+enum Home {
+    Moved(LoggedIn),
+    /// Home is here, or does not take the user now.
+    Stay,
+    /// Home refused the credentials.
+    Refused,
+}
+
+/// Logs in at the user's home by `info` when that is not `here`, following no redirect.
 async fn go_home(
     info: &RingInfo,
     here: &str,
     credentials: &Credentials,
     options: &ConnectOptions,
-) -> Option<Moved> {
+) -> Home {
     let ring = info.ring();
-    let home = ring.home(&credentials.user)?;
-    if home == here {
-        return None;
-    }
-    let addr = info.addr_of(home)?;
+    let Some(home) = ring.home(&credentials.user).filter(|home| *home != here) else {
+        return Home::Stay;
+    };
+    let Some(addr) = info.addr_of(home) else {
+        return Home::Stay;
+    };
     let (connection, incoming) = match Connection::connect(addr, options).await {
         Ok(connected) => connected,
         Err(err) => {
             tracing::debug!("home {home} is not back: {err}");
-            return None;
+            return Home::Stay;
         }
     };
-    match connection.request(credentials.login()).await {
-        Ok(Response::LoggedIn { .. }) => Some(Moved {
-            connection,
-            incoming,
-        }),
-        other => {
-            tracing::debug!(
-                "home {home} did not take {} back: {other:?}",
-                credentials.user
-            );
-            connection.close().await;
-            None
+    let login = Login {
+        credentials,
+        max_redirects: 0,
+        options,
+    };
+    let target = Target::New(Moved {
+        connection,
+        incoming,
+    });
+    match login.run(target, None).await {
+        Outcome::LoggedIn(logged_in) => Home::Moved(logged_in),
+        Outcome::Refused { message, moved } => {
+            tracing::debug!("home {home} refused {}: {message}", credentials.user);
+            if let Some(moved) = moved {
+                moved.connection.close().await;
+            }
+            Home::Refused
+        }
+        _ => {
+            tracing::debug!("home {home} did not take {} back", credentials.user);
+            Home::Stay
         }
     }
 }
@@ -471,14 +481,5 @@ mod tests {
         // A server reached by a redirect, known neither from the seeds nor a ring.
         let elsewhere = lost("s9", "s9:1");
         check(None, &["x:1"], None, Some(&elsewhere), &["x:1", "s9:1"]);
-    }
-
-    #[test]
-    fn passwords_stay_out_of_debug_output() {
-        let credentials = Credentials {
-            user: "alice".into(),
-            password: "secret".into(),
-        };
-        assert!(!format!("{credentials:?}").contains("secret"));
     }
 }

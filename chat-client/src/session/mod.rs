@@ -239,6 +239,9 @@ impl<'a> Session<'a> {
                     if check.ring.is_some() {
                         self.placement().ring = check.ring;
                     }
+                    if let Some(news) = check.ticket {
+                        self.ticket_news(&check.credentials, news);
+                    }
                     state.home_switch = check.moved;
                 }
                 line = input.next_line(), if can_read => match line {

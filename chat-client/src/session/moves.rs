@@ -9,8 +9,9 @@
 use super::{Exit, Running, Session, State, CONNECTION};
 use crate::connection::{Connection, Incoming};
 use crate::execute::{Job, Step};
-use crate::failover::{self, Credentials, LostServer, Plan, Reconnected, Relogin};
+use crate::failover::{self, LostServer, Plan, Reconnected, Relogin, TicketNews};
 use crate::farm::Moved;
+use crate::login::{Credentials, HeldTicket};
 use crate::output::Answer;
 use chat_proto::RingInfo;
 use futures::FutureExt;
@@ -20,7 +21,7 @@ use std::sync::{Arc, MutexGuard};
 /// Who is logged in, and the newest ring: what a reconnect needs.
 #[derive(Debug, Default)]
 pub(super) struct Placement {
-    /// `None` when nobody is logged in. The password stays in memory only.
+    /// `None` when nobody is logged in. The password and the ticket stay in memory only.
     pub(super) credentials: Option<Credentials>,
     /// The newest ring fetched from any server.
     pub(super) ring: Option<RingInfo>,
@@ -49,6 +50,23 @@ impl<'a> Session<'a> {
 
     pub(crate) fn logged_out(&self) {
         self.placement().credentials = None;
+    }
+
+    /// `passwd` succeeded: later logins use the new password, or this fresh ticket.
+    pub(crate) fn password_changed(&self, password: String, ticket: HeldTicket) {
+        if let Some(credentials) = &mut self.placement().credentials {
+            credentials.password = password;
+            credentials.ticket = Some(ticket);
+        }
+    }
+
+    /// Keeps a renewed ticket, or forgets one the farm will not take; unless the credentials
+    /// have changed since `used` was taken to ask.
+    pub(super) fn ticket_news(&self, used: &Credentials, news: TicketNews) {
+        let mut placement = self.placement();
+        if let Some(credentials) = placement.credentials.as_mut().filter(|now| **now == *used) {
+            news.apply_to(credentials);
+        }
     }
 
     /// Starts the next look at home while a user is logged in. It refreshes the ring even at
@@ -144,7 +162,12 @@ impl<'a> Session<'a> {
         }
         match relogin {
             Relogin::NotNeeded => {}
-            Relogin::LoggedIn => queue_log_fetch(&mut state.queue),
+            Relogin::LoggedIn(ticket) => {
+                if let Some(credentials) = &mut placement.credentials {
+                    credentials.ticket = Some(ticket);
+                }
+                queue_log_fetch(&mut state.queue);
+            }
             Relogin::Refused(message) => {
                 if let Some(credentials) = placement.credentials.take() {
                     let user = credentials.user;

@@ -1,8 +1,8 @@
 //! The `chat-client` binary in pipe mode: exit codes and printed lines.
 
-use crate::fake_server::{farm_key, messages, FakeServer, OnWho};
+use crate::fake_server::{farm_key, messages, who, FakeServer, OnWho};
 use crate::farm::user_placed;
-use chat_proto::{key_to_hex, Request};
+use chat_proto::key_to_hex;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -91,7 +91,7 @@ async fn pipe_mode_answers_every_command_then_exits_zero() {
             r#"{"type":"connected","server":"fake"}"#,
             r#"{"type":"error","command":"login","message":"password required when input is not a terminal"}"#,
             r#"{"type":"ok","command":"who","users":["alice","bob"]}"#,
-            r#"{"type":"ok","command":"help","commands":["login","logout","send","join","leave","groups","readlog","who","whois","whoami","help","quit"]}"#,
+            r#"{"type":"ok","command":"help","commands":["login","logout","passwd","send","join","leave","groups","readlog","who","whois","whoami","help","quit"]}"#,
         ]
     );
 }
@@ -167,7 +167,7 @@ async fn the_ping_flags_decide_when_a_hung_server_is_left() {
     );
     // The hung home was left once it had been silent for two ping intervals: after one or two
     // unanswered pings, depending on where in the ping cycle it hung.
-    let hung_at = home.frames_before(&Request::Who);
+    let hung_at = home.frames_before(&who());
     let unanswered = home.pings_after(hung_at);
     assert!(
         (1..=2).contains(&unanswered),

@@ -202,12 +202,13 @@ async fn check_send_survives(on_send: OnSend) {
     assert_eq!(s1.sends(), vec![sent_id]);
     assert_eq!(s3.sends(), vec![sent_id]);
     assert!(s2.sends().is_empty());
-    // At s3: log in again, fetch and confirm the log, then send again.
+    // At s3: log in again with the ticket the first login was given (the fake server's),
+    // fetch and confirm the log, then send again.
     let [first, second, third] = messages();
     assert_eq!(
         requests_but_ring(s3),
         vec![
-            crate::session::login(&user, "pw"),
+            crate::session::ticket_login(&user, b"fake"),
             Request::ReadLog { max: MAX_LOG_BATCH },
             Request::ConfirmLog {
                 ids: vec![first.id, second.id]

@@ -1,6 +1,6 @@
 //! Logins on a fake farm: the ring sends the client to the user's home, and redirects move it.
 
-use crate::fake_server::{messages, FakeServer, OnWho};
+use crate::fake_server::{messages, who, FakeServer, OnWho};
 use crate::session::login;
 use crate::support::{logged_in_at, ringed_farm, run_to_end, who_answer};
 use chat_proto::ring::DEFAULT_VNODES;
@@ -155,8 +155,8 @@ async fn redirects_in_a_circle_give_up_after_two() {
     assert_eq!(s1.logins(), vec!["alice", "alice"]);
     assert_eq!(s2.logins(), vec!["alice"]);
     // The session stayed on its first connection.
-    assert!(s1.requests().contains(&Request::Who));
-    assert!(!s2.requests().contains(&Request::Who));
+    assert!(s1.requests().contains(&who()));
+    assert!(!s2.requests().contains(&who()));
 }
 
 #[tokio::test]

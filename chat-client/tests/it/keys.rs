@@ -3,13 +3,13 @@
 
 use crate::binary::{run, server_key_args, temp_dir};
 use crate::failover::{config, drive, whoami};
-use crate::fake_server::{farm_key, other_key, pinned, FakeServer, OnWho};
+use crate::fake_server::{farm_key, other_key, pinned, who, FakeServer, OnWho};
 use crate::farm::{connected, farm, user_placed};
 use crate::support::{drive_logged_in, logged_in_at, moved_after_login, ringed_farm, who_answer};
 use chat_client::connection::{ConnectError, Connection, Incoming, RequestError};
 use chat_client::farm::connect_any;
 use chat_client::session::{Config, Exit};
-use chat_proto::{key_to_hex, Request};
+use chat_proto::key_to_hex;
 use serde_json::{json, Value};
 
 /// An address where nothing listens.
@@ -245,7 +245,7 @@ async fn a_frame_that_does_not_decrypt_ends_the_connection() {
         .await
         .expect("the fake server answers");
     // The server goes on serving after the garbage; the client must not.
-    let who = connection.request(Request::Who).await;
+    let who = connection.request(who()).await;
     assert!(matches!(who, Err(RequestError::ConnectionLost)), "{who:?}");
     let end = incoming.recv().await;
     assert!(

@@ -1,6 +1,6 @@
 //! The session, driven through the library with scripted input and captured output.
 
-use crate::fake_server::{messages, pinned, FakeServer, OnWho};
+use crate::fake_server::{messages, pinned, who, FakeServer, OnWho};
 use crate::farm::connected;
 use crate::support::{who_answer, whole_log_confirmed};
 use chat_client::connection::Connection;
@@ -35,9 +35,14 @@ impl Captured {
 }
 
 pub fn login(user: &str, password: &str) -> Request {
+    Request::password_login(user, password)
+}
+
+pub fn ticket_login(user: &str, ticket: &[u8]) -> Request {
     Request::Login {
         user: user.into(),
-        password: password.into(),
+        credential: chat_proto::Credential::Ticket(chat_proto::Ticket(ticket.to_vec())),
+        refused_by: None,
     }
 }
 
@@ -134,7 +139,7 @@ async fn a_dropped_connection_is_replaced_and_the_command_runs_again() {
     assert_eq!(lines, expected);
     assert_eq!(
         server.requests(),
-        vec![Request::Who, Request::Ring, Request::Who, Request::WhoAmI]
+        vec![who(), Request::Ring, who(), Request::WhoAmI]
     );
 }
 

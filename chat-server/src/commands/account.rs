@@ -1,8 +1,9 @@
-//! `login` (which registers a new name) and `logout`.
+//! `login` (which registers a new name, or resumes with a ticket) and `logout`.
 
-use super::{invalid, unavailable, Session};
-use crate::password;
-use chat_proto::{validate_user, ErrorCode, ErrorReply, Response};
+use super::tickets::Resume;
+use super::{hash_failed, invalid, may_register, seconds, Session};
+use crate::limits::Attempt;
+use chat_proto::{validate_user, Credential, ErrorCode, ErrorReply, Response};
 use std::time::Instant;
 
 /// The longest password accepted, in bytes.
@@ -12,7 +13,8 @@ impl Session {
     pub(super) async fn login(
         &mut self,
         user: String,
-        password: String,
+        credential: Credential,
+        refused_by: Option<String>,
     ) -> Result<Response, ErrorReply> {
         if let Some(current) = &self.user {
             return Err(ErrorReply::new(
@@ -24,72 +26,109 @@ impl Session {
         let serving = self.ctx.serving(&user);
         if serving != self.ctx.name {
             let view = self.ctx.farm.view();
-            if let Some(server) = view.server(&serving) {
-                tracing::debug!(%user, to = %serving, "login redirected");
-                return Ok(Response::Redirect {
-                    server: serving,
-                    addr: server.client_addr.clone(),
-                });
+            match view.server(&serving) {
+                // The client tried there, and was refused at the hello for lack of room: it is
+                // served here until its look at home finds room there.
+                Some(_) if refused_by.as_deref() == Some(serving.as_str()) => {
+                    tracing::info!(%user, full = %serving, "serving a user whose server is full");
+                }
+                Some(server) => {
+                    tracing::debug!(%user, to = %serving, "login redirected");
+                    return Ok(Response::Redirect {
+                        server: serving,
+                        addr: server.client_addr.clone(),
+                    });
+                }
+                None => {}
             }
         }
-        if password.is_empty() || password.len() > MAX_PASSWORD_LEN {
-            return Err(ErrorReply::new(
-                ErrorCode::Invalid,
-                format!("password must be 1 to {MAX_PASSWORD_LEN} bytes"),
-            ));
-        }
-        let now = Instant::now();
-        if let Some(wait) = self.ctx.login_throttle.check(&user, self.peer.ip(), now) {
-            tracing::info!(%user, peer = %self.peer, "login refused: too many failed logins");
-            return Err(ErrorReply::new(
-                ErrorCode::TooFast,
-                format!(
-                    "too many failed logins for {user}; try again in {} s",
-                    wait.as_secs().max(1)
-                ),
-            ));
-        }
-        let registered = self.check_or_register(&user, password).await?;
-        self.ctx.login_throttle.succeeded(&user);
-        let store = &self.ctx.store;
-        let waiting = store.count_inbox(&user).await?;
+        let (registered, waiting, resume) = match credential {
+            Credential::Password(password) => {
+                let registered = self.password_login(&user, password).await?;
+                let waiting = self.ctx.store.count_inbox(&user).await?;
+                let epoch = self.ctx.tickets.epoch(&user).await?;
+                (registered, Some(waiting), Resume::new_device(epoch))
+            }
+            // No throttle: a ticket cannot be guessed, and one that is refused is no reason to
+            // slow the user's password logins.
+            Credential::Ticket(ticket) => (false, None, self.ticket_login(&user, &ticket).await?),
+        };
+        let ticket = self.ctx.tickets.issue(&user, resume)?;
         self.ctx.known_users.insert(&user);
         self.ctx.hub.add(&user, self.outbound.clone());
-        tracing::info!(%user, peer = %self.peer, registered, "logged in");
+        let by_ticket = waiting.is_none();
+        tracing::info!(%user, peer = %self.peer, registered, by_ticket, "logged in");
         self.user = Some(user.clone());
+        self.resume = Some(resume);
         Ok(Response::LoggedIn {
             user,
             registered,
             waiting,
+            ticket,
         })
     }
 
-    /// Returns true if this call registered the user.
-    async fn check_or_register(&self, user: &str, password: String) -> Result<bool, ErrorReply> {
-        let store = &self.ctx.store;
+    /// Checks `password` (under the login throttle), or registers the name with it. Returns
+    /// true if this call registered the user.
+    async fn password_login(&self, user: &str, password: String) -> Result<bool, ErrorReply> {
+        check_password_len(&password)?;
+        let attempt = self.begin_attempt(user)?;
+        self.check_or_register(user, password, attempt).await
+    }
+
+    /// Starts a password check for `user`, counted against the login throttle while it runs;
+    /// refused while failed ones delay it.
+    pub(super) fn begin_attempt(&self, user: &str) -> Result<Attempt<'_>, ErrorReply> {
+        let now = Instant::now();
+        self.ctx
+            .login_throttle
+            .begin(user, self.peer.ip(), now)
+            .map_err(|wait| {
+                tracing::info!(%user, peer = %self.peer, "login refused: too many failed logins");
+                ErrorReply::new(
+                    ErrorCode::TooFast,
+                    format!(
+                        "too many failed logins for {user}; try again in {}",
+                        seconds(wait)
+                    ),
+                )
+            })
+    }
+
+    /// Returns true if this call registered the user. The `attempt` ends as a success or a
+    /// failure once the password was checked.
+    async fn check_or_register(
+        &self,
+        user: &str,
+        password: String,
+        attempt: Attempt<'_>,
+    ) -> Result<bool, ErrorReply> {
+        let (store, hasher) = (&self.ctx.store, &self.ctx.hasher);
         let stored = match store.password_hash(user).await? {
             Some(stored) => stored,
             None => {
-                let hash = password::hash(password.clone())
-                    .await
-                    .map_err(unavailable)?;
+                may_register(&self.ctx, user, self.peer)?;
+                self.ctx.logins.count_argon2();
+                let hash = hasher.hash(password.clone()).await.map_err(hash_failed)?;
                 if store.create_user(user, &hash).await? {
+                    attempt.succeeded();
                     return Ok(true);
                 }
                 // Someone registered the name a moment ago: check against theirs.
                 store.password_hash(user).await?.unwrap_or_default()
             }
         };
-        if password::verify(password, stored)
+        self.ctx.logins.count_argon2();
+        if hasher
+            .verify(password, &stored)
             .await
-            .map_err(unavailable)?
+            .map_err(hash_failed)?
         {
+            attempt.succeeded();
             Ok(false)
         } else {
             tracing::info!(%user, peer = %self.peer, "login refused: wrong password");
-            self.ctx
-                .login_throttle
-                .failed(user, self.peer.ip(), Instant::now());
+            attempt.failed(Instant::now());
             Err(ErrorReply::new(
                 ErrorCode::WrongPassword,
                 format!("wrong password for {user}"),
@@ -97,17 +136,32 @@ impl Session {
         }
     }
 
-    pub(super) fn logout_command(&mut self) -> Result<Response, ErrorReply> {
-        self.require_user()?;
+    /// Logs out after revoking every ticket of the user: a client that keeps one, on any
+    /// device, must log in with its password next time.
+    pub(super) async fn logout_command(&mut self) -> Result<Response, ErrorReply> {
+        let user = self.require_user()?;
+        self.revoke_tickets(&user).await?;
         self.logout();
         Ok(Response::Done)
     }
 
     /// Takes the session's user off the hub, if logged in.
     pub fn logout(&mut self) {
+        self.resume = None;
         if let Some(user) = self.user.take() {
             self.ctx.hub.remove(&user, self.outbound.id());
             tracing::info!(%user, peer = %self.peer, "logged out");
         }
     }
+}
+
+/// Refuses an empty password or one longer than [`MAX_PASSWORD_LEN`].
+pub(super) fn check_password_len(password: &str) -> Result<(), ErrorReply> {
+    if password.is_empty() || password.len() > MAX_PASSWORD_LEN {
+        return Err(ErrorReply::new(
+            ErrorCode::Invalid,
+            format!("password must be 1 to {MAX_PASSWORD_LEN} bytes"),
+        ));
+    }
+    Ok(())
 }

@@ -1,15 +1,19 @@
 //! [`CommandContext`]: what the commands of every session use, and nothing more.
 
+use super::TicketIssuer;
 use crate::delivery::Delivery;
 use crate::farm::Farm;
 use crate::hub::Hub;
-use crate::limits::LoginThrottle;
+use crate::limits::{LoginThrottle, Registrations};
 use crate::links::Links;
 use crate::members::Members;
+use crate::password::Hasher;
 use crate::presence::Presence;
 use crate::store::{Store, StoreError};
 use chat_proto::PeerFrame;
 use std::collections::HashSet;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// This server's parts that client requests read and change; one for all its sessions.
@@ -29,6 +33,14 @@ pub struct CommandContext {
     pub delivery: Arc<Delivery>,
     pub known_users: KnownUsers,
     pub login_throttle: LoginThrottle,
+    /// Makes and checks resume tickets.
+    pub tickets: TicketIssuer,
+    /// How logins went, for the console's `logins`.
+    pub logins: Arc<LoginCounts>,
+    /// New accounts per source address.
+    pub registrations: Registrations,
+    /// The bounded pool that hashes and checks passwords.
+    pub hasher: Hasher,
 }
 
 impl CommandContext {
@@ -83,5 +95,50 @@ impl KnownUsers {
         self.names
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+/// How this server's logins went since it started: the console's `logins`.
+#[derive(Default)]
+pub struct LoginCounts {
+    /// Passwords hashed or verified with argon2 (registrations, logins, `passwd`).
+    argon2: AtomicU64,
+    /// Logins by ticket, which cost no argon2.
+    by_ticket: AtomicU64,
+    /// Tickets refused: malformed, forged, expired or revoked.
+    tickets_refused: AtomicU64,
+    /// Fresh tickets asked for by sessions in use (`RenewTicket`).
+    tickets_renewed: AtomicU64,
+}
+
+impl LoginCounts {
+    pub fn count_argon2(&self) {
+        self.argon2.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count_ticket_login(&self) {
+        self.by_ticket.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count_ticket_refused(&self) {
+        self.tickets_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count_ticket_renewed(&self) {
+        self.tickets_renewed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl fmt::Display for LoginCounts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        write!(
+            f,
+            "argon2={} ticket_logins={} tickets_refused={} tickets_renewed={}",
+            load(&self.argon2),
+            load(&self.by_ticket),
+            load(&self.tickets_refused),
+            load(&self.tickets_renewed)
+        )
     }
 }

@@ -1,6 +1,7 @@
 //! `join`, `leave` and `groups`.
 
-use super::{invalid, Session};
+use super::{cursor, invalid, Session};
+use crate::paging::{page_size, split_page};
 use chat_proto::{validate_group, ErrorCode, ErrorReply, Response};
 
 impl Session {
@@ -32,12 +33,21 @@ impl Session {
         }
     }
 
-    pub(super) async fn groups(&self) -> Result<Response, ErrorReply> {
+    /// A page of every group, each with whether the user is a member.
+    pub(super) async fn groups(
+        &self,
+        after: Option<String>,
+        max: u32,
+    ) -> Result<Response, ErrorReply> {
         let user = self.require_user()?;
-        let store = &self.ctx.store;
-        Ok(Response::Groups {
-            all: store.all_groups().await?,
-            joined: store.groups_of(&user).await?,
-        })
+        let after = cursor(after, validate_group)?;
+        let size = page_size(max);
+        let page = self
+            .ctx
+            .store
+            .groups_page_of(&user, after.as_deref(), size + 1)
+            .await?;
+        let (groups, more) = split_page(page, size);
+        Ok(Response::Groups { groups, more })
     }
 }

@@ -1,27 +1,23 @@
 //! `ring`, `who`, `whois` and `whoami`: what the farm looks like.
 
-use super::{invalid, Session};
+use super::{cursor, invalid, Session};
+use crate::hub::Hub;
+use crate::paging::{page_size, split_page};
+use crate::presence::Presence;
 use chat_proto::{validate_user, ErrorCode, ErrorReply, Response};
 
 impl Session {
-    pub(super) fn ring(&self) -> Result<Response, ErrorReply> {
-        Ok(Response::Ring(self.ctx.farm.view().ring_info()))
-    }
-
-    /// The users logged in anywhere in the farm, each once.
-    pub(super) fn who(&self) -> Result<Response, ErrorReply> {
+    /// A page of the users logged in anywhere in the farm, each once.
+    pub(super) fn who(&self, after: Option<String>, max: u32) -> Result<Response, ErrorReply> {
         self.require_user()?;
-        let mut users: Vec<String> = self
-            .ctx
-            .hub
-            .users()
-            .into_iter()
-            .map(|(user, _sessions)| user)
-            .collect();
-        users.extend(self.ctx.presence.all().into_iter().map(|(user, _)| user));
-        users.sort();
-        users.dedup();
-        Ok(Response::Users(users))
+        let after = cursor(after, validate_user)?;
+        let (users, more) = online_page(
+            &self.ctx.hub,
+            &self.ctx.presence,
+            after.as_deref(),
+            page_size(max),
+        );
+        Ok(Response::Users { users, more })
     }
 
     pub(super) async fn whois(&self, user: String) -> Result<Response, ErrorReply> {
@@ -58,4 +54,20 @@ impl Session {
             backup,
         })
     }
+}
+
+/// Up to `size` of the users logged in here or on another server whose names sort after
+/// `after`, in order and each once, and whether more follow.
+pub fn online_page(
+    hub: &Hub,
+    presence: &Presence,
+    after: Option<&str>,
+    size: usize,
+) -> (Vec<String>, bool) {
+    // The first `size + 1` of the union are among the first `size + 1` of each side.
+    let mut users = hub.users_after(after, size + 1);
+    users.extend(presence.users_after(after, size + 1));
+    users.sort_unstable();
+    users.dedup();
+    split_page(users, size)
 }

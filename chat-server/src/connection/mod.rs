@@ -27,6 +27,10 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a connection that closes may take to write what is still queued, and its last
 /// frame.
 pub const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a connection's writer may take to hand one batch of frames to the other side
+/// (links, and sessions unless `--write-timeout-secs` says otherwise): a peer that reads
+/// nothing for so long is dropped.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A connection after its handshake: it reads `In` frames and writes `Out` frames, encrypted.
 /// Once the hellos are done, [`Writer::split`] cuts it in two halves.

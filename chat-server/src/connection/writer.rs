@@ -5,11 +5,12 @@
 //! [`Outbound`]. The writer writes everything already queued with one flush, keeps the
 //! connection's rekey clock, and, once the connection closes, writes what is still queued and
 //! its last frame within [`GOODBYE_TIMEOUT`]. A write blocked on a peer that stopped reading
-//! (its socket buffer full) is abandoned when the connection closes, rather than blocking
-//! forever.
+//! (its socket buffer full) is abandoned when the connection closes, or once it has taken
+//! longer than the write timeout ([`WRITE_TIMEOUT`] unless set): then the connection is
+//! closed, so that a peer keeping its TCP window shut does not hold its socket and task.
 
 use super::halves::{self, FrameReader, FrameWriter};
-use super::{Secured, GOODBYE_TIMEOUT};
+use super::{Secured, GOODBYE_TIMEOUT, WRITE_TIMEOUT};
 use crate::outbound::{Outbound, Receiver};
 use chat_proto::{FrameError, RekeyHandle};
 use serde::Serialize;
@@ -31,6 +32,8 @@ pub struct Writer<Out> {
     on_frame: Option<FrameHook<Out>>,
     /// The last frame, made from the reason the connection closed (if it has one).
     goodbye: Option<fn(String) -> Out>,
+    /// The longest one batch may take to be written and flushed.
+    write_timeout: Duration,
     /// The frame taken off the queue but not yet handed to the sink: a write abandoned when
     /// the connection closes leaves it here, for the goodbye to write first.
     unsent: Option<Out>,
@@ -54,6 +57,7 @@ impl<Out: Serialize> Writer<Out> {
             heartbeat: None,
             on_frame: None,
             goodbye: None,
+            write_timeout: WRITE_TIMEOUT,
             unsent: None,
         };
         (writer, stream)
@@ -78,8 +82,14 @@ impl<Out: Serialize> Writer<Out> {
         self
     }
 
+    /// Closes the connection when a batch takes longer than `limit` to write.
+    pub fn write_timeout(mut self, limit: Duration) -> Self {
+        self.write_timeout = limit;
+        self
+    }
+
     /// Writes until the connection closes, then says goodbye. A write that fails closes the
-    /// connection without one.
+    /// connection without one; a frame too large to encode closes it with one.
     pub async fn run(mut self) {
         let outbound = self.outbound.clone();
         let mut last_rekey = Instant::now();
@@ -90,10 +100,28 @@ impl<Out: Serialize> Writer<Out> {
             };
             self.rekey.request_if_due(&mut last_rekey, Instant::now());
             self.unsent = Some(frame);
+            let limit = self.write_timeout;
             tokio::select! {
-                written = self.write_queued() => if let Err(err) = written {
-                    outbound.close(format!("cannot write: {err}"));
-                    return;
+                written = timeout(limit, self.write_queued()) => match written {
+                    Ok(Ok(())) => {}
+                    Ok(Err(FrameError::TooLarge { max })) => {
+                        // Nothing of that frame was written: the connection can still say why
+                        // it closes, rather than vanish.
+                        tracing::warn!(max, "closing a connection: a frame too large to send");
+                        outbound.close(format!(
+                            "the server had a frame too large to send (over {max} bytes)"
+                        ));
+                        break;
+                    }
+                    Ok(Err(err)) => {
+                        outbound.close(format!("cannot write: {err}"));
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::info!("closing connection: the peer read nothing for {limit:?}");
+                        outbound.close(format!("not reading: nothing was read for {limit:?}"));
+                        return;
+                    }
                 },
                 () = outbound.closed() => break,
             }
@@ -154,6 +182,35 @@ mod tests {
     use super::*;
     use crate::connection::halves::tests::connected;
     use chat_proto::ServerFrame;
+
+    #[tokio::test]
+    async fn a_frame_too_large_to_send_closes_with_a_reason() {
+        let (mut client, server) = connected().await;
+        let (outbound, queue) = Outbound::new();
+        let (writer, _reader) = Writer::split(server, outbound.clone(), queue);
+        let writer = writer.goodbye(|reason| ServerFrame::Closing { reason });
+        let run = tokio::spawn(writer.run());
+        let pong = || ServerFrame::Reply {
+            id: 1,
+            result: Ok(chat_proto::Response::Pong),
+        };
+        assert!(outbound.push(pong()));
+        assert!(outbound.push(ServerFrame::Closing {
+            reason: "x".repeat(chat_proto::MAX_FRAME_LEN + 1),
+        }));
+        assert!(outbound.push(pong()));
+        let mut received = Vec::new();
+        while let Some(frame) = futures::StreamExt::next(&mut client).await {
+            received.push(frame.unwrap());
+        }
+        run.await.unwrap();
+        let reason = "the server had a frame too large to send (over 1048576 bytes)".to_owned();
+        assert_eq!(
+            received,
+            [pong(), pong(), ServerFrame::Closing { reason }],
+            "what was queued around it still goes out, then the reason"
+        );
+    }
 
     /// Every connection has a writer task for its whole life, so its size counts: a value held
     /// across an `.await` (or moved out too late) grows every one of them.

@@ -292,8 +292,10 @@ impl<W> Ledger<W> {
 
     fn ack_one(&mut self, user: &str, id: MessageId, actions: &mut Vec<Action<W>>) {
         let Some(pending) = self.pending.get_mut(&id) else {
-            // A message forgotten, or finished with rows: its row, if any, goes.
-            if self.recent.get(id).copied().unwrap_or(true) {
+            // A message finished with rows: its row, if any, goes. An id this ledger does not
+            // know (forgotten long ago, or made up) costs nothing: deletes are for the rows it
+            // wrote, and a row it no longer remembers stays for `readlog`, which removes it.
+            if self.recent.get(id).copied().unwrap_or(false) {
                 self.queue_delete(user.to_owned(), id);
             }
             return;

@@ -110,6 +110,40 @@ fn offline_recipients_are_written_at_once_and_online_ones_at_the_deadline() {
 }
 
 #[test]
+fn only_ids_with_rows_written_cost_a_delete() {
+    let mut ledger = ledger(100);
+    let t0 = Instant::now();
+    // Ids never seen, or of a message that finished with no row: nothing to write.
+    let made_up: Vec<MessageId> = (0..1000).map(|_| MessageId::new()).collect();
+    assert!(ledger.ack("bob", &made_up).is_empty());
+    let live = MessageId::new();
+    ledger.submit(message(live), to(&["bob"], &[]), 1, t0);
+    ledger.ack("bob", &[live]);
+    ledger.ack("bob", &[live]);
+    assert_eq!(ledger.next_due(t0), Due::Idle);
+    assert!(ledger.take_batch(t0).is_none());
+
+    // A message stored for bob, then acknowledged once it finished: its row goes.
+    let stored = MessageId::new();
+    ledger.submit(message(stored), to(&["bob"], &["bob"]), 2, t0);
+    let batch = ledger.take_batch(t0).unwrap();
+    assert_eq!(
+        answers(ledger.committed(batch.id)),
+        [Action::Answer(2, Answer::Sent(stored))]
+    );
+    ledger.ack("bob", &made_up);
+    ledger.ack("bob", &[stored]);
+    let batch = ledger.take_batch(t0).unwrap();
+    assert!(batch.rows.is_empty());
+    let deletes: Vec<_> = batch
+        .deletes
+        .iter()
+        .map(|del| (&*del.recipient, del.id))
+        .collect();
+    assert_eq!(deletes, [("bob", stored)]);
+}
+
+#[test]
 fn a_failed_batch_tells_its_senders_once_and_is_stored_later() {
     let mut ledger = ledger(100);
     let t0 = Instant::now();

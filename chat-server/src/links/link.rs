@@ -37,6 +37,7 @@ pub async fn run(ctx: Arc<LinkContext>, peer: String, framed: PeerFramed) {
     ctx.links.register(link.clone());
     // What the peer changed while there was no link, it told no one.
     ctx.members.clear();
+    ctx.revocations.clear();
     tracing::info!(%peer, "link up");
     let writer = tokio::spawn(writer.run());
     let reason = read_frames(stream, &ctx, &link).await;
@@ -46,6 +47,7 @@ pub async fn run(ctx: Arc<LinkContext>, peer: String, framed: PeerFramed) {
     ctx.presence.forget(&peer, link.id());
     // What the peer changes from now on, it cannot tell this server.
     ctx.members.clear();
+    ctx.revocations.clear();
     let _ = writer.await;
     let reason = link.close_reason().unwrap_or_default();
     tracing::info!(%peer, %reason, "link down");
@@ -82,6 +84,7 @@ async fn apply(ctx: &LinkContext, link: &LinkHandle, frame: PeerFrame) {
             if reset {
                 // The link's first frame: the peer told this link of no change made before it.
                 ctx.members.clear();
+                ctx.revocations.clear();
             }
             ctx.presence.online(peer, link.id(), users, reset);
         }
@@ -96,6 +99,7 @@ async fn apply(ctx: &LinkContext, link: &LinkHandle, frame: PeerFrame) {
             }
         }
         PeerFrame::GroupChanged { group } => ctx.members.invalidate(&group),
+        PeerFrame::Revoked { user } => ctx.revocations.invalidate(&user),
         PeerFrame::Heartbeat => {}
     }
 }

@@ -29,6 +29,7 @@ use crate::farm::{Farm, FarmView};
 use crate::hub::Hub;
 use crate::members::Members;
 use crate::presence::Presence;
+use crate::revocation::Revocations;
 use crate::store::Store;
 use chat_proto::{ChatMessage, MessageId, PeerFrame};
 use std::collections::{HashMap, HashSet};
@@ -52,6 +53,9 @@ pub struct LinkContext {
     /// The groups' members, cached: a peer's `GroupChanged` invalidates a group, and a link
     /// that starts or ends clears them all.
     pub members: Arc<Members>,
+    /// The users' revocation epochs, cached: a peer's `Revoked` invalidates a user, and a link
+    /// that starts or ends clears them all, as for the members.
+    pub revocations: Arc<Revocations>,
     pub delivery: Arc<dyn Relayed>,
     /// Cancelled when the server starts to shut down: no more dialing or accepting.
     pub shutdown: CancellationToken,

@@ -1,4 +1,5 @@
-use super::{Store, StoreError};
+use super::{limit, Store, StoreError};
+use chat_proto::GroupEntry;
 
 impl Store {
     /// Adds `user` to `group`, creating the group if it does not exist. Joining twice is fine.
@@ -52,24 +53,46 @@ impl Store {
         ))
     }
 
-    /// Every group, by name.
-    pub async fn all_groups(&self) -> Result<Vec<String>, StoreError> {
-        let conn = self.conn().await?;
-        let rows = conn
-            .query("SELECT name FROM groups ORDER BY name", &[])
-            .await?;
-        Ok(rows.iter().map(|row| row.get(0)).collect())
-    }
-
-    /// The groups `user` belongs to, by name.
-    pub async fn groups_of(&self, user: &str) -> Result<Vec<String>, StoreError> {
+    /// Up to `count` groups whose names sort after `after` (from the first when `None`), in
+    /// order, each with whether `user` is a member: one page of `groups`.
+    pub async fn groups_page_of(
+        &self,
+        user: &str,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<GroupEntry>, StoreError> {
         let conn = self.conn().await?;
         let stmt = conn
             .prepare_cached(
-                "SELECT group_name FROM memberships WHERE user_name = $1 ORDER BY group_name",
+                "SELECT g.name, EXISTS (SELECT 1 FROM memberships m \
+                 WHERE m.group_name = g.name AND m.user_name = $1) \
+                 FROM groups g WHERE g.name > $2 ORDER BY g.name LIMIT $3",
             )
             .await?;
-        let rows = conn.query(&stmt, &[&user]).await?;
-        Ok(rows.iter().map(|row| row.get(0)).collect())
+        let rows = conn
+            .query(&stmt, &[&user, &after.unwrap_or_default(), &limit(count)])
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| GroupEntry {
+                name: row.get(0),
+                joined: row.get(1),
+            })
+            .collect())
+    }
+
+    /// Up to `count` group names that sort after `after`, in order: one page of the console's
+    /// `groups`.
+    pub async fn groups_after(
+        &self,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        self.names_after(
+            "SELECT name FROM groups WHERE name > $1 ORDER BY name LIMIT $2",
+            after,
+            count,
+        )
+        .await
     }
 }

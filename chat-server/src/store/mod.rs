@@ -99,6 +99,28 @@ impl Store {
     async fn conn(&self) -> Result<Object, StoreError> {
         Ok(self.pool.get().await?)
     }
+
+    /// Runs `query`, a keyset page of names (`WHERE name > $1 ORDER BY name LIMIT $2`), never
+    /// an offset: each page costs an index range, however deep into the list it is.
+    async fn names_after(
+        &self,
+        query: &str,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn().await?;
+        let stmt = conn.prepare_cached(query).await?;
+        // Every name has at least one character, so all of them sort after the empty one.
+        let rows = conn
+            .query(&stmt, &[&after.unwrap_or_default(), &limit(count)])
+            .await?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+}
+
+/// A count as a `LIMIT` parameter.
+fn limit(count: usize) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
 }
 
 async fn migrate(config: &tokio_postgres::Config) -> Result<(), StoreError> {

@@ -30,12 +30,66 @@ impl Store {
         Ok(conn.query_opt(&stmt, &[&user]).await?.is_some())
     }
 
-    /// Every registered user, by name.
-    pub async fn all_users(&self) -> Result<Vec<String>, StoreError> {
+    /// Up to `count` registered names that sort after `after` (from the first when `None`), in
+    /// order: one page.
+    pub async fn users_after(
+        &self,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        self.names_after(
+            "SELECT name FROM users WHERE name > $1 ORDER BY name LIMIT $2",
+            after,
+            count,
+        )
+        .await
+    }
+}
+
+/// Resume tickets' revocation epochs (see `tickets`), and password changes, which revoke them.
+impl Store {
+    /// `user`'s revocation epoch, or `None` if no such user registered.
+    pub async fn ticket_epoch(&self, user: &str) -> Result<Option<i64>, StoreError> {
         let conn = self.conn().await?;
-        let rows = conn
-            .query("SELECT name FROM users ORDER BY name", &[])
+        let stmt = conn
+            .prepare_cached("SELECT ticket_epoch FROM users WHERE name = $1")
             .await?;
-        Ok(rows.iter().map(|row| row.get(0)).collect())
+        let row = conn.query_opt(&stmt, &[&user]).await?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
+    /// Revokes every ticket of `user`; returns the new epoch, `None` if no such user.
+    pub async fn revoke_tickets(&self, user: &str) -> Result<Option<i64>, StoreError> {
+        let conn = self.conn().await?;
+        let stmt = conn
+            .prepare_cached(
+                "UPDATE users SET ticket_epoch = ticket_epoch + 1 WHERE name = $1 \
+                 RETURNING ticket_epoch",
+            )
+            .await?;
+        let row = conn.query_opt(&stmt, &[&user]).await?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
+    /// Replaces `user`'s password hash if it is still `old_hash` (no other change came in
+    /// between), revoking every ticket of theirs. Returns the new epoch, or `None` when the
+    /// hash was not `old_hash` any more (or no such user).
+    pub async fn change_password(
+        &self,
+        user: &str,
+        old_hash: &str,
+        new_hash: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        let conn = self.conn().await?;
+        let stmt = conn
+            .prepare_cached(
+                "UPDATE users SET password_hash = $3, ticket_epoch = ticket_epoch + 1 \
+                 WHERE name = $1 AND password_hash = $2 RETURNING ticket_epoch",
+            )
+            .await?;
+        let row = conn
+            .query_opt(&stmt, &[&user, &old_hash, &new_hash])
+            .await?;
+        Ok(row.map(|row| row.get(0)))
     }
 }

@@ -99,7 +99,7 @@ async fn converse(
             let now = current.clone();
             // Misbehaving is for the first request of its kind only.
             match body {
-                Request::Who => current.on_who = OnWho::Answer,
+                Request::Who { .. } => current.on_who = OnWho::Answer,
                 Request::Send { .. } => current.on_send = OnSend::Answer,
                 _ => {}
             }
@@ -127,7 +127,11 @@ async fn converse(
                         Ok(Response::LoggedIn {
                             user,
                             registered: true,
-                            waiting: 3,
+                            waiting: Some(3),
+                            ticket: chat_proto::IssuedTicket {
+                                ticket: chat_proto::Ticket(b"fake".to_vec()),
+                                expires_in_ms: 3_600_000,
+                            },
                         })
                     }
                 },
@@ -155,8 +159,11 @@ async fn converse(
                 | Request::Join { .. }
                 | Request::Leave { .. }
                 | Request::Logout => Ok(Response::Done),
-                Request::Who => match script.on_who {
-                    OnWho::Answer => Ok(Response::Users(vec!["alice".into(), "bob".into()])),
+                Request::Who { .. } => match script.on_who {
+                    OnWho::Answer => Ok(Response::Users {
+                        users: vec!["alice".into(), "bob".into()],
+                        more: false,
+                    }),
                     OnWho::Hang => {
                         script_handle.lock().expect("not poisoned").hung = true;
                         continue;

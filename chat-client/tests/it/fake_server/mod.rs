@@ -21,6 +21,14 @@ use tokio::sync::watch;
 mod conversation;
 
 /// The fake farm's key pair, the same for every fake server unless a test changes it.
+/// The client's `who`: the first page of everyone online.
+pub fn who() -> Request {
+    Request::Who {
+        after: None,
+        max: chat_proto::MAX_PAGE,
+    }
+}
+
 pub fn farm_key() -> Keypair {
     Keypair::from_secret_bytes([0x42; 32])
 }

@@ -1,27 +1,33 @@
 //! One client connection: the hello, the read loop, and the writer task.
 //!
-//! The read loop decodes frames and hands each to [`crate::commands`]; it never writes to the
+//! The read loop decodes frames and hands each to [`crate::commands`] through `requests`, which
+//! keeps answering pings while a login waits for its password hash; it never writes to the
 //! socket. The [`Writer`] task owns the socket's write half and drains the session's bounded
-//! [`Outbound`] queue. A bad frame closes this one connection, with its reason logged.
+//! [`Outbound`] queue. A bad frame closes this one connection, with its reason logged; so does
+//! a connection that does not log in within `--login-timeout-secs`, and one more than
+//! `--max-connections-per-address` allow.
+
+mod requests;
 
 use crate::commands::{CommandContext, Session};
 use crate::connection::{
     handshake, read_within, send, FrameReader, Secured, Writer, GOODBYE_TIMEOUT, HELLO_TIMEOUT,
 };
-use crate::limits::RateLimit;
+use crate::limits::{AddressSlots, RateLimit};
 use crate::outbound::Outbound;
 use chat_proto::{
     ClientFrame, ErrorCode, ErrorReply, HandshakeBuilder, Hello, Pattern, ServerFrame,
     CLIENT_PROLOGUE, MAX_CLIENT_FRAME_LEN, PROTOCOL_VERSION,
 };
 use rand_core::OsRng;
+use requests::Requests;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinHandle;
-use tokio::time::timeout;
+use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
 type ClientFramed = Secured<ClientFrame, ServerFrame>;
@@ -39,6 +45,12 @@ pub struct SessionContext {
     pub drained: CancellationToken,
     /// How long a session waits for `drained` before it says goodbye all the same.
     pub shutdown_grace: Duration,
+    /// How long a connection may stay open without a user logged in.
+    pub login_timeout: Duration,
+    /// How long the writer may take to hand a batch to a peer that does not read.
+    pub write_timeout: Duration,
+    /// Connections open per source address, within their cap.
+    pub address_slots: Arc<AddressSlots>,
 }
 
 /// Serves one client connection until either side closes it. Without a connection `permit`
@@ -49,21 +61,30 @@ pub async fn serve(
     ctx: Arc<SessionContext>,
     permit: Option<OwnedSemaphorePermit>,
 ) {
-    let refusal = permit.is_none().then(|| {
-        "this server has too many connections; try another server or again later".to_owned()
-    });
+    let address_slot = ctx.address_slots.admit(peer.ip());
+    let refusal = if permit.is_none() {
+        Some("this server has too many connections; try another server or again later".to_owned())
+    } else if address_slot.is_none() {
+        Some(format!(
+            "too many connections from {}: at most {}; close one or try again later",
+            peer.ip(),
+            ctx.address_slots.max()
+        ))
+    } else {
+        None
+    };
     // Boxed: the handshake's state is freed once it is done, rather than sized into the
     // session's task for as long as the connection lasts.
     let (outbound, frames, writer) = match Box::pin(greet(stream, &ctx, refusal)).await {
-        Ok(framed) => start_writer(framed),
+        Ok(framed) => start_writer(framed, ctx.write_timeout),
         Err(reason) => {
             tracing::info!(%peer, %reason, "connection refused at hello");
             return;
         }
     };
-    let mut session = Session::new(ctx.commands.clone(), outbound.clone(), peer);
-    read_requests(frames, &ctx, &mut session, &outbound, peer).await;
-    session.logout();
+    let session = Session::new(ctx.commands.clone(), outbound.clone(), peer);
+    // The session is dropped at the end, which logs its user out.
+    read_requests(frames, &ctx, session, &outbound, peer).await;
     if let Some(reason) = outbound.close_reason() {
         tracing::debug!(%peer, %reason, "session closed");
     }
@@ -74,19 +95,24 @@ pub async fn serve(
 /// Splits `framed` and starts its writer task, draining a new session's outbound queue;
 /// returns the queue, the reading half and the writer task. Not async: a value moved out in an
 /// async function still takes room in its future, here for as long as the session lasts.
-fn start_writer(framed: ClientFramed) -> (Outbound, FrameReader<ClientFrame>, JoinHandle<()>) {
+fn start_writer(
+    framed: ClientFramed,
+    write_timeout: Duration,
+) -> (Outbound, FrameReader<ClientFrame>, JoinHandle<()>) {
     let (outbound, queue) = Outbound::new();
     let (writer, frames) = Writer::split(framed, outbound.clone(), queue);
-    let writer = writer.goodbye(|reason| ServerFrame::Closing { reason });
+    let writer = writer
+        .goodbye(|reason| ServerFrame::Closing { reason })
+        .write_timeout(write_timeout);
     (outbound, frames, tokio::spawn(writer.run()))
 }
 
 /// Hands the client's frames to `session` until the connection closes or the server shuts
-/// down, within the frame rate.
+/// down, within the frame rate, and closes a connection that does not log in in time.
 async fn read_requests(
     mut frames: FrameReader<ClientFrame>,
     ctx: &SessionContext,
-    session: &mut Session,
+    session: Session,
     outbound: &Outbound,
     peer: SocketAddr,
 ) {
@@ -95,12 +121,18 @@ async fn read_requests(
     // Frames refused as too fast are themselves limited: a client that keeps sending at more
     // than twice the rate is flooding, and is disconnected.
     let mut refusals = RateLimit::new(max_rate, max_rate * 2);
+    let mut requests = Requests::new(session);
+    let mut login_deadline = Some(Instant::now() + ctx.login_timeout);
     loop {
+        let (reading, busy) = (requests.may_read(), requests.is_busy());
+        let deadline = login_deadline.filter(|_| !busy);
         tokio::select! {
-            frame = frames.next() => match frame {
-                Some(Ok(frame)) if rate.allow(Instant::now()) => session.handle(frame).await,
+            frame = frames.next(), if reading => match frame {
+                Some(Ok(frame)) if rate.allow(std::time::Instant::now()) => {
+                    requests.take(&ctx.commands, outbound, frame).await;
+                }
                 Some(Ok(frame)) => {
-                    if !refusals.allow(Instant::now()) {
+                    if !refusals.allow(std::time::Instant::now()) {
                         tracing::warn!(%peer, "closing connection: flooding");
                         outbound.close(format!(
                             "flooding: more than twice {max_rate} frames a second"
@@ -116,6 +148,13 @@ async fn read_requests(
                 }
                 None => return,
             },
+            session = requests.slow(), if busy => requests.slow_done(session).await,
+            () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                let limit = ctx.login_timeout.as_secs();
+                tracing::info!(%peer, "closing connection: not logged in within {limit} s");
+                outbound.close(format!("not logged in within {limit} s"));
+                return;
+            }
             () = outbound.closed() => return,
             () = ctx.shutdown.cancelled() => {
                 // Let the delivery writer flush, so that queued "sent" replies still go out.
@@ -123,6 +162,14 @@ async fn read_requests(
                 outbound.close("server is shutting down");
                 return;
             }
+        }
+        // The time to log in starts again after a logout.
+        match requests.logged_in() {
+            Some(true) => login_deadline = None,
+            Some(false) if login_deadline.is_none() => {
+                login_deadline = Some(Instant::now() + ctx.login_timeout);
+            }
+            _ => {}
         }
     }
 }
