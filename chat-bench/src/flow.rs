@@ -12,7 +12,9 @@ use crate::ledger::{Delivery, Ledger, Outgoing};
 use crate::report::Latencies;
 use chat_client::connection::MAX_ACK_BATCH;
 use chat_client::handshake::ServerFramed;
-use chat_proto::{ClientFrame, MessageId, Recipient, Request, RequestId, Response, ServerFrame};
+use chat_proto::{
+    Batch, ClientFrame, MessageId, Recipient, Request, RequestId, Response, ServerFrame,
+};
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt as _, StreamExt as _};
 use std::sync::Arc;
@@ -191,7 +193,7 @@ impl NextSend {
 }
 
 async fn write(
-    mut sink: SplitSink<ServerFramed, ClientFrame>,
+    mut sink: SplitSink<ServerFramed, Batch<ClientFrame>>,
     ledger: Arc<Ledger>,
     role: Role,
     first_id: RequestId,
@@ -214,16 +216,16 @@ async fn write(
             seq = next.outgoing.take() => next.frame(seq),
             () = stop.cancelled() => break,
         };
-        let burst = async {
-            sink.feed(first).await?;
-            for _ in 1..MAX_BURST {
-                match ready_frame(&mut acks, &mut next) {
-                    Some(frame) => sink.feed(frame).await?,
-                    None => break,
-                }
+        // What is ready goes as one batch: one encrypted message, as the real client's
+        // server writes them.
+        let mut burst = vec![first];
+        while burst.len() < MAX_BURST {
+            match ready_frame(&mut acks, &mut next) {
+                Some(frame) => burst.push(frame),
+                None => break,
             }
-            sink.flush().await
-        };
+        }
+        let burst = sink.send(Batch(burst));
         if let Err(err) = burst.await {
             ledger.error(format!("cannot write to the server: {err}"));
             return;
@@ -232,7 +234,7 @@ async fn write(
     // Acknowledge what was delivered before the end, then close.
     let goodbye = async {
         while let Ok(id) = acks.try_recv() {
-            sink.feed(ack_batch(id, &mut acks)).await?;
+            sink.feed(Batch(vec![ack_batch(id, &mut acks)])).await?;
         }
         sink.close().await
     };

@@ -41,6 +41,8 @@ pub enum FrameError {
     Noise(#[from] crate::noise::NoiseError),
     #[error("encrypted frame garbled: unknown piece kind")]
     Garbled,
+    #[error("encrypted batch malformed: {0}")]
+    BadBatch(&'static str),
 }
 
 /// Decodes frames of type `In` and encodes frames of type `Out`, each at most `max_len` bytes.

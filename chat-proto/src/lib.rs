@@ -7,7 +7,8 @@
 //! - `codec`: length-delimited frames with a hard size limit, each a `postcard` payload.
 //! - `names`: the rules for user names, group names and message text.
 //! - `ring`: the SHA-256 consistent-hashing ring that places users on servers.
-//! - `secure`: frames on an encrypted connection (pieces, rekeying) and the handshake's codec.
+//! - `secure`: frames on an encrypted connection (pieces, batches, rekeying) and the
+//!   handshake's codec.
 //! - `noise`: the Noise Protocol Framework's handshakes (NX from clients, XXpsk3 between
 //!   servers) and transport encryption, with `Keypair` for the keys.
 //!
@@ -34,7 +35,7 @@ pub use noise::{HandshakeBuilder, HandshakeState, Keypair, NoiseError, Pattern, 
 pub use peer::{LinkHello, PeerFrame, UserAcks};
 pub use ring::Ring;
 pub use secure::{
-    handshake_codec, key_from_hex, key_to_hex, RekeyHandle, SecureCodec, SecureDecoder,
+    handshake_codec, key_from_hex, key_to_hex, Batch, RekeyHandle, SecureCodec, SecureDecoder,
     SecureEncoder, CLIENT_PROLOGUE, LINK_PROLOGUE, REKEY_EVERY,
 };
 
@@ -44,5 +45,6 @@ pub use secure::{
 /// the request, `more` in the reply), bounds `Ack` to `MAX_ACK_IDS` ids, added
 /// `ErrorCode::TooLarge`, and added resume tickets (`Credential`, `Request::Passwd`,
 /// `Request::RenewTicket`, `Response::Ticket`, `ErrorCode::BadTicket`, `PeerFrame::Revoked`), and
-/// `ServerFrame::GoHome`, `ServerFrame::RingChanged` and `PeerFrame::Serving`.
+/// `ServerFrame::GoHome`, `ServerFrame::RingChanged` and `PeerFrame::Serving`, and batches of
+/// frames in one encrypted message (`secure`).
 pub const PROTOCOL_VERSION: u16 = 5;

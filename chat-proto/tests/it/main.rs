@@ -9,6 +9,7 @@ mod noise_snow;
 mod noise_transport;
 mod noise_vectors;
 mod peers;
+mod secure_batches;
 
 /// Bytes from hexadecimal, for keys and test vectors.
 #[track_caller]

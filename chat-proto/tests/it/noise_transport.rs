@@ -4,7 +4,7 @@ use crate::peers::{handshake, ours, sides, snow};
 use chat_proto::noise::{NoiseError, Pattern, Role, Transport, MAX_MESSAGE_LEN, MAX_PAYLOAD_LEN};
 
 /// Two of our transports, initiator's first, after an XXpsk3 handshake.
-fn transports() -> (Transport, Transport) {
+pub fn transports() -> (Transport, Transport) {
     let (initiator_side, responder_side) = sides(Pattern::XxPsk3);
     let mut initiator = ours(Pattern::XxPsk3, Role::Initiator, &initiator_side);
     let mut responder = ours(Pattern::XxPsk3, Role::Responder, &responder_side);

@@ -10,11 +10,12 @@
 
 use super::Secured;
 use chat_proto::{FrameError, RekeyHandle, SecureDecoder, SecureEncoder};
+use serde::Serialize;
 use std::io;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::bytes::BytesMut;
-use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::codec::Decoder;
 
 /// How much the first read of a burst asks the socket for.
 const READ_SIZE: usize = 8 * 1024;
@@ -118,21 +119,20 @@ pub struct FrameWriter<Out> {
     buffer: BytesMut,
 }
 
-impl<Out> FrameWriter<Out>
-where
-    SecureEncoder<Out>: Encoder<Out, Error = FrameError>,
-{
+impl<Out: Serialize> FrameWriter<Out> {
     /// A handle for asking the encoder to rekey before its next frame.
     pub fn rekey_handle(&self) -> RekeyHandle {
         self.encoder.rekey_handle()
     }
 
-    /// Encodes `frame` after what is buffered; nothing is written yet.
+    /// Encodes `frame` after what is buffered, in one transport message with the frames fed
+    /// before it where it fits (they are sealed together before they are written); nothing is
+    /// written yet.
     pub fn feed(&mut self, frame: Out) -> Result<(), FrameError> {
         if self.buffer.capacity() == 0 {
             self.buffer.reserve(WRITE_SIZE);
         }
-        self.encoder.encode(frame, &mut self.buffer)
+        self.encoder.feed(&frame, &mut self.buffer)
     }
 
     /// Writes out what is buffered if that is a batch already, so that a long burst does not
@@ -159,7 +159,10 @@ where
         Ok(())
     }
 
+    /// Seals the frames fed since the last write, then writes everything buffered. Only whole
+    /// transport messages are ever written.
     async fn write_out(&mut self) -> Result<(), FrameError> {
+        self.encoder.seal(&mut self.buffer)?;
         while !self.buffer.is_empty() {
             if self.io.write_buf(&mut self.buffer).await? == 0 {
                 return Err(io::Error::from(io::ErrorKind::WriteZero).into());
@@ -219,12 +222,33 @@ pub(super) mod tests {
         let (mut client, mut server) = connected().await;
         client.feed(closing("hello")).await.unwrap();
         client.feed(closing("right behind")).await.unwrap();
-        client.flush().await.unwrap();
+        SinkExt::<ServerFrame>::flush(&mut client).await.unwrap();
         let hello = server.next().await.unwrap().unwrap();
         assert_eq!(hello, closing("hello"));
         let (mut reader, _writer) = split(server);
         let next = timeout(Duration::from_secs(5), reader.next()).await;
         assert_eq!(next.unwrap().unwrap().unwrap(), closing("right behind"));
+    }
+
+    #[tokio::test]
+    async fn frames_fed_together_are_sealed_in_one_message() {
+        let (client, server) = connected().await;
+        let (mut reader, _) = split(client);
+        let (_, mut writer) = split(server);
+        let frames: Vec<ServerFrame> = (0..20)
+            .map(|idx| closing(&format!("frame {idx}")))
+            .collect();
+        for frame in &frames {
+            writer.feed(frame.clone()).unwrap();
+        }
+        // One length prefix and one tag for all twenty: not yet encrypted, so not written.
+        let fed = writer.buffer.len();
+        writer.flush().await.unwrap();
+        let one_message = 2 + 1 + 16;
+        assert!(fed < 20 * (one_message + 9), "{fed} bytes fed");
+        for frame in frames {
+            assert_eq!(reader.next().await.unwrap().unwrap(), frame);
+        }
     }
 
     #[tokio::test]

@@ -12,10 +12,10 @@
 use super::halves::{self, FrameReader, FrameWriter};
 use super::{Secured, GOODBYE_TIMEOUT, WRITE_TIMEOUT};
 use crate::outbound::{Outbound, Receiver};
-use chat_proto::{FrameError, RekeyHandle, SecureEncoder};
+use chat_proto::{FrameError, RekeyHandle};
+use serde::Serialize;
 use std::time::{Duration, Instant};
 use tokio::time::timeout;
-use tokio_util::codec::Encoder;
 
 /// What the writer calls with every frame it writes.
 type FrameHook<F> = Box<dyn FnMut(&mut F) + Send>;
@@ -39,10 +39,7 @@ pub struct Writer<Out> {
     unsent: Option<Out>,
 }
 
-impl<Out> Writer<Out>
-where
-    SecureEncoder<Out>: Encoder<Out, Error = FrameError>,
-{
+impl<Out: Serialize> Writer<Out> {
     /// Splits `framed`: the writer takes its sending half and drains `queue`, the receiving end
     /// of `outbound`; the caller keeps the reading half.
     pub fn split<In>(

@@ -23,10 +23,11 @@
 //! - **everything unacknowledged at shutdown is stored**: after [`Ledger::shutdown`] every
 //!   waiting recipient is due at once.
 
-use super::recent::Recent;
+use super::ids::IdMap;
+use super::recent::{Recent, Relayed};
 use crate::store::{InboxDelete, InboxRow};
 use chat_proto::{ChatMessage, MessageId};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::mem;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -106,7 +107,7 @@ pub struct Batch {
 
 pub struct Ledger<W> {
     config: LedgerConfig,
-    pending: HashMap<MessageId, Pending<W>>,
+    pending: IdMap<Pending<W>>,
     /// Messages with recipients to write in the next batch: offline or unreachable.
     urgent: VecDeque<MessageId>,
     /// Every pending message by its ack deadline, oldest first; finished ones are skipped.
@@ -117,7 +118,7 @@ pub struct Ledger<W> {
     /// Finished messages, and whether any of their rows was stored.
     recent: Recent<bool>,
     /// Messages relayed here by other servers, and which server owns each.
-    relayed: Recent<Arc<str>>,
+    relayed: Relayed,
     /// Shutting down: new messages are refused and everything waiting is due.
     closed: bool,
     next_batch_id: u64,
@@ -167,9 +168,9 @@ impl<W> Ledger<W> {
     pub fn new(config: LedgerConfig) -> Ledger<W> {
         Ledger {
             recent: Recent::new(config.recent_ids),
-            relayed: Recent::new(config.recent_ids),
+            relayed: Relayed::new(config.recent_ids),
             config,
-            pending: HashMap::new(),
+            pending: IdMap::default(),
             urgent: VecDeque::new(),
             by_deadline: VecDeque::new(),
             deletes: Vec::new(),
@@ -251,7 +252,7 @@ impl<W> Ledger<W> {
     }
 
     /// Message `id` was relayed here by server `owner`: acknowledgements go back there.
-    pub fn relayed(&mut self, owner: Arc<str>, id: MessageId) {
+    pub fn relayed(&mut self, owner: &str, id: MessageId) {
         self.relayed.insert(id, owner);
     }
 

@@ -21,11 +21,13 @@
 //! - `ledger`: what is owed for each message, as a state machine without I/O.
 //! - `writer`: the one task that writes inbox rows and deletes, in the ledger's order.
 //! - `recent`: the bounded memory of recent message ids.
+//! - `ids`: the maps keyed by message id, with a fast keyed hasher.
 //!
 //! **One writer task owns all inbox writes and deletes, one batch at a time**, so a delete is
 //! never applied before the insert it undoes. The ledger's lock is never held across an
 //! `.await`.
 
+mod ids;
 mod ledger;
 mod recent;
 mod writer;
@@ -221,7 +223,7 @@ impl Delivery {
 
     /// Shows a message that server `owner` relayed to these users of this server.
     pub fn deliver_relayed(&self, owner: &str, message: Arc<ChatMessage>, recipients: &[String]) {
-        self.with_ledger(|ledger| ledger.relayed(owner.into(), message.id));
+        self.with_ledger(|ledger| ledger.relayed(owner, message.id));
         for user in recipients {
             for session in self.routes.hub.sessions_of(user) {
                 session.push(ServerFrame::Deliver(message.clone()));
