@@ -77,6 +77,11 @@ impl HeldTicket {
     }
 
     /// Whether it is time to ask for a fresh one.
+    /// How long until it is due; zero once it is.
+    pub fn until_due(&self) -> Duration {
+        self.renew_at.saturating_duration_since(Instant::now())
+    }
+
     pub fn due(&self) -> bool {
         Instant::now() >= self.renew_at
     }

@@ -213,7 +213,10 @@ async fn a_full_home_sends_its_user_to_the_backup_until_there_is_room() {
     let farm = Farm::start_with(2, &["--max-connections", "1"]).await;
     let user = farm.users_homed_on("s1", "crowded", 1).remove(0);
     let filler = RawConn::connect(&farm.server("s1").addr).await;
-    let mut client = Client::connect(farm.server("s2")).await;
+    // Nothing pushes the user home when room is made: the look at home finds it, here sooner
+    // than its 30 s default.
+    let mut client = Client::spawn_trusting(&[&farm.server("s2").addr], &["--home-poll-ms", "500"]);
+    client.event(connected_to("s2")).await;
     client.ok(&format!("login {user} pw-{user}")).await;
     let me = client.ok("whoami").await;
     assert_eq!(me["server"], "s2");

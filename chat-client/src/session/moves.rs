@@ -19,6 +19,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
+/// The least time between two looks at home that are due to renew the ticket.
+const RENEWAL_RETRY: Duration = Duration::from_secs(1);
+
 /// Who is logged in, and the newest ring: what a reconnect needs.
 #[derive(Debug, Default)]
 pub(super) struct Placement {
@@ -82,6 +85,10 @@ impl<'a> Session<'a> {
         let Some(credentials) = &placement.credentials else {
             return;
         };
+        // The look also renews the ticket: it comes no later than the ticket is due, however
+        // slow the look at home is (and a second apart while a renewal goes unanswered).
+        let renewal = credentials.ticket.as_ref().map(HeldTicket::until_due);
+        let wait = renewal.map_or(wait, |renewal| wait.min(renewal.max(RENEWAL_RETRY)));
         let check = failover::check_home(
             conn.clone(),
             credentials.clone(),
