@@ -8,6 +8,7 @@ mod chaos;
 mod farm;
 mod groups;
 mod hostile;
+mod hosts;
 mod limits;
 mod messaging;
 mod offline;
