@@ -8,8 +8,8 @@
 //! every failover and every return home happens in a login storm (default 60; 0 for none).
 
 use chat_tests::{binary, now_ms, Client, Farm};
-use std::path::Path;
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -48,9 +48,13 @@ struct Hosts {
 
 impl Hosts {
     async fn up(names: &[&str]) -> Hosts {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("hosts-{}", std::process::id()));
+        let dir =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("hosts-{}", std::process::id()));
         let script = workspace().join("tests/hosts/hosts");
-        let _ = std::process::Command::new(&script).arg("down").arg(&dir).status();
+        let _ = std::process::Command::new(&script)
+            .arg("down")
+            .arg(&dir)
+            .status();
         let status = Command::new(&script)
             .arg("up")
             .arg(&dir)
@@ -77,7 +81,10 @@ impl Hosts {
         let ssh = self.dir.join("ssh");
         vec![
             format!("-i {}", ssh.join("id_ed25519").display()),
-            format!("-o UserKnownHostsFile={}", ssh.join("known_hosts").display()),
+            format!(
+                "-o UserKnownHostsFile={}",
+                ssh.join("known_hosts").display()
+            ),
             "-o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=5".to_owned(),
         ]
     }
@@ -101,7 +108,10 @@ impl Hosts {
 
     /// Writes an inventory of the database host and `servers`, as an operator would.
     fn inventory(&self, servers: &[&str]) -> PathBuf {
-        let mut text = format!("[chat_db]\ndb ansible_host={}\n\n[chat_servers]\n", self.addrs["db"]);
+        let mut text = format!(
+            "[chat_db]\ndb ansible_host={}\n\n[chat_servers]\n",
+            self.addrs["db"]
+        );
         for server in servers {
             text += &format!("{server} ansible_host={}\n", self.addrs[*server]);
         }
@@ -212,17 +222,25 @@ async fn a_farm_deployed_over_ssh_chats_across_hosts_and_upgrades_without_loss()
     }
     let hosts = Hosts::up(&["db", "s1", "s2", "s3"]).await;
     let build = binary("chat-server");
-    let build_dir = build.parent().expect("the binaries' directory").to_string_lossy();
+    let build_dir = build
+        .parent()
+        .expect("the binaries' directory")
+        .to_string_lossy();
 
     // A farm of two, then a third server added to it while it runs.
     let two = hosts.inventory(&SERVERS[..2]);
     let first = hosts.deploy(&two, &["--binaries", &build_dir]).await;
     assert!(first.starts_with("deploy: changed: "), "{first}");
     let three = hosts.inventory(&SERVERS);
-    hosts.deploy(&three, &["--binaries", &build_dir, "--add", "s3"]).await;
+    hosts
+        .deploy(&three, &["--binaries", &build_dir, "--add", "s3"])
+        .await;
     for server in SERVERS {
         let (ok, output) = hosts
-            .ssh(server, "systemd-analyze verify /etc/systemd/system/chat-server.service")
+            .ssh(
+                server,
+                "systemd-analyze verify /etc/systemd/system/chat-server.service",
+            )
             .await;
         assert!(ok, "systemd-analyze verify on {server}: {output}");
     }
@@ -252,14 +270,25 @@ async fn a_farm_deployed_over_ssh_chats_across_hosts_and_upgrades_without_loss()
 
     // s2's server is killed: its user moves to another host, then home once it is back.
     let (ok, output) = hosts
-        .ssh("s2", &format!("kill -9 $({} main-pid chat-server)", workspace().join(STANDIN).display()))
+        .ssh(
+            "s2",
+            &format!(
+                "kill -9 $({} main-pid chat-server)",
+                workspace().join(STANDIN).display()
+            ),
+        )
         .await;
     assert!(ok, "kill s2's server: {output}");
     moved_to(&mut clients[1], |server| server != "s2").await;
-    clients[0].ok(&format!("send {peer} while s2 is down")).await;
+    clients[0]
+        .ok(&format!("send {peer} while s2 is down"))
+        .await;
     clients[1].message("while s2 is down").await;
     let (ok, output) = hosts
-        .ssh("s2", &format!("{} start chat-server", workspace().join(STANDIN).display()))
+        .ssh(
+            "s2",
+            &format!("{} start chat-server", workspace().join(STANDIN).display()),
+        )
         .await;
     assert!(ok, "start s2's server again: {output}");
     hosts.ready("s2", &["s1", "s3"]).await;
@@ -284,14 +313,22 @@ async fn a_farm_deployed_over_ssh_chats_across_hosts_and_upgrades_without_loss()
     let (reports, crowd_line) = chat_through(&hosts, &["--binaries", &upgrade, "--rolling"]).await;
     let (n_sent, lost, doubled) = lost_and_doubled(&reports);
     assert!(lost.is_empty(), "lost in the rolling upgrade: {lost:#?}");
-    assert!(doubled.is_empty(), "doubled in the rolling upgrade: {doubled:#?}");
+    assert!(
+        doubled.is_empty(),
+        "doubled in the rolling upgrade: {doubled:#?}"
+    );
     assert!(n_sent > 0, "no message was acknowledged during the upgrade");
     assert_eq!(field(&crowd_line, "failed"), Some("0"), "{crowd_line}");
     assert_eq!(field(&crowd_line, "offline"), Some("0"), "{crowd_line}");
     let want = sha256(&format!("{upgrade}/chat-server")).await;
     for server in SERVERS {
-        let (_, sum) = hosts.ssh(server, "sha256sum /opt/chat-farm/bin/chat-server").await;
-        assert!(sum.starts_with(&want), "{server} runs the second build: {sum}");
+        let (_, sum) = hosts
+            .ssh(server, "sha256sum /opt/chat-farm/bin/chat-server")
+            .await;
+        assert!(
+            sum.starts_with(&want),
+            "{server} runs the second build: {sum}"
+        );
     }
 
     // The same deployment again changes nothing, and says so.
@@ -302,9 +339,17 @@ async fn a_farm_deployed_over_ssh_chats_across_hosts_and_upgrades_without_loss()
     );
 
     // s3 leaves gracefully; the other two still chat with each other.
-    hosts.deploy(&three, &["--binaries", &upgrade, "--remove", "s3"]).await;
+    hosts
+        .deploy(&three, &["--binaries", &upgrade, "--remove", "s3"])
+        .await;
     let (running, _) = hosts
-        .ssh("s3", &format!("{} is-active chat-server", workspace().join(STANDIN).display()))
+        .ssh(
+            "s3",
+            &format!(
+                "{} is-active chat-server",
+                workspace().join(STANDIN).display()
+            ),
+        )
         .await;
     assert!(!running, "s3's server still runs after --remove");
     let remaining = &SERVERS[..2];
@@ -343,7 +388,11 @@ async fn chat_through(hosts: &Hosts, args: &[&str]) -> (Vec<crate::chaos::Report
     }
     let mut chatters = Vec::new();
     for (idx, (client, user)) in clients.into_iter().zip(&users).enumerate() {
-        let others = users.iter().filter(|other| *other != user).cloned().collect();
+        let others = users
+            .iter()
+            .filter(|other| *other != user)
+            .cloned()
+            .collect();
         chatters.push(tokio::spawn(chat(
             client,
             user.clone(),
