@@ -48,13 +48,18 @@ struct Hosts {
 
 impl Hosts {
     async fn up(names: &[&str]) -> Hosts {
-        let dir =
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("hosts-{}", std::process::id()));
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
         let script = workspace().join("tests/hosts/hosts");
-        let _ = std::process::Command::new(&script)
-            .arg("down")
-            .arg(&dir)
-            .status();
+        // Hosts left by an earlier run that was killed before it could take them down.
+        for entry in std::fs::read_dir(tmp).into_iter().flatten().flatten() {
+            if entry.file_name().to_string_lossy().starts_with("hosts-") {
+                let _ = std::process::Command::new(&script)
+                    .arg("down")
+                    .arg(entry.path())
+                    .status();
+            }
+        }
+        let dir = tmp.join(format!("hosts-{}", std::process::id()));
         let status = Command::new(&script)
             .arg("up")
             .arg(&dir)
