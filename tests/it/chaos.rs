@@ -9,6 +9,7 @@
 
 use chat_tests::{binary, now_ms, Client, Farm};
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use tokio::sync::{mpsc, Barrier};
 use tokio::time::{timeout, Duration};
 
 const USERS_PER_SERVER: usize = 2;
-const GROUP: &str = "chaos";
+pub(crate) const GROUP: &str = "chaos";
 /// How long a failover or a return home may take before the test gives up on it.
 const MOVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// The goals, in milliseconds, for the 99th percentile.
@@ -48,7 +49,7 @@ fn env_number(name: &str, default: u64) -> u64 {
 }
 
 /// The `chat-bench crowd` process: users that live as real clients beside the checked ones.
-struct Crowd {
+pub(crate) struct Crowd {
     child: Child,
     /// Closing it tells the crowd to stop and report.
     stdin: Option<ChildStdin>,
@@ -56,14 +57,15 @@ struct Crowd {
 }
 
 impl Crowd {
-    /// Starts `n_users` users and returns once every one is logged in.
-    async fn start(farm: &Farm, n_users: u64) -> Crowd {
+    /// Starts `n_users` users of the farm at `addrs` whose public key is in `key_file`, and
+    /// returns once every one is logged in.
+    pub(crate) async fn start(addrs: &[&str], key_file: &Path, n_users: u64) -> Crowd {
         let mut child = Command::new(binary("chat-bench"))
             .arg("crowd")
             .arg("--servers")
-            .arg(farm.addrs().join(","))
+            .arg(addrs.join(","))
             .arg("--server-key-file")
-            .arg(farm.db.keys.join("farm.pub"))
+            .arg(key_file)
             .args(["--clients", &n_users.to_string(), "--timeout-secs", "3600"])
             // Their first logins register them: a login of a new name registers it.
             .arg("--registered")
@@ -103,7 +105,7 @@ impl Crowd {
     }
 
     /// Tells the crowd to stop, and returns its last line once it exited.
-    async fn stop(mut self) -> (String, bool) {
+    pub(crate) async fn stop(mut self) -> (String, bool) {
         drop(self.stdin.take());
         let line = self.line("crowd").await;
         let status = timeout(CROWD_TIMEOUT, self.child.wait())
@@ -115,13 +117,13 @@ impl Crowd {
 }
 
 /// The value of `key` in a `key=value` line.
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+pub(crate) fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line.split_whitespace()
         .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
 }
 
 /// What one chatting client reports when it stops.
-struct Report {
+pub(crate) struct Report {
     user: String,
     /// The messages it was told were sent: id and recipients.
     sent: Vec<(String, Vec<String>)>,
@@ -130,14 +132,15 @@ struct Report {
 }
 
 /// A client's move to another server, seen by the harness at `at_ms`.
-struct Moved {
-    user: String,
-    server: String,
-    at_ms: u64,
+pub(crate) struct Moved {
+    pub(crate) user: String,
+    pub(crate) server: String,
+    pub(crate) at_ms: u64,
 }
 
-/// Sends messages as `user` until `stop`, then reads the log and reports.
-async fn chat(
+/// Sends messages as `user` to `others` (direct, and to the group `chaos` that they are all
+/// in) until `stop`, then reads the log and reports.
+pub(crate) async fn chat(
     mut client: Client,
     user: String,
     others: Vec<String>,
@@ -187,6 +190,36 @@ async fn chat(
     client.ok("quit").await;
     collect(&mut client);
     Report { user, sent, shown }
+}
+
+/// The deliveries that every acknowledged message owed, checked against what each recipient
+/// showed: how many messages were acknowledged, the deliveries never shown, and those shown
+/// more than once. It prints the counts.
+pub(crate) fn lost_and_doubled(reports: &[Report]) -> (usize, Vec<String>, Vec<String>) {
+    let shown: HashMap<&str, &HashMap<String, usize>> = reports
+        .iter()
+        .map(|report| (report.user.as_str(), &report.shown))
+        .collect();
+    let (mut n_checked, mut lost, mut doubled) = (0, Vec::new(), Vec::new());
+    for report in reports {
+        for (id, recipients) in &report.sent {
+            for recipient in recipients {
+                n_checked += 1;
+                match shown[recipient.as_str()].get(id).copied().unwrap_or(0) {
+                    1 => {}
+                    0 => lost.push(format!("{id} from {} to {recipient}", report.user)),
+                    n => doubled.push(format!("{id} to {recipient} shown {n} times")),
+                }
+            }
+        }
+    }
+    let n_sent: usize = reports.iter().map(|report| report.sent.len()).sum();
+    println!(
+        "messages acknowledged: {n_sent}; deliveries checked: {n_checked}; lost: {}; doubled: {}",
+        lost.len(),
+        doubled.len()
+    );
+    (n_sent, lost, doubled)
 }
 
 fn percentiles(name: &str, samples: &mut [u64]) -> u64 {
@@ -253,7 +286,7 @@ async fn nothing_is_lost_or_doubled_while_servers_die_hang_and_return() {
         .collect();
 
     let crowd = if n_crowd > 0 {
-        Some(Crowd::start(&farm, n_crowd).await)
+        Some(Crowd::start(&farm.addrs(), &farm.db.keys.join("farm.pub"), n_crowd).await)
     } else {
         None
     };
@@ -334,29 +367,7 @@ async fn nothing_is_lost_or_doubled_while_servers_die_hang_and_return() {
     for chatter in chatters {
         reports.push(chatter.await.expect("a chatting client"));
     }
-    let shown: HashMap<&str, &HashMap<String, usize>> = reports
-        .iter()
-        .map(|report| (report.user.as_str(), &report.shown))
-        .collect();
-    let (mut n_checked, mut lost, mut doubled) = (0, Vec::new(), Vec::new());
-    for report in &reports {
-        for (id, recipients) in &report.sent {
-            for recipient in recipients {
-                n_checked += 1;
-                match shown[recipient.as_str()].get(id).copied().unwrap_or(0) {
-                    1 => {}
-                    0 => lost.push(format!("{id} from {} to {recipient}", report.user)),
-                    n => doubled.push(format!("{id} to {recipient} shown {n} times")),
-                }
-            }
-        }
-    }
-    let n_sent: usize = reports.iter().map(|report| report.sent.len()).sum();
-    println!(
-        "messages acknowledged: {n_sent}; deliveries checked: {n_checked}; lost: {}; doubled: {}",
-        lost.len(),
-        doubled.len()
-    );
+    let (n_sent, lost, doubled) = lost_and_doubled(&reports);
     let p99_kill = percentiles("failover after kill -9", &mut kill_failovers);
     let p99_freeze = percentiles("failover after SIGSTOP", &mut freeze_failovers);
     let p99_return = percentiles("back home after restart or SIGCONT", &mut returns);

@@ -9,6 +9,7 @@ mod farm;
 mod groups;
 mod home;
 mod hostile;
+mod hosts;
 mod limits;
 mod messaging;
 mod offline;
