@@ -11,6 +11,7 @@ mod home;
 mod hostile;
 mod limits;
 mod messaging;
+mod metrics;
 mod offline;
 mod outage;
 mod pages;
