@@ -278,6 +278,34 @@ mod tests {
     }
 
     #[test]
+    fn counters_are_named_total_and_start_at_zero() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            describe();
+            telemetry::register_all();
+            telemetry::login(telemetry::LoginKind::Ticket, false);
+        });
+        let text = handle.render();
+        let mut n_counters = 0;
+        for line in text.lines() {
+            if let Some(typed) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = typed.split_once(' ').unwrap();
+                assert!(name.starts_with("chat_"), "{line}");
+                assert_eq!(kind == "counter", name.ends_with("_total"), "{line}");
+                n_counters += usize::from(kind == "counter");
+            }
+        }
+        assert!(n_counters >= 6, "{text}");
+        assert!(
+            text.contains("chat_rate_limited_total{limit=\"hash_queue\"} 0"),
+            "{text}"
+        );
+        let failed = "chat_logins_total{kind=\"ticket\",result=\"failed\"} 1";
+        assert!(text.contains(failed), "{text}");
+    }
+
+    #[test]
     fn every_unlinked_server_is_named() {
         assert_eq!(check_links(&[]), Ok(()));
         assert_eq!(

@@ -216,3 +216,31 @@ async fn a_metrics_port_that_cannot_be_bound_stops_the_start() {
         "{said}"
     );
 }
+
+#[tokio::test]
+async fn json_logs_are_one_object_a_line_without_secrets() {
+    let db = TestDb::new().await;
+    let log_file =
+        std::env::temp_dir().join(format!("chat-test-{}.log", uuid::Uuid::now_v7().simple()));
+    let flags = ["--log-format", "json"];
+    let server = Server::start_logging(&db, "s1", &flags, "debug", &log_file).await;
+    Client::login(&server, "alice").await.ok("quit").await;
+    Client::login(&server, "alice").await.ok("quit").await;
+    server.stop().await;
+    let log = std::fs::read_to_string(&log_file).expect("read the server's log");
+    let _ = std::fs::remove_file(&log_file);
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    assert!(events
+        .iter()
+        .all(|event| event["level"].is_string() && event["timestamp"].is_string()));
+    let logins = events
+        .iter()
+        .filter(|event| event["message"] == "logged in" && event["user"] == "alice")
+        .count();
+    assert_eq!(logins, 2, "{log}");
+    assert!(!log.contains("$argon2"), "a password hash is in the log");
+    assert!(!log.contains("pw-alice"), "a password is in the log");
+}

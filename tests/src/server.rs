@@ -49,11 +49,17 @@ impl Server {
         Server::spawn(db, database_url, name, flags, None).await
     }
 
-    /// Starts a server with `RUST_LOG` set to `rust_log`, its logs (standard error) written to
-    /// `log_file`.
-    pub async fn start_logging(db: &TestDb, name: &str, rust_log: &str, log_file: &Path) -> Server {
+    /// Starts a server with extra flags and `RUST_LOG` set to `rust_log`, its logs (standard
+    /// error) written to `log_file`.
+    pub async fn start_logging(
+        db: &TestDb,
+        name: &str,
+        flags: &[&str],
+        rust_log: &str,
+        log_file: &Path,
+    ) -> Server {
         let log = std::fs::File::create(log_file).expect("create the log file");
-        Server::spawn(db, &db.url, name, &[], Some((rust_log, log))).await
+        Server::spawn(db, &db.url, name, flags, Some((rust_log, log))).await
     }
 
     async fn spawn(
