@@ -244,3 +244,26 @@ async fn json_logs_are_one_object_a_line_without_secrets() {
     assert!(!log.contains("$argon2"), "a password hash is in the log");
     assert!(!log.contains("pw-alice"), "a password is in the log");
 }
+
+#[tokio::test]
+async fn a_failover_is_counted_where_the_users_land() {
+    let mut farm = Farm::start_with(2, &METRICS).await;
+    let user = farm.users_homed_on("s2", "moving", 1).remove(0);
+    let mut client = Client::spawn(&farm.addrs());
+    client.ok(&format!("login {user} pw-{user}")).await;
+    // It first connected to s1, the first address, then moved home.
+    let connected = client.take_events(|ev| ev["type"] == "connected");
+    assert_eq!(connected.last().map(|ev| &ev["server"]), Some(&"s2".into()));
+    let before = scrape(farm.server("s1")).await;
+
+    farm.server_mut("s2").kill().await;
+    client
+        .event(|ev| ev["type"] == "connected" && ev["server"] == "s1")
+        .await;
+    let after = scrape(farm.server("s1")).await;
+    let failovers = "chat_failover_logins_total";
+    assert!(moved(&before, &after, failovers) >= 1.0, "{after:?}");
+    let by_ticket = "chat_logins_total{kind=\"ticket\",result=\"ok\"}";
+    assert!(moved(&before, &after, by_ticket) >= 1.0, "{after:?}");
+    assert_eq!(after.get("chat_link_up{peer=\"s2\"}"), Some(&0.0));
+}
