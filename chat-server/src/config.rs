@@ -162,9 +162,27 @@ pub struct Config {
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub max_hash_wait_secs: u64,
 
+    /// Where to serve Prometheus metrics and the health checks over HTTP (HOST:PORT; port 0
+    /// picks a free one): /metrics, /healthz (alive) and /readyz (registered, linked with
+    /// every live server and able to reach the database). Off without it.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_listen: Option<String>,
+
+    /// How logs are written on standard error: `human` lines, or one JSON object per line
+    /// for log shippers.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+
     /// Seconds to finish in-flight work after SIGINT or SIGTERM before exiting anyway.
     #[arg(long, default_value_t = 10)]
     pub shutdown_timeout_secs: u64,
+}
+
+/// How logs are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
 }
 
 impl Config {

@@ -7,9 +7,10 @@
 //! that it keeps serving its users.
 
 use crate::store::{Registry, ServerState, Store, StoreError};
+use crate::telemetry::{self, DbWork};
 use chat_proto::{Ring, RingInfo, ServerAddr};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -110,6 +111,8 @@ pub struct Farm {
     started_at_ms: i64,
     heartbeat_timeout: Duration,
     view: watch::Sender<Arc<FarmView>>,
+    /// When the last heartbeat succeeded, or `None` while the last one failed.
+    beat_ok_at: Mutex<Option<Instant>>,
 }
 
 impl Farm {
@@ -126,7 +129,18 @@ impl Farm {
             started_at_ms,
             heartbeat_timeout,
             view,
+            beat_ok_at: Mutex::new(None),
         }
+    }
+
+    /// How long ago the last heartbeat succeeded; `None` if the last one failed (the database
+    /// is unreachable), or none has been made yet.
+    pub fn since_heartbeat(&self) -> Option<Duration> {
+        let ok_at = *self
+            .beat_ok_at
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        ok_at.map(|at| at.elapsed())
     }
 
     pub fn view(&self) -> Arc<FarmView> {
@@ -141,9 +155,15 @@ impl Farm {
     /// Heartbeats once and takes in the registry. Fails if another process has registered
     /// under this server's name since it started.
     pub async fn refresh(&self, store: &Store) -> Result<(), RefreshError> {
-        let registry = store
+        let beat = store
             .heartbeat(&self.me, self.started_at_ms, self.heartbeat_timeout)
-            .await?;
+            .await;
+        let ok_at = beat.is_ok().then(Instant::now);
+        *self
+            .beat_ok_at
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = ok_at;
+        let registry = beat.inspect_err(|_| telemetry::database_error(DbWork::Heartbeat))?;
         if !registry.ours {
             return Err(RefreshError::Replaced(self.me.clone()));
         }

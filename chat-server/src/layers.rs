@@ -9,7 +9,14 @@ use std::path::Path;
 /// The modules of `chat-server`, the lowest layer first.
 const LAYERS: &[&[&str]] = &[
     &[
-        "config", "keys", "password", "limits", "outbound", "paging", "tickets",
+        "config",
+        "keys",
+        "password",
+        "limits",
+        "outbound",
+        "paging",
+        "telemetry",
+        "tickets",
     ],
     &["connection"],
     &["store"],
@@ -21,7 +28,7 @@ const LAYERS: &[&[&str]] = &[
     &["commands"],
     &["session"],
     &["console"],
-    &["admin"],
+    &["admin", "monitor"],
     &["server"],
 ];
 

@@ -4,7 +4,7 @@
 //! shared PostgreSQL database, so any server can die without taking anything with it.
 //!
 //! The modules, from the bottom up: each imports only modules listed before it (the first
-//! six import none), so that nothing below `server` knows the whole server. The `layers`
+//! eight import none), so that nothing below `server` knows the whole server. The `layers`
 //! test checks it.
 //!
 //! - `config`: the command-line flags.
@@ -15,6 +15,7 @@
 //!   address, and delays after failed logins.
 //! - `outbound`: a connection's bounded outbound queue, the only way to write to its socket.
 //! - `paging`: the keyset rule of every paged list: the first names after a cursor.
+//! - `telemetry`: the Prometheus metrics' names, and the handles of the hot path's counters.
 //! - `tickets`: resume tickets sealed and opened with a key derived from the cluster key.
 //! - `connection`: what sessions and links share: the handshake driver, the writer task, and
 //!   their timeouts.
@@ -33,6 +34,7 @@
 //!   waits), writer task.
 //! - `console`: admin commands, on standard input and through `admin`.
 //! - `admin`: the admin socket, local and owner-only, and the `chat-server admin` client.
+//! - `monitor`: `--metrics-listen`: /metrics, /healthz and /readyz over HTTP.
 //! - `server`: start-up, the accept loops and graceful shutdown; it makes each kind of task's
 //!   context.
 //!
@@ -53,6 +55,7 @@ mod layers;
 pub mod limits;
 pub mod links;
 pub mod members;
+pub mod monitor;
 pub mod outbound;
 pub mod paging;
 pub mod password;
@@ -61,6 +64,7 @@ pub mod revocation;
 pub mod server;
 pub mod session;
 pub mod store;
+pub mod telemetry;
 pub mod tickets;
 
 pub use config::Config;

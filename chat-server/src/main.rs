@@ -1,5 +1,5 @@
 use anyhow::Context;
-use chat_server::config::{AdminArgs, KeygenArgs};
+use chat_server::config::{AdminArgs, KeygenArgs, LogFormat};
 use chat_server::{admin, Config};
 use clap::Parser;
 use std::io::IsTerminal;
@@ -29,11 +29,14 @@ fn main() -> anyhow::Result<()> {
         _ => {}
     }
     let config = Config::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(log_filter(std::env::var("RUST_LOG").ok().as_deref()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Human => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        // One JSON object per line, its fields flattened beside the message.
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     let result = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));

@@ -322,7 +322,7 @@ async fn debug_logs_show_no_password_hash() {
     let db = TestDb::new().await;
     let log_file =
         std::env::temp_dir().join(format!("chat-test-{}.log", uuid::Uuid::now_v7().simple()));
-    let server = Server::start_logging(&db, "s1", "debug", &log_file).await;
+    let server = Server::start_logging(&db, "s1", &[], "debug", &log_file).await;
     // A registration writes a hash, a second login reads it.
     Client::login(&server, "alice").await.ok("quit").await;
     Client::login(&server, "alice").await.ok("quit").await;

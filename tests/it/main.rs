@@ -12,6 +12,7 @@ mod hostile;
 mod hosts;
 mod limits;
 mod messaging;
+mod metrics;
 mod offline;
 mod outage;
 mod pages;

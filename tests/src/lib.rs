@@ -9,6 +9,7 @@
 mod client;
 mod db;
 mod farm;
+pub mod http;
 mod proxy;
 mod raw;
 mod server;

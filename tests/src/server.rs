@@ -25,6 +25,8 @@ pub struct Server {
     pub peer_addr: String,
     /// Where `chat-server admin` reaches it.
     pub admin_socket: PathBuf,
+    /// Where its metrics and health checks answer, when started with `--metrics-listen`.
+    pub metrics_addr: Option<String>,
     child: Child,
     console: ChildStdin,
     output: Lines<BufReader<ChildStdout>>,
@@ -47,11 +49,17 @@ impl Server {
         Server::spawn(db, database_url, name, flags, None).await
     }
 
-    /// Starts a server with `RUST_LOG` set to `rust_log`, its logs (standard error) written to
-    /// `log_file`.
-    pub async fn start_logging(db: &TestDb, name: &str, rust_log: &str, log_file: &Path) -> Server {
+    /// Starts a server with extra flags and `RUST_LOG` set to `rust_log`, its logs (standard
+    /// error) written to `log_file`.
+    pub async fn start_logging(
+        db: &TestDb,
+        name: &str,
+        flags: &[&str],
+        rust_log: &str,
+        log_file: &Path,
+    ) -> Server {
         let log = std::fs::File::create(log_file).expect("create the log file");
-        Server::spawn(db, &db.url, name, &[], Some((rust_log, log))).await
+        Server::spawn(db, &db.url, name, flags, Some((rust_log, log))).await
     }
 
     async fn spawn(
@@ -63,28 +71,12 @@ impl Server {
     ) -> Server {
         let admin_socket =
             std::env::temp_dir().join(format!("chat-test-{}.sock", uuid::Uuid::now_v7().simple()));
-        let mut command = Command::new(binary("chat-server"));
+        let mut command = Server::command(db, database_url, name, flags, &admin_socket);
         match log {
             Some((rust_log, file)) => command.env("RUST_LOG", rust_log).stderr(file),
             None => command.stderr(log_sink()),
         };
         let mut child = command
-            .args(["--name", name, "--listen", "127.0.0.1:0"])
-            .args(GENEROUS_LIMITS)
-            .args(flags)
-            .args(if flags.contains(&"--peer-listen") {
-                &[][..]
-            } else {
-                &["--peer-listen", "127.0.0.1:0"][..]
-            })
-            .args(["--database-url", database_url])
-            .arg("--admin-socket")
-            .arg(&admin_socket)
-            .arg("--farm-key-file")
-            .arg(db.keys.join("farm.key"))
-            .arg("--cluster-key-file")
-            .arg(db.keys.join("cluster.key"))
-            .env_remove("DATABASE_URL")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -101,19 +93,77 @@ impl Server {
             ready
                 .split_whitespace()
                 .find_map(|field| field.strip_prefix(key))
-                .unwrap_or_else(|| panic!("unexpected first line from chat-server: {ready}"))
-                .to_owned()
+                .map(str::to_owned)
         };
-        let (addr, peer_addr) = (field("client="), field("peer="));
+        let unexpected = || panic!("unexpected first line from chat-server: {ready}");
+        let addr = field("client=").unwrap_or_else(unexpected);
+        let peer_addr = field("peer=").unwrap_or_else(unexpected);
         Server {
             name: name.to_owned(),
             addr,
             peer_addr,
             admin_socket,
+            metrics_addr: field("metrics="),
             child,
             console,
             output,
         }
+    }
+
+    /// Runs a server with `flags` that must refuse to start; returns what it said on standard
+    /// error.
+    pub async fn fails_to_start(db: &TestDb, name: &str, flags: &[&str]) -> String {
+        let admin_socket =
+            std::env::temp_dir().join(format!("chat-test-{}.sock", uuid::Uuid::now_v7().simple()));
+        let output = Server::command(db, &db.url, name, flags, &admin_socket)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let output = timeout(EVENT_TIMEOUT, output)
+            .await
+            .expect("chat-server exited in time")
+            .expect("run chat-server");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(!output.status.success(), "chat-server started: {stdout}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
+    /// The command line of a test server on free loopback ports.
+    fn command(
+        db: &TestDb,
+        database_url: &str,
+        name: &str,
+        flags: &[&str],
+        admin_socket: &Path,
+    ) -> Command {
+        let mut command = Command::new(binary("chat-server"));
+        command
+            .args(["--name", name, "--listen", "127.0.0.1:0"])
+            .args(GENEROUS_LIMITS)
+            .args(flags)
+            .args(if flags.contains(&"--peer-listen") {
+                &[][..]
+            } else {
+                &["--peer-listen", "127.0.0.1:0"][..]
+            })
+            .args(["--database-url", database_url])
+            .arg("--admin-socket")
+            .arg(admin_socket)
+            .arg("--farm-key-file")
+            .arg(db.keys.join("farm.key"))
+            .arg("--cluster-key-file")
+            .arg(db.keys.join("cluster.key"))
+            .env_remove("DATABASE_URL");
+        command
+    }
+
+    /// `GET path` from the server's metrics port: the status code and the body.
+    pub async fn http_get(&self, path: &str) -> (u16, String) {
+        let addr = self
+            .metrics_addr
+            .as_deref()
+            .expect("the server was started with --metrics-listen");
+        crate::http::get(addr, path).await
     }
 
     /// Runs an admin console command and returns its first line of output.

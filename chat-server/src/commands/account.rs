@@ -3,6 +3,7 @@
 use super::tickets::Resume;
 use super::{hash_failed, invalid, may_register, seconds, Session};
 use crate::limits::Attempt;
+use crate::telemetry::{self, Limit, LoginKind};
 use chat_proto::{validate_user, Credential, ErrorCode, ErrorReply, Response};
 use std::time::Instant;
 
@@ -42,18 +43,20 @@ impl Session {
                 None => {}
             }
         }
-        let (registered, waiting, resume) = match credential {
-            Credential::Password(password) => {
-                let registered = self.password_login(&user, password).await?;
-                let waiting = self.ctx.store.count_inbox(&user).await?;
-                let epoch = self.ctx.tickets.epoch(&user).await?;
-                (registered, Some(waiting), Resume::new_device(epoch))
-            }
-            // No throttle: a ticket cannot be guessed, and one that is refused is no reason to
-            // slow the user's password logins.
-            Credential::Ticket(ticket) => (false, None, self.ticket_login(&user, &ticket).await?),
+        let kind = match credential {
+            Credential::Password(_) => LoginKind::Password,
+            Credential::Ticket(_) => LoginKind::Ticket,
         };
-        let ticket = self.ctx.tickets.issue(&user, resume)?;
+        let checked = self.check_credential(&user, credential).await;
+        let issued = checked.and_then(|(registered, waiting, resume)| {
+            let ticket = self.ctx.tickets.issue(&user, resume)?;
+            Ok((registered, waiting, resume, ticket))
+        });
+        telemetry::login(kind, issued.is_ok());
+        let (registered, waiting, resume, ticket) = issued?;
+        if self.ctx.farm.view().placement(&user).0 != self.ctx.name {
+            telemetry::failover_login();
+        }
         self.ctx.known_users.insert(&user);
         self.ctx.hub.add(&user, self.outbound.clone());
         let by_ticket = waiting.is_none();
@@ -66,6 +69,28 @@ impl Session {
             waiting,
             ticket,
         })
+    }
+
+    /// Checks the credential of a login: whether this call registered the user, the messages
+    /// waiting (for a password login), and the ticket's resume state.
+    async fn check_credential(
+        &self,
+        user: &str,
+        credential: Credential,
+    ) -> Result<(bool, Option<u64>, Resume), ErrorReply> {
+        match credential {
+            Credential::Password(password) => {
+                let registered = self.password_login(user, password).await?;
+                let waiting = self.ctx.store.count_inbox(user).await?;
+                let epoch = self.ctx.tickets.epoch(user).await?;
+                Ok((registered, Some(waiting), Resume::new_device(epoch)))
+            }
+            // No throttle: a ticket cannot be guessed, and one that is refused is no reason to
+            // slow the user's password logins.
+            Credential::Ticket(ticket) => {
+                Ok((false, None, self.ticket_login(user, &ticket).await?))
+            }
+        }
     }
 
     /// Checks `password` (under the login throttle), or registers the name with it. Returns
@@ -84,6 +109,7 @@ impl Session {
             .login_throttle
             .begin(user, self.peer.ip(), now)
             .map_err(|wait| {
+                telemetry::rate_limited(Limit::FailedLogins);
                 tracing::info!(%user, peer = %self.peer, "login refused: too many failed logins");
                 ErrorReply::new(
                     ErrorCode::TooFast,

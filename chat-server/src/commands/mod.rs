@@ -23,6 +23,7 @@ pub use tickets::TicketIssuer;
 use crate::outbound::Outbound;
 use crate::password::HashError;
 use crate::store::StoreError;
+use crate::telemetry::{self, DbWork, Limit};
 use chat_proto::{
     fits_in_frame, ClientFrame, ErrorCode, ErrorReply, NameError, Request, Response, ServerFrame,
     MAX_ACK_IDS, MAX_FRAME_LEN,
@@ -199,6 +200,7 @@ fn may_register(ctx: &CommandContext, user: &str, peer: SocketAddr) -> Result<()
     ctx.registrations
         .allow(peer.ip(), Instant::now())
         .map_err(|wait| {
+            telemetry::rate_limited(Limit::Registrations);
             tracing::info!(%user, %peer, "registration refused: too many from this address");
             ErrorReply::new(
                 ErrorCode::TooFast,
@@ -221,6 +223,7 @@ fn seconds(wait: Duration) -> String {
 fn hash_failed(err: HashError) -> ErrorReply {
     match err {
         HashError::Busy => {
+            telemetry::rate_limited(Limit::HashQueue);
             tracing::warn!("login refused: the password hashing queue is full");
             ErrorReply::new(
                 ErrorCode::Unavailable,
@@ -253,6 +256,7 @@ impl Drop for Session {
 
 impl From<StoreError> for ErrorReply {
     fn from(err: StoreError) -> ErrorReply {
+        telemetry::database_error(DbWork::Request);
         unavailable(err)
     }
 }

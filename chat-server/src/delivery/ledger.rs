@@ -523,6 +523,16 @@ impl<W> Ledger<W> {
     pub fn n_pending(&self) -> usize {
         self.pending.len()
     }
+
+    /// How many recipients of pending messages have neither acknowledged them nor had their
+    /// row committed. It walks the pending messages: for a scrape, not for the hot path.
+    pub fn n_unacknowledged(&self) -> usize {
+        self.pending
+            .values()
+            .flat_map(|pending| &pending.recipients)
+            .filter(|recipient| matches!(recipient.state, State::Waiting | State::Writing))
+            .count()
+    }
 }
 
 #[cfg(test)]

@@ -39,6 +39,7 @@ use crate::links::Links;
 use crate::outbound::Outbound;
 use crate::presence::Presence;
 use crate::store::Store;
+use crate::telemetry;
 use chat_proto::{
     ChatMessage, ErrorCode, ErrorReply, MessageId, PeerFrame, RequestId, Response, ServerFrame,
 };
@@ -165,6 +166,7 @@ impl Delivery {
         });
         match submitted {
             Submitted::Route => {
+                telemetry::hot().messages_accepted.increment(1);
                 let missed = self.route(&message, &recipients, plan);
                 if !missed.is_empty() {
                     self.with_ledger(|ledger| ledger.unreachable(message.id, &missed));
@@ -194,11 +196,15 @@ impl Delivery {
     fn route(&self, message: &Arc<ChatMessage>, recipients: &[String], plan: Plan) -> Vec<String> {
         let mut missed = Vec::new();
         let mut pushed = vec![false; recipients.len()];
+        let mut n_delivered = 0;
         for (idx, sessions) in plan.local {
             for session in sessions {
-                pushed[idx] |= session.push(ServerFrame::Deliver(message.clone()));
+                let queued = session.push(ServerFrame::Deliver(message.clone()));
+                pushed[idx] |= queued;
+                n_delivered += u64::from(queued);
             }
         }
+        telemetry::hot().messages_delivered.increment(n_delivered);
         for (server, indices) in plan.remote {
             // One frame per server, unless its recipients would not fit in one.
             for indices in indices.chunks(MAX_RELAY_RECIPIENTS) {
@@ -224,11 +230,13 @@ impl Delivery {
     /// Shows a message that server `owner` relayed to these users of this server.
     pub fn deliver_relayed(&self, owner: &str, message: Arc<ChatMessage>, recipients: &[String]) {
         self.with_ledger(|ledger| ledger.relayed(owner, message.id));
+        let mut n_delivered = 0;
         for user in recipients {
             for session in self.routes.hub.sessions_of(user) {
-                session.push(ServerFrame::Deliver(message.clone()));
+                n_delivered += u64::from(session.push(ServerFrame::Deliver(message.clone())));
             }
         }
+        telemetry::hot().messages_delivered.increment(n_delivered);
     }
 
     /// Records that `user`'s client, logged in here, has shown these messages. The
@@ -262,6 +270,13 @@ impl Delivery {
                 }
             }
         }
+    }
+
+    /// How many messages this server owns that are not yet sent, and how many of their
+    /// deliveries are neither acknowledged nor stored.
+    pub fn backlog(&self) -> (usize, usize) {
+        let ledger = lock(&self.ledger);
+        (ledger.n_pending(), ledger.n_unacknowledged())
     }
 
     /// Stores every message still pending and stops the writer. Call once no session submits.

@@ -8,6 +8,7 @@
 use super::ledger::{Batch, Due};
 use super::Delivery;
 use crate::store::Store;
+use crate::telemetry::{self, DbWork};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -54,9 +55,15 @@ pub(super) async fn run(delivery: Arc<Delivery>, store: Store) {
 async fn write(delivery: &Delivery, store: &Store, batch: Batch) {
     let mut backoff = Duration::from_millis(50);
     loop {
+        let started = Instant::now();
         match store.apply_inbox_batch(&batch.rows, &batch.deletes).await {
-            Ok(()) => break,
+            Ok(()) => {
+                let (n_rows, n_deletes) = (batch.rows.len(), batch.deletes.len());
+                telemetry::batch_committed(n_rows, n_deletes, started.elapsed());
+                break;
+            }
             Err(err) => {
+                telemetry::database_error(DbWork::InboxBatch);
                 tracing::warn!(%err, n_rows = batch.rows.len(), n_deletes = batch.deletes.len(),
                     "storing a batch of messages failed; retrying in {backoff:?}");
                 let actions = delivery.with_ledger(|ledger| ledger.failed(batch.id));

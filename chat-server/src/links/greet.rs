@@ -12,6 +12,7 @@ use chat_proto::{
     LINK_PROLOGUE, MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
 use rand_core::OsRng;
+use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
@@ -23,13 +24,15 @@ impl Links {
         LinkHello::new(&self.me, self.started_at_ms)
     }
 
-    /// Runs the XXpsk3 handshake over `stream`; returns the encrypted connection and the
-    /// other side's link key (hex).
+    /// Runs the XXpsk3 handshake over `stream`; returns the encrypted connection, the other
+    /// side's link key (hex), and how long the handshake took: a network round trip and the
+    /// key exchanges' computation, on either side.
     async fn handshake(
         &self,
         stream: TcpStream,
         initiator: bool,
-    ) -> Result<(HelloFramed, String), String> {
+    ) -> Result<(HelloFramed, String, Duration), String> {
+        let started = Instant::now();
         let builder = HandshakeBuilder::new(Pattern::XxPsk3)
             .prologue(LINK_PROLOGUE)
             .local_static(self.link_key.clone())
@@ -47,7 +50,7 @@ impl Links {
             .remote_static()
             .map(|key| key_to_hex(&key))
             .ok_or("the handshake gave no link key")?;
-        Ok((framed, remote))
+        Ok((framed, remote, started.elapsed()))
     }
 
     /// Opens a link over `stream` to `peer`, registered at `started_at_ms` with `link_key`.
@@ -58,7 +61,7 @@ impl Links {
         started_at_ms: i64,
         link_key: &str,
     ) -> Result<PeerFramed, String> {
-        let (mut framed, remote_key) = self.handshake(stream, true).await?;
+        let (mut framed, remote_key, took) = self.handshake(stream, true).await?;
         if remote_key != link_key {
             return Err(format!(
                 "{peer} presented a link key that is not the one in server_info"
@@ -76,13 +79,14 @@ impl Links {
         if hello.started_at_ms != started_at_ms {
             return Err(format!("{peer} has restarted since the registry was read"));
         }
+        self.stats_of(peer).record_handshake(took);
         Ok(framed.map_codec(SecureCodec::retype))
     }
 
     /// Runs the handshake, reads a dialer's hello and checks it. A dialer that fails the checks
     /// after the handshake is told why.
     pub(super) async fn hear_dialer(&self, stream: TcpStream) -> Result<Dialer, String> {
-        let (mut framed, link_key) = self.handshake(stream, false).await?;
+        let (mut framed, link_key, handshake) = self.handshake(stream, false).await?;
         let hello: LinkHello = read_within(&mut framed, "hello").await?;
         let refusal = match check_hello(&hello) {
             Err(refusal) => refusal,
@@ -96,6 +100,7 @@ impl Links {
                     framed,
                     hello,
                     link_key,
+                    handshake,
                 })
             }
         };
@@ -103,6 +108,7 @@ impl Links {
             framed,
             hello,
             link_key,
+            handshake,
         };
         self.refuse(dialer, refusal.clone()).await;
         Err(refusal)
@@ -112,6 +118,8 @@ impl Links {
     pub(super) async fn accept(&self, dialer: Dialer) -> Result<PeerFramed, String> {
         let mut framed = dialer.framed;
         send(&mut framed, self.hello(), "hello").await?;
+        self.stats_of(&dialer.hello.name)
+            .record_handshake(dialer.handshake);
         Ok(framed.map_codec(SecureCodec::retype))
     }
 
@@ -132,6 +140,8 @@ pub struct Dialer {
     pub hello: LinkHello,
     /// The link key it showed in the handshake (hex).
     pub link_key: String,
+    /// How long the handshake took.
+    handshake: Duration,
 }
 
 fn check_hello(hello: &LinkHello) -> Result<(), String> {

@@ -4,6 +4,7 @@ use crate::outbound::{Outbound, Receiver};
 use chat_proto::{MessageId, PeerFrame, UserAcks};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 /// How many frames may wait for one peer. A peer that falls this far behind has its link
 /// closed and dialed again: the messages it missed are stored for their recipients, and the
@@ -37,6 +38,9 @@ pub struct LinkStats {
     /// `Deliver` frames: one per message per server, however many recipients it has there.
     pub delivers_out: AtomicU64,
     pub delivers_in: AtomicU64,
+    /// How long the last link's handshake took, in microseconds: a round trip and the key
+    /// exchanges (the links' heartbeats are one-way, so this is their round-trip measure).
+    pub handshake_us: AtomicU64,
 }
 
 impl LinkStats {
@@ -51,6 +55,11 @@ impl LinkStats {
         if matches!(frame, PeerFrame::Deliver { .. }) {
             delivers.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    pub fn record_handshake(&self, took: Duration) {
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.handshake_us.store(micros, Ordering::Relaxed);
     }
 
     pub fn describe(&self) -> String {

@@ -164,6 +164,20 @@ impl Links {
         report
     }
 
+    /// True once this server accepts clients ([`Links::start_serving`]).
+    pub fn is_serving(&self) -> bool {
+        self.lock().serving
+    }
+
+    /// The live servers of `view` with no link up from this one.
+    pub fn unlinked(&self, view: &FarmView) -> Vec<String> {
+        let state = self.lock();
+        view.live_peers()
+            .filter(|peer| !state.up.contains_key(&peer.name))
+            .map(|peer| peer.name.clone())
+            .collect()
+    }
+
     /// Waits until every one of `peers` has a link up, or `limit` passes.
     pub async fn wait_up(&self, peers: &[String], limit: Duration) -> bool {
         let mut changes = self.changed.subscribe();

@@ -15,6 +15,7 @@ use crate::connection::{
 };
 use crate::limits::{AddressSlots, RateLimit};
 use crate::outbound::Outbound;
+use crate::telemetry::{self, Limit, Refusal};
 use chat_proto::{
     ClientFrame, ErrorCode, ErrorReply, HandshakeBuilder, Hello, Pattern, ServerFrame,
     CLIENT_PROLOGUE, MAX_CLIENT_FRAME_LEN, PROTOCOL_VERSION,
@@ -62,26 +63,31 @@ pub async fn serve(
     permit: Option<OwnedSemaphorePermit>,
 ) {
     let address_slot = ctx.address_slots.admit(peer.ip());
-    let refusal = if permit.is_none() {
-        Some("this server has too many connections; try another server or again later".to_owned())
+    let (refusal, counted) = if permit.is_none() {
+        let refusal =
+            "this server has too many connections; try another server or again later".to_owned();
+        (Some(refusal), Refusal::MaxConnections)
     } else if address_slot.is_none() {
-        Some(format!(
+        let refusal = format!(
             "too many connections from {}: at most {}; close one or try again later",
             peer.ip(),
             ctx.address_slots.max()
-        ))
+        );
+        (Some(refusal), Refusal::PerAddress)
     } else {
-        None
+        (None, Refusal::Handshake)
     };
     // Boxed: the handshake's state is freed once it is done, rather than sized into the
     // session's task for as long as the connection lasts.
     let (outbound, frames, writer) = match Box::pin(greet(stream, &ctx, refusal)).await {
         Ok(framed) => start_writer(framed, ctx.write_timeout),
         Err(reason) => {
+            telemetry::connection_refused(counted);
             tracing::info!(%peer, %reason, "connection refused at hello");
             return;
         }
     };
+    telemetry::connection_accepted();
     let session = Session::new(ctx.commands.clone(), outbound.clone(), peer);
     // The session is dropped at the end, which logs its user out.
     read_requests(frames, &ctx, session, &outbound, peer).await;
@@ -133,12 +139,14 @@ async fn read_requests(
                 }
                 Some(Ok(frame)) => {
                     if !refusals.allow(std::time::Instant::now()) {
+                        telemetry::rate_limited(Limit::Flood);
                         tracing::warn!(%peer, "closing connection: flooding");
                         outbound.close(format!(
                             "flooding: more than twice {max_rate} frames a second"
                         ));
                         return;
                     }
+                    telemetry::rate_limited(Limit::Frames);
                     refuse_too_fast(outbound, frame, max_rate).await;
                 }
                 Some(Err(err)) => {

@@ -3,6 +3,10 @@
 //! This is where the server's parts are made and wired: each kind of task gets a narrow
 //! context of what it uses ([`LinkContext`], [`SessionContext`], [`ConsoleContext`]), and
 //! nothing below this module knows the whole.
+//!
+//! - `advertise`: the addresses registered for the listeners.
+
+mod advertise;
 
 use crate::admin;
 use crate::commands::{CommandContext, KnownUsers, LoginCounts, TicketIssuer};
@@ -15,14 +19,17 @@ use crate::keys::Keys;
 use crate::limits::{AddressSlots, LoginThrottle, Registrations};
 use crate::links::{self, LinkContext, Links, Relayed};
 use crate::members::Members;
+use crate::monitor::{self, MonitorContext};
 use crate::password::{HashLimits, Hasher};
 use crate::presence::Presence;
 use crate::revocation::Revocations;
 use crate::session::{self, SessionContext};
 use crate::store::{ServerRow, Store};
 use crate::tickets::TicketKey;
+use advertise::{advertised, split_host_port};
 use anyhow::Context;
 use chat_proto::{ChatMessage, MessageId};
+use metrics_exporter_prometheus::PrometheusHandle;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,10 +50,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         config.farm_key_file.as_deref(),
         config.cluster_key_file.as_deref(),
     )?;
+    // Before anything counts: the handles of the hot path are taken at their first use.
+    let prometheus = match &config.metrics_listen {
+        Some(_) => Some(monitor::install_recorder()?),
+        None => None,
+    };
     let store = Store::open(&config.database_url, config.db_pool_size)
         .await
         .context("cannot open the database")?;
-    let listeners = Listeners::bind(&config, &keys).await?;
+    let listeners = Listeners::bind(&config, &keys, prometheus).await?;
     let started_at_ms = store
         .register_server(&listeners.row)
         .await
@@ -70,19 +82,29 @@ struct Listeners {
     clients: TcpListener,
     peers: TcpListener,
     admin: UnixListener,
+    /// `--metrics-listen`'s, with the recorder's handle.
+    metrics: Option<(TcpListener, PrometheusHandle)>,
     client_addr: SocketAddr,
     peer_addr: SocketAddr,
     row: ServerRow,
 }
 
 impl Listeners {
-    async fn bind(config: &Config, keys: &Keys) -> anyhow::Result<Listeners> {
+    async fn bind(
+        config: &Config,
+        keys: &Keys,
+        prometheus: Option<PrometheusHandle>,
+    ) -> anyhow::Result<Listeners> {
         let clients = TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let peers = TcpListener::bind(&config.peer_listen)
             .await
             .with_context(|| format!("cannot listen for peers on {}", config.peer_listen))?;
+        let metrics = match (&config.metrics_listen, prometheus) {
+            (Some(addr), Some(prometheus)) => Some((monitor::bind(addr).await?, prometheus)),
+            _ => None,
+        };
         let client_addr = clients.local_addr()?;
         let peer_addr = peers.local_addr()?;
         let row = ServerRow {
@@ -105,6 +127,7 @@ impl Listeners {
             clients,
             peers,
             admin,
+            metrics,
             client_addr,
             peer_addr,
             row,
@@ -120,6 +143,7 @@ struct Server {
     console: Arc<ConsoleContext>,
     /// One permit per client connection, up to `--max-connections`.
     connections: Arc<Semaphore>,
+    max_connections: usize,
     /// Every session, link and dial loop, so that shutdown can wait for them.
     tracker: TaskTracker,
     shutdown: CancellationToken,
@@ -181,6 +205,7 @@ impl Server {
             console: Arc::new(parts.console_context()),
             parts,
             connections: Arc::new(Semaphore::new(config.max_connections.max(1))),
+            max_connections: config.max_connections.max(1),
             tracker,
             shutdown,
             drained,
@@ -213,6 +238,12 @@ impl Server {
         tokio::spawn(console::run(self.console.clone()));
         let console = self.console.clone();
         tracker.spawn(admin::serve(listeners.admin, console, shutdown.clone()));
+        let metrics_addr = listeners.metrics.map(|(listener, prometheus)| {
+            let addr = listener.local_addr().ok();
+            // It answers through shutdown (/readyz says so), so it is not tracked.
+            tokio::spawn(monitor::serve(listener, self.monitor_context(prometheus)));
+            addr.map_or_else(String::new, |addr| format!(" metrics={addr}"))
+        });
 
         // Serve clients once linked with every live server, so that routing is complete.
         let peers: Vec<String> = farm
@@ -230,8 +261,9 @@ impl Server {
         }
         let (name, client_addr, peer_addr) =
             (&self.parts.name, listeners.client_addr, listeners.peer_addr);
-        tracing::info!(%name, %client_addr, %peer_addr, "serving clients");
-        println!("ready name={name} client={client_addr} peer={peer_addr}");
+        let metrics_addr = metrics_addr.unwrap_or_default();
+        tracing::info!(%name, %client_addr, %peer_addr, metrics = metrics_addr.trim(), "serving clients");
+        println!("ready name={name} client={client_addr} peer={peer_addr}{metrics_addr}");
         // The peers may send this server's users home now.
         self.parts.links.start_serving();
         let sessions = self.sessions.clone();
@@ -246,6 +278,18 @@ impl Server {
             },
         )
         .await;
+    }
+
+    fn monitor_context(&self, prometheus: PrometheusHandle) -> Arc<MonitorContext> {
+        Arc::new(MonitorContext {
+            prometheus,
+            farm: self.parts.farm.clone(),
+            links: self.parts.links.clone(),
+            delivery: self.parts.delivery.clone(),
+            connections: self.connections.clone(),
+            max_connections: self.max_connections,
+            shutdown: self.shutdown.clone(),
+        })
     }
 
     /// Stores what is pending, closes the sessions and links, and leaves the registry.
@@ -416,87 +460,5 @@ async fn accept_loop<F, Fut>(
             },
             () = shutdown.cancelled() => return,
         }
-    }
-}
-
-/// The address to register for a listener bound at `bound`: `--advertise` may give the host,
-/// or the host and the port.
-fn advertised(advertise: Option<&str>, bound: SocketAddr) -> anyhow::Result<(String, u16)> {
-    match advertise.map(split_host_port) {
-        Some((host, Some(port))) => {
-            let port = port
-                .parse()
-                .with_context(|| format!("bad port {port:?} in --advertise"))?;
-            Ok((host.to_owned(), port))
-        }
-        Some((host, None)) => Ok((host.to_owned(), bound.port())),
-        None if bound.ip().is_unspecified() => anyhow::bail!(
-            "listening on {bound}, which nobody can dial; set --advertise to this machine's \
-             address"
-        ),
-        None => Ok((bound.ip().to_string(), bound.port())),
-    }
-}
-
-/// Splits `host`, `host:port`, `[v6]` or `[v6]:port`; a bare IPv6 address is all host.
-fn split_host_port(addr: &str) -> (&str, Option<&str>) {
-    if let Some(rest) = addr.strip_prefix('[') {
-        return match rest.split_once(']') {
-            Some((host, port)) => (host, port.strip_prefix(':')),
-            None => (rest, None),
-        };
-    }
-    match addr.split_once(':') {
-        Some((host, port)) if !port.contains(':') => (host, Some(port)),
-        _ => (addr, None),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[track_caller]
-    fn check(advertise: Option<&str>, bound: &str, expected: Result<(&str, u16), &str>) {
-        let bound: SocketAddr = bound.parse().unwrap();
-        let got = advertised(advertise, bound).map_err(|err| err.to_string());
-        let expected = expected
-            .map(|(host, port)| (host.to_owned(), port))
-            .map_err(str::to_owned);
-        assert_eq!(got, expected);
-    }
-
-    #[test]
-    fn advertised_addresses() {
-        check(None, "127.0.0.1:7000", Ok(("127.0.0.1", 7000)));
-        check(
-            Some("chat1.example"),
-            "0.0.0.0:7000",
-            Ok(("chat1.example", 7000)),
-        );
-        check(
-            Some("10.0.0.5:9000"),
-            "0.0.0.0:7000",
-            Ok(("10.0.0.5", 9000)),
-        );
-        check(
-            Some("[2001:db8::5]:9000"),
-            "[::]:7000",
-            Ok(("2001:db8::5", 9000)),
-        );
-        check(Some("2001:db8::5"), "[::]:7000", Ok(("2001:db8::5", 7000)));
-        check(
-            Some("h:x"),
-            "0.0.0.0:7000",
-            Err("bad port \"x\" in --advertise"),
-        );
-        check(
-            None,
-            "0.0.0.0:7000",
-            Err(
-                "listening on 0.0.0.0:7000, which nobody can dial; set --advertise to this \
-                 machine's address",
-            ),
-        );
     }
 }
