@@ -123,9 +123,13 @@ impl Hosts {
         text += &format!(
             "\n[all:vars]\nansible_user=root\nansible_become=false\n\
              ansible_python_interpreter=/usr/bin/python3\nansible_ssh_common_args='{}'\n\
-             chat_init=standin\nchat_standin={}\n",
+             chat_init=standin\nchat_standin={}\n\
+             chat_extra_flags='{}'\n",
             self.ssh_args().join(" "),
-            workspace().join(STANDIN).display()
+            workspace().join(STANDIN).display(),
+            // Every client of the test comes from the test's one address, as a load generator
+            // would: its new accounts must not be refused as a flood.
+            "--max-registrations-per-hour 100000 --registration-burst 1000",
         );
         let path = self.dir.join(format!("farm-{}.ini", servers.len()));
         std::fs::write(&path, text).expect("write the inventory");
