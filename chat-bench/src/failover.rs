@@ -11,11 +11,11 @@
 //! server would be handled in `user`); its time runs from the moment the restarted server
 //! first answers a ring request at its address.
 
-use crate::args::{count, FailoverArgs};
+use crate::args::FailoverArgs;
 use crate::board::Seat;
 use crate::farm::Conn;
 use crate::messages::discover;
-use crate::population::{names, Population};
+use crate::population::Population;
 use crate::procs;
 use crate::report::{Latencies, Line, Verdict};
 use anyhow::{anyhow, bail, Context as _};
@@ -36,12 +36,8 @@ pub async fn run(args: FailoverArgs, deadline: tokio::time::Instant) -> anyhow::
         .addr_of(&victim)
         .ok_or_else(|| anyhow!("{victim} (pid {}) is not on the ring", args.kill_pid))?
         .to_string();
-    let users = names(&farm, &args.farm, count(args.clients));
     let (population, first) =
-        Population::start(&farm, users, &args.farm, &args.users, deadline).await?;
-    first
-        .fields(Line::new("login"), population.users.len(), first.dropped)
-        .print();
+        Population::start_reported(&farm, args.clients, &args.farm, &args.users, deadline).await?;
     let mut verdict = Verdict {
         timed_out: first.timed_out,
         ..Verdict::default()

@@ -10,7 +10,7 @@
 use crate::args::{count, ListsArgs};
 use crate::farm::Conn;
 use crate::messages::discover;
-use crate::population::{names, Population};
+use crate::population::Population;
 use crate::report::{Line, Verdict};
 use anyhow::{bail, Context as _};
 use chat_proto::{Request, Response, ServerFrame, MAX_FRAME_LEN, MAX_PAGE};
@@ -20,12 +20,8 @@ const CREATORS: usize = 20;
 
 pub async fn run(args: ListsArgs, deadline: tokio::time::Instant) -> anyhow::Result<Verdict> {
     let farm = discover(&args.farm).await?;
-    let users = names(&farm, &args.farm, count(args.clients));
     let (population, first) =
-        Population::start(&farm, users, &args.farm, &args.users, deadline).await?;
-    first
-        .fields(Line::new("login"), population.users.len(), first.dropped)
-        .print();
+        Population::start_reported(&farm, args.clients, &args.farm, &args.users, deadline).await?;
     let groups = group_names(
         &args.farm.limits.run_id(),
         count(args.groups),

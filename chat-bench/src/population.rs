@@ -106,6 +106,24 @@ pub struct Population {
 }
 
 impl Population {
+    /// `--clients` users named for this run, started as [`Population::start`] does, with
+    /// their first logins printed as a `login` line.
+    pub async fn start_reported(
+        farm: &Arc<Farm>,
+        clients: u64,
+        args: &FarmArgs,
+        habits_args: &UserArgs,
+        deadline: tokio::time::Instant,
+    ) -> anyhow::Result<(Population, FirstLogins)> {
+        let users = names(farm, args, count(clients));
+        let (population, first) =
+            Population::start(farm, users, args, habits_args, deadline).await?;
+        first
+            .fields(Line::new("login"), population.users.len(), first.dropped)
+            .print();
+        Ok((population, first))
+    }
+
     /// Registers `users` unless `--registered`, then logs each in at home at once, at most
     /// `--concurrency` under way, and starts its life.
     pub async fn start(

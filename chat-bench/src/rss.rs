@@ -8,7 +8,7 @@
 use crate::args::{count, RssArgs};
 use crate::logins::farm_logins;
 use crate::messages::discover;
-use crate::population::{check_open_files, names, register, Population};
+use crate::population::{check_open_files, register, Population};
 use crate::procs;
 use crate::report::{Line, Verdict};
 use std::collections::HashMap;
@@ -39,12 +39,8 @@ pub async fn run(args: RssArgs, deadline: tokio::time::Instant) -> anyhow::Resul
         count(args.storm),
     );
     register(&farm, &stormers, &args.farm, deadline).await?;
-    let users = names(&farm, &args.farm, count(args.clients));
     let (population, first) =
-        Population::start(&farm, users, &args.farm, &args.users, deadline).await?;
-    first
-        .fields(Line::new("login"), population.users.len(), first.dropped)
-        .print();
+        Population::start_reported(&farm, args.clients, &args.farm, &args.users, deadline).await?;
     let settle = Duration::from_millis(args.settle_ms);
     tokio::time::sleep(settle).await;
     let mut readings = Vec::new();
