@@ -1,8 +1,8 @@
 //! Password hashing with argon2id, off the async worker threads and bounded.
 //!
-//! A [`Hasher`] runs at most `slots` hashes at once (by default one per core), each in the
-//! blocking pool with a memory buffer of its own: argon2id's 19 MiB of blocks, allocated on a
-//! slot's first use and kept for the next hash. Hashing memory is therefore `slots` buffers
+//! A [`Hasher`] runs at most `slots` hashes at once (by default one per core), each on a
+//! hashing thread of its own, below the event loop's priority, with a memory buffer of its own:
+//! argon2id's 19 MiB of blocks, allocated on the thread's first hash and kept for the next. Hashing memory is therefore `slots` buffers
 //! whatever the storm, and is not left to the allocator, which handed freed buffers of that
 //! size back to the system only rarely. The rest wait in a bounded queue: past
 //! [`HashLimits::max_waiting`] waiting, or after [`HashLimits::max_wait`] in it, a request is
@@ -15,10 +15,15 @@
 use argon2::password_hash::{rand_core::OsRng, Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use zeroize::Zeroizing;
+
+/// The nice value of the hashing threads (0 is normal, 19 the lowest). A waking event loop
+/// thread then preempts a hash at once, and a hash still gets about a tenth of a core that
+/// the event loop keeps busy.
+const HASH_NICE: i32 = 10;
 
 /// How many hashes may run, and how many may wait.
 #[derive(Debug, Clone, Copy)]
@@ -53,24 +58,56 @@ pub enum HashError {
 pub struct Hasher {
     limits: HashLimits,
     slots: Arc<Semaphore>,
-    /// The buffers of the slots not hashing right now; at most `limits.slots` exist.
-    buffers: Arc<Mutex<Vec<Vec<Block>>>>,
+    /// Work for the hashing threads. A job carries its slot's permit, so at most
+    /// `limits.slots` jobs exist and the queue, of that capacity, is never full.
+    jobs: mpsc::SyncSender<Job>,
     /// Requests waiting for a slot.
     waiting: AtomicUsize,
+    /// Memory buffers the threads have made; at most one each.
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "the tests check with it that the buffers stay bounded"
+        )
+    )]
+    buffers_made: Arc<AtomicUsize>,
+}
+
+/// One hash for a hashing thread.
+struct Job {
+    password: Zeroizing<String>,
+    salt_b64: String,
+    params: Params,
+    waited: Duration,
+    /// Held until the hash is done, whether or not anyone still waits for it.
+    permit: OwnedSemaphorePermit,
+    reply: oneshot::Sender<Result<Output, HashError>>,
 }
 
 impl Hasher {
-    pub fn new(limits: HashLimits) -> Hasher {
+    /// Starts `limits.slots` hashing threads (at least one).
+    pub fn new(limits: HashLimits) -> std::io::Result<Hasher> {
         let limits = HashLimits {
             slots: limits.slots.max(1),
             ..limits
         };
-        Hasher {
+        let (jobs, queue) = mpsc::sync_channel(limits.slots);
+        let queue = Arc::new(Mutex::new(queue));
+        let buffers_made = Arc::new(AtomicUsize::new(0));
+        for idx in 0..limits.slots {
+            let (queue, buffers_made) = (queue.clone(), buffers_made.clone());
+            std::thread::Builder::new()
+                .name(format!("argon2-{idx}"))
+                .spawn(move || hash_thread(&queue, &buffers_made))?;
+        }
+        Ok(Hasher {
             limits,
             slots: Arc::new(Semaphore::new(limits.slots)),
-            buffers: Arc::new(Mutex::new(Vec::new())),
+            jobs,
             waiting: AtomicUsize::new(0),
-        }
+            buffers_made,
+        })
     }
 
     /// Hashes `password` into a PHC string with a fresh salt and the default parameters.
@@ -116,9 +153,9 @@ impl Hasher {
         Ok(got == expected)
     }
 
-    /// Hashes in a slot: waits for one within the limits, then runs argon2id in the blocking
-    /// pool with the slot's buffer. The slot and its buffer are given back by the blocking
-    /// task itself, so a caller that stops waiting never lets more than `slots` run.
+    /// Hashes in a slot: waits for one within the limits, then hands the hash to a hashing
+    /// thread with the slot's permit, which the thread gives back when it is done: a caller
+    /// that stops waiting never lets more than `slots` run.
     async fn run(
         &self,
         password: Zeroizing<String>,
@@ -127,20 +164,21 @@ impl Hasher {
     ) -> Result<Output, HashError> {
         let queued_at = Instant::now();
         let permit = self.acquire().await?;
-        let waited = queued_at.elapsed();
-        let buffers = self.buffers.clone();
-        let hashed = tokio::task::spawn_blocking(move || {
-            let started = Instant::now();
-            let mut blocks = take_buffer(&buffers);
-            let hashed = hash_with(&password, &salt_b64, params, &mut blocks);
-            give_back(&buffers, blocks);
-            drop(permit);
-            tracing::debug!(?waited, took = ?started.elapsed(), "password hashed");
-            hashed
-        });
+        let (reply, hashed) = oneshot::channel();
+        let job = Job {
+            password,
+            salt_b64,
+            params,
+            waited: queued_at.elapsed(),
+            permit,
+            reply,
+        };
+        self.jobs
+            .try_send(job)
+            .map_err(|_| failed("the hashing threads are gone"))?;
         hashed
             .await
-            .map_err(|err| failed(format!("hashing task failed: {err}")))?
+            .map_err(|_| failed("a hashing thread ended without an answer"))?
     }
 
     /// A slot, after waiting in the bounded queue.
@@ -170,19 +208,39 @@ impl Drop for LeaveQueue<'_> {
     }
 }
 
-fn take_buffer(buffers: &Mutex<Vec<Vec<Block>>>) -> Vec<Block> {
-    let spare = buffers
-        .lock()
-        .unwrap_or_else(|poison| poison.into_inner())
-        .pop();
-    spare.unwrap_or_else(|| vec![Block::new(); Params::default().block_count()])
+/// A hashing thread: below the event loop's priority, so that pings, messages and every other
+/// request are answered on time while it works; it makes its memory buffer on its first hash
+/// and keeps it. It ends when the [`Hasher`] is dropped.
+fn hash_thread(queue: &Mutex<mpsc::Receiver<Job>>, buffers_made: &AtomicUsize) {
+    lower_priority();
+    let mut blocks: Option<Vec<Block>> = None;
+    loop {
+        // The lock is held while this thread waits for work; the others wait for the lock.
+        let job = queue
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .recv();
+        let Ok(job) = job else { return };
+        let blocks = blocks.get_or_insert_with(|| {
+            buffers_made.fetch_add(1, Ordering::Relaxed);
+            vec![Block::new(); Params::default().block_count()]
+        });
+        let started = Instant::now();
+        let hashed = hash_with(&job.password, &job.salt_b64, job.params, blocks);
+        drop(job.permit);
+        tracing::debug!(waited = ?job.waited, took = ?started.elapsed(), "password hashed");
+        // The caller may have stopped waiting; its slot is free either way.
+        let _ = job.reply.send(hashed);
+    }
 }
 
-fn give_back(buffers: &Mutex<Vec<Vec<Block>>>, blocks: Vec<Block>) {
-    buffers
-        .lock()
-        .unwrap_or_else(|poison| poison.into_inner())
-        .push(blocks);
+/// Gives the calling thread the nice value [`HASH_NICE`]. Failing that, it hashes at the
+/// normal priority, which is slower for everyone else but correct.
+fn lower_priority() {
+    let thread = rustix::thread::gettid();
+    if let Err(err) = rustix::process::setpriority_process(Some(thread), HASH_NICE) {
+        tracing::warn!(%err, "cannot lower the priority of a password hashing thread");
+    }
 }
 
 /// Argon2id of `password` with `params`, in `blocks`.
@@ -221,6 +279,7 @@ mod tests {
             max_waiting,
             max_wait: Duration::from_secs(30),
         })
+        .unwrap()
     }
 
     #[tokio::test]
@@ -281,7 +340,7 @@ mod tests {
         }
         // One runs and two wait at most at any time: of eight at once, some were refused.
         assert!(busy >= 1, "nobody was refused");
-        assert_eq!(hasher.buffers.lock().unwrap().len(), 1);
+        assert_eq!(hasher.buffers_made.load(Ordering::Relaxed), 1);
         assert_eq!(hasher.waiting.load(Ordering::Relaxed), 0);
     }
 }

@@ -71,7 +71,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     farm.refresh(&store)
         .await
         .context("cannot read the registry")?;
-    let server = Server::assemble(&config, store, farm, keys, started_at_ms, shutdown);
+    let hasher =
+        Hasher::new(hash_limits(&config)).context("cannot start the password hashing threads")?;
+    let server = Server::assemble(&config, store, farm, keys, hasher, started_at_ms, shutdown);
     server.serve(listeners).await;
     server.stop(&config).await;
     Ok(())
@@ -173,6 +175,7 @@ impl Server {
         store: Store,
         farm: Arc<Farm>,
         keys: Keys,
+        hasher: Hasher,
         started_at_ms: i64,
         shutdown: CancellationToken,
     ) -> Server {
@@ -187,7 +190,7 @@ impl Server {
         let parts = Parts::new(config, store, farm, links);
         let (drained, tracker) = (CancellationToken::new(), TaskTracker::new());
         let sessions = SessionContext {
-            commands: Arc::new(parts.command_context(config, ticket_key)),
+            commands: Arc::new(parts.command_context(config, ticket_key, hasher)),
             farm_key,
             max_frames_per_sec: config.max_frames_per_sec,
             shutdown: shutdown.clone(),
@@ -368,7 +371,12 @@ impl Parts {
         }
     }
 
-    fn command_context(&self, config: &Config, ticket_key: Arc<TicketKey>) -> CommandContext {
+    fn command_context(
+        &self,
+        config: &Config,
+        ticket_key: Arc<TicketKey>,
+        hasher: Hasher,
+    ) -> CommandContext {
         CommandContext {
             name: self.name.clone(),
             store: self.store.clone(),
@@ -390,7 +398,7 @@ impl Parts {
                 config.max_registrations_per_hour,
                 config.registration_burst,
             ),
-            hasher: Hasher::new(hash_limits(config)),
+            hasher,
         }
     }
 
