@@ -513,6 +513,33 @@ impl<W> Ledger<W> {
         actions
     }
 
+    /// While the batch being written keeps failing: the senders of the messages that have
+    /// fallen due since it was taken (a recipient offline or unreachable, or an ack deadline
+    /// passed at `now`) are told at once that they are not stored yet, rather than when the
+    /// database is back. The messages stay pending, for a later batch.
+    pub fn refuse_due(&mut self, now: Instant) -> Vec<Action<W>> {
+        let mut actions = Vec::new();
+        if !self.in_flight.as_ref().is_some_and(|flight| flight.refused) {
+            return actions;
+        }
+        let past_deadline = self
+            .by_deadline
+            .iter()
+            .take_while(|&&(deadline, _)| deadline <= now)
+            .map(|&(_, id)| id);
+        for id in self.urgent.iter().copied().chain(past_deadline) {
+            if let Some(pending) = self.pending.get_mut(&id) {
+                actions.extend(
+                    pending
+                        .waiters
+                        .drain(..)
+                        .map(|waiter| Action::Answer(waiter, Answer::NotStoredYet)),
+                );
+            }
+        }
+        actions
+    }
+
     /// Refuses new messages from now on and makes everything waiting due at once.
     pub fn shutdown(&mut self) {
         self.closed = true;

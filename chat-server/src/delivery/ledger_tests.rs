@@ -167,6 +167,43 @@ fn a_failed_batch_tells_its_senders_once_and_is_stored_later() {
 }
 
 #[test]
+fn while_a_batch_fails_what_falls_due_is_refused_at_once_and_stored_later() {
+    let mut ledger = ledger(100);
+    let t0 = Instant::now();
+    let (first, offline, online) = (MessageId::new(), MessageId::new(), MessageId::new());
+    ledger.submit(message(first), to(&["bob"], &["bob"]), 1, t0);
+    let batch = ledger.take_batch(t0).unwrap();
+    // Nothing is refused before the database failed.
+    ledger.submit(message(offline), to(&["carol"], &["carol"]), 2, t0);
+    assert!(ledger.refuse_due(t0).is_empty());
+    assert_eq!(
+        ledger.failed(batch.id),
+        [Action::Answer(1, Answer::NotStoredYet)]
+    );
+    // The offline recipient's message is due now: refused at once, and only once.
+    assert_eq!(
+        ledger.refuse_due(t0),
+        [Action::Answer(2, Answer::NotStoredYet)]
+    );
+    assert!(ledger.refuse_due(t0).is_empty());
+    // An online recipient's message is refused only once its ack deadline has passed.
+    ledger.submit(message(online), to(&["dave"], &[]), 3, t0);
+    assert!(ledger.refuse_due(t0).is_empty());
+    assert_eq!(
+        ledger.refuse_due(t0 + DEADLINE),
+        [Action::Answer(3, Answer::NotStoredYet)]
+    );
+    // The database is back: the refused messages are written in the next batch.
+    ledger.committed(batch.id);
+    let next = ledger.take_batch(t0 + DEADLINE).unwrap();
+    let mut written = keys(&next);
+    written.sort();
+    let mut expected = vec![("carol".to_owned(), offline), ("dave".to_owned(), online)];
+    expected.sort();
+    assert_eq!(written, expected);
+}
+
+#[test]
 fn shutdown_stores_everything_waiting_and_refuses_new_messages() {
     let mut ledger = ledger(1);
     let t0 = Instant::now();
@@ -333,7 +370,9 @@ impl World {
             Op::Commit => self.commit(),
             Op::Fail => {
                 if let Some(batch) = &self.batch {
-                    let actions = self.ledger.failed(batch.id);
+                    let mut actions = self.ledger.failed(batch.id);
+                    // What fell due meanwhile is refused too, as the writer does while it waits.
+                    actions.extend(self.ledger.refuse_due(self.now));
                     self.carry_out(actions);
                 }
             }

@@ -3,7 +3,9 @@
 //!
 //! While one batch is written, everything that falls due gathers for the next, so a busy
 //! server commits many messages at once. While the database is away the writer keeps trying
-//! the same batch with backoff; the senders are told at once that it is not stored yet.
+//! the same batch with backoff; the senders are told at once that it is not stored yet, and
+//! so are those of the messages that fall due meanwhile, within [`REFUSE_EVERY`] of a new
+//! message's arrival (a message due by its ack deadline, within a backoff).
 
 use super::ledger::{Batch, Due};
 use super::Delivery;
@@ -11,6 +13,10 @@ use crate::store::Store;
 use crate::telemetry::{self, DbWork};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// While the database is away, the least time between two looks for messages whose senders
+/// must be told that they are not stored yet: each look walks the messages due.
+const REFUSE_EVERY: Duration = Duration::from_millis(50);
 
 /// Runs until the delivery's `writer_stop` is cancelled, then stores everything pending.
 pub(super) async fn run(delivery: Arc<Delivery>, store: Store) {
@@ -68,11 +74,31 @@ async fn write(delivery: &Delivery, store: &Store, batch: Batch) {
                     "storing a batch of messages failed; retrying in {backoff:?}");
                 let actions = delivery.with_ledger(|ledger| ledger.failed(batch.id));
                 delivery.carry_out(actions);
-                tokio::time::sleep(backoff).await;
+                wait_out(delivery, backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
     }
     let actions = delivery.with_ledger(|ledger| ledger.committed(batch.id));
     delivery.carry_out(actions);
+}
+
+/// Waits `backoff` before the next attempt, telling the senders of what falls due meanwhile
+/// that it is not stored yet: at once, and again after each new message, at most once every
+/// [`REFUSE_EVERY`].
+async fn wait_out(delivery: &Delivery, backoff: Duration) {
+    let until = tokio::time::Instant::now() + backoff;
+    loop {
+        let actions = delivery.with_ledger(|ledger| ledger.refuse_due(Instant::now()));
+        delivery.carry_out(actions);
+        let next_look = (tokio::time::Instant::now() + REFUSE_EVERY).min(until);
+        let new_message = async {
+            delivery.wake.notified().await;
+            tokio::time::sleep_until(next_look).await;
+        };
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => return,
+            () = new_message => {}
+        }
+    }
 }
