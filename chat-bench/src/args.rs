@@ -178,6 +178,12 @@ pub struct Traffic {
     #[arg(long, value_name = "W", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     pub window: u32,
 
+    /// Messages per second from each sender, evenly spaced (still within the window): a steady
+    /// chatting load, for a test that breaks something under it. Without it each sender sends
+    /// as fast as its window allows.
+    #[arg(long, value_name = "R", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub rate: Option<u32>,
+
     /// Bytes of text per message, padded after its stamp (sender, number and send time).
     #[arg(long, value_name = "BYTES", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub size: u64,
@@ -191,6 +197,12 @@ pub struct Traffic {
 impl Traffic {
     pub fn size(&self) -> usize {
         usize::try_from(self.size).unwrap_or(4096)
+    }
+
+    /// The time between two messages of one sender at `--rate`.
+    pub fn pace(&self) -> Option<Duration> {
+        self.rate
+            .map(|rate| Duration::from_secs_f64(1.0 / f64::from(rate)))
     }
 }
 

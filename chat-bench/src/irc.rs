@@ -149,6 +149,7 @@ pub async fn run(args: IrcArgs, deadline: tokio::time::Instant) -> anyhow::Resul
         slots: 1,
         window: args.traffic.window,
         wait_for_sent: false,
+        pace: args.traffic.pace(),
     });
     let start_all = || {
         clients

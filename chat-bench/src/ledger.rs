@@ -44,6 +44,9 @@ pub struct Shape {
     pub window: u32,
     /// Whether a message waits for the server's "sent" to complete (IRC has none).
     pub wait_for_sent: bool,
+    /// The least time between two messages of one sender (`--rate`); none sends as fast as
+    /// the window allows.
+    pub pace: Option<Duration>,
 }
 
 pub struct Ledger {
@@ -255,20 +258,29 @@ impl Ledger {
     }
 }
 
-/// The messages one sender has still to send, in order, each taken once its window has room.
+/// The messages one sender has still to send, in order, each taken once its window has room
+/// (and, when paced, no sooner than its turn).
 pub struct Outgoing {
     ledger: Arc<Ledger>,
     /// `None` for a connection that only receives.
     sender: Option<usize>,
     next: u32,
+    pace: Option<tokio::time::Interval>,
 }
 
 impl Outgoing {
     pub fn new(ledger: Arc<Ledger>, sender: Option<usize>) -> Outgoing {
+        let pace = ledger.shape.pace.map(|period| {
+            let mut interval = tokio::time::interval(period);
+            // A sender held up by its window does not catch up in a burst afterwards.
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            interval
+        });
         Outgoing {
             ledger,
             sender,
             next: 0,
+            pace,
         }
     }
 
@@ -284,8 +296,12 @@ impl Outgoing {
         seq
     }
 
-    /// The next message's number, if the window has room now.
+    /// The next message's number, if the window has room now; never for a paced sender,
+    /// whose messages each wait for their turn in [`Outgoing::take`].
     pub fn try_take(&mut self) -> Option<u32> {
+        if self.pace.is_some() {
+            return None;
+        }
         let sender = self.pending()?;
         self.ledger.try_take_place(sender).then(|| self.advance())
     }
@@ -295,6 +311,9 @@ impl Outgoing {
     pub async fn take(&mut self) -> u32 {
         match self.pending() {
             Some(sender) => {
+                if let Some(pace) = &mut self.pace {
+                    pace.tick().await;
+                }
                 self.ledger.take_place(sender).await;
                 self.advance()
             }
@@ -322,6 +341,7 @@ mod tests {
             slots: recipients.max(1),
             window: 1,
             wait_for_sent,
+            pace: None,
         }
     }
 

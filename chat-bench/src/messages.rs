@@ -151,6 +151,7 @@ fn shape(senders: usize, recipients: u32, slots: u32, traffic: &Traffic) -> Shap
         slots,
         window: traffic.window,
         wait_for_sent: true,
+        pace: traffic.pace(),
     }
 }
 
@@ -243,9 +244,14 @@ async fn who(conn: &mut Conn) -> anyhow::Result<Vec<String>> {
 
 /// `line` with the shape of the traffic: messages per sender, their size, the window.
 pub fn with_traffic(line: Line, traffic: &Traffic) -> Line {
-    line.field("messages", traffic.messages)
+    let line = line
+        .field("messages", traffic.messages)
         .field("size", traffic.size)
-        .field("window", traffic.window)
+        .field("window", traffic.window);
+    match traffic.rate {
+        Some(rate) => line.field("rate", rate),
+        None => line,
+    }
 }
 
 /// Starts a flow on each connection, waits until every message is complete or the deadline,
