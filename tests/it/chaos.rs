@@ -41,7 +41,7 @@ impl Rng {
     }
 }
 
-fn env_number(name: &str, default: u64) -> u64 {
+pub(crate) fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|value| value.parse().ok())
@@ -222,7 +222,7 @@ pub(crate) fn lost_and_doubled(reports: &[Report]) -> (usize, Vec<String>, Vec<S
     (n_sent, lost, doubled)
 }
 
-fn percentiles(name: &str, samples: &mut [u64]) -> u64 {
+pub(crate) fn percentiles(name: &str, samples: &mut [u64]) -> u64 {
     samples.sort_unstable();
     let at = |p: f64| {
         if samples.is_empty() {

@@ -225,7 +225,7 @@ async fn moved_to(client: &mut Client, accept: impl Fn(&str) -> bool) -> String 
 
 #[tokio::test]
 async fn a_farm_deployed_over_ssh_chats_across_hosts_and_upgrades_without_loss() {
-    if !nix_is_root() {
+    if !crate::is_root() {
         println!("skipped: the multi-host test needs root (network namespaces, sshd, users)");
         return;
     }
@@ -433,16 +433,4 @@ async fn sha256(path: &str) -> String {
         .next()
         .unwrap_or_default()
         .to_owned()
-}
-
-fn nix_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("Uid:"))
-                .and_then(|ids| ids.split_whitespace().next().map(|uid| uid == "0"))
-        })
-        .unwrap_or(false)
 }

@@ -16,6 +16,20 @@ mod metrics;
 mod offline;
 mod outage;
 mod pages;
+mod replication;
 mod tickets;
 mod wire;
 mod writes;
+
+/// Whether the tests run as root, which the multi-host and database failover tests need.
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().next().map(|uid| uid == "0"))
+        })
+        .unwrap_or(false)
+}

@@ -11,12 +11,19 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// A database on the server that `DATABASE_URL` names.
     pub async fn new() -> TestDb {
         let base = std::env::var("DATABASE_URL").expect(
             "DATABASE_URL must name a PostgreSQL server the tests may create databases on; \
              scripts/test sets one up",
         );
-        let (client, connection) = tokio_postgres::connect(&base, NoTls)
+        TestDb::on(&base).await
+    }
+
+    /// A database on the server that `base` names, a URL ending in `/<database>` (and its
+    /// parameters, which the test database's URL keeps).
+    pub async fn on(base: &str) -> TestDb {
+        let (client, connection) = tokio_postgres::connect(base, NoTls)
             .await
             .unwrap_or_else(|err| panic!("cannot connect to DATABASE_URL: {err}"));
         tokio::spawn(connection);

@@ -39,7 +39,9 @@ impl Farm {
         (Farm::start_on(db, database_url, n, flags).await, proxy)
     }
 
-    async fn start_on(db: TestDb, database_url: String, n: usize, flags: &[&str]) -> Farm {
+    /// Starts `n` servers of `db`'s farm that reach the database at `database_url`, with
+    /// extra flags, as [`Farm::start_with`] does.
+    pub async fn start_on(db: TestDb, database_url: String, n: usize, flags: &[&str]) -> Farm {
         let mut farm = Farm {
             db,
             servers: Vec::new(),
