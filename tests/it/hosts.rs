@@ -1,17 +1,21 @@
 //! The multi-host test: the farm deployed by the real `scripts/deploy` (Ansible over ssh) onto
-//! four hosts on this machine, a database host and three chat servers, then used as people
-//! would use it across hosts.
+//! five hosts on this machine, two database hosts (a replicated database: PostgreSQL under
+//! Patroni, with etcd on both and on s1) and three chat servers, then used as people would
+//! use it across hosts.
 //!
 //! The hosts are made by `tests/hosts/hosts`: network namespaces on a bridge of the test's own,
 //! each with its own sshd and private `/etc`, `/var`, `/opt`, `/root`, `/tmp` and `/run`. They
 //! have no systemd: the deployment's units are checked with `systemd-analyze verify` and run
 //! by **a stand-in for systemd** that the test owns (`tests/hosts/systemd-standin`), which
-//! starts each unit's exact `ExecStart` as its `User` with its environment. Everything else is
-//! the real thing: ssh, users, files, permissions, addresses, Debian's PostgreSQL.
+//! starts each unit's exact `ExecStart` as its `User` with its environment (Debian's own
+//! `patroni.service` and `etcd.service` too). Everything else is the real thing: ssh, users,
+//! files, permissions, addresses, Debian's PostgreSQL, Patroni and etcd.
 //!
-//! It checks direct and group messages between servers on different hosts, failover between
-//! hosts when a host's server is killed, `--add` and `--remove`, a rolling upgrade while
-//! clients chat that loses and doubles nothing, and that a second deploy changes nothing.
+//! It checks that the database has a primary and a synchronous standby on different hosts,
+//! direct and group messages between servers on different hosts, failover between hosts when
+//! a host's server is killed, `--add` and `--remove`, a rolling upgrade while clients chat
+//! that loses and doubles nothing, and that a second deploy changes nothing. (The database's
+//! own failover is another test's.)
 //! It needs root; without it, it says so and passes.
 
 use crate::chaos::{chat, field, lost_and_doubled, Crowd, GROUP};
@@ -22,11 +26,20 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::process::Command;
 use tokio::sync::{mpsc, Barrier};
 use tokio::time::{timeout, Duration};
 
 const SERVERS: [&str; 3] = ["s1", "s2", "s3"];
+/// The replicated database's hosts, `[chat_db]`.
+const DB_HOSTS: [&str; 2] = ["db1", "db2"];
+/// etcd's members, `[chat_etcd]`: with two database hosts, a third member on a chat server's
+/// host, so that etcd survives the loss of any one.
+const ETCD_HOSTS: [&str; 3] = ["db1", "db2", "s1"];
+/// Patroni's REST API on each database host (`patroni_api_port`).
+const PATRONI_API_PORT: u16 = 8008;
 /// The longest a deployment may take; it waits for every server itself.
 const DEPLOY_TIMEOUT: Duration = Duration::from_secs(300);
 /// Users of the chat-bench crowd that live beside the checked clients during the upgrade.
@@ -111,15 +124,18 @@ impl Hosts {
         (out.status.success(), text)
     }
 
-    /// Writes an inventory of the database host and `servers`, as an operator would.
+    /// Writes an inventory of the database hosts, etcd's members and `servers`, as an
+    /// operator would.
     fn inventory(&self, servers: &[&str]) -> PathBuf {
-        let mut text = format!(
-            "[chat_db]\ndb ansible_host={}\n\n[chat_servers]\n",
-            self.addrs["db"]
-        );
+        let mut text = "[chat_db]\n".to_owned();
+        for db in DB_HOSTS {
+            text += &format!("{db} ansible_host={}\n", self.addrs[db]);
+        }
+        text += "\n[chat_servers]\n";
         for server in servers {
             text += &format!("{server} ansible_host={}\n", self.addrs[*server]);
         }
+        text += &format!("\n[chat_etcd]\n{}\n", ETCD_HOSTS.join("\n"));
         text += &format!(
             "\n[all:vars]\nansible_user=root\nansible_become=false\n\
              ansible_python_interpreter=/usr/bin/python3\nansible_ssh_common_args='{}'\n\
@@ -229,7 +245,7 @@ async fn a_farm_deployed_over_ssh_chats_across_hosts_and_upgrades_without_loss()
         println!("skipped: the multi-host test needs root (network namespaces, sshd, users)");
         return;
     }
-    let hosts = Hosts::up(&["db", "s1", "s2", "s3"]).await;
+    let hosts = Hosts::up(&[DB_HOSTS[0], DB_HOSTS[1], "s1", "s2", "s3"]).await;
     let build = binary("chat-server");
     let build_dir = build
         .parent()
@@ -240,6 +256,7 @@ async fn a_farm_deployed_over_ssh_chats_across_hosts_and_upgrades_without_loss()
     let two = hosts.inventory(&SERVERS[..2]);
     let first = hosts.deploy(&two, &["--binaries", &build_dir]).await;
     assert!(first.starts_with("deploy: changed: "), "{first}");
+    assert_replicated(&hosts).await;
     let three = hosts.inventory(&SERVERS);
     hosts
         .deploy(&three, &["--binaries", &build_dir, "--add", "s3"])
@@ -420,6 +437,68 @@ async fn chat_through(hosts: &Hosts, args: &[&str]) -> (Vec<crate::chaos::Report
         reports.push(chatter.await.expect("a chatting client"));
     }
     (reports, crowd_line)
+}
+
+/// One database host is the primary (Patroni's `GET /primary` answers 200) and the other its
+/// synchronous standby (`GET /sync`), asked over the bridge as a load balancer would.
+async fn assert_replicated(hosts: &Hosts) {
+    let mut primary = Vec::new();
+    let mut sync = Vec::new();
+    for db in DB_HOSTS {
+        let api = format!("{}:{PATRONI_API_PORT}", hosts.addrs[db]);
+        if http_status(&api, "/primary").await == Some(200) {
+            primary.push(db);
+        }
+        if http_status(&api, "/sync").await == Some(200) {
+            sync.push(db);
+        }
+    }
+    assert_eq!(
+        primary.len(),
+        1,
+        "one primary among {DB_HOSTS:?}: {primary:?}"
+    );
+    assert_eq!(
+        sync.len(),
+        1,
+        "one synchronous standby among {DB_HOSTS:?}: {sync:?}"
+    );
+    assert_ne!(
+        primary, sync,
+        "the primary and its synchronous standby are different hosts"
+    );
+    println!(
+        "database: primary {}, synchronous standby {}",
+        primary[0], sync[0]
+    );
+    // The servers are given every database host, and connect to whichever takes writes.
+    let (ok, url) = hosts
+        .ssh(
+            "s1",
+            "sed -n 's|^DATABASE_URL=postgres://[^@]*@||p' /etc/chat-server/chat-server.env",
+        )
+        .await;
+    let want = format!(
+        "{}:5432,{}:5432/chat?target_session_attrs=read-write",
+        hosts.addrs[DB_HOSTS[0]], hosts.addrs[DB_HOSTS[1]]
+    );
+    assert!(ok && url.trim() == want, "s1's DATABASE_URL ends {url:?}");
+}
+
+/// The status of an HTTP `GET path` on `addr`, or `None` when it does not answer in time.
+async fn http_status(addr: &str, path: &str) -> Option<u16> {
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await?;
+        let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        // An HTTP/1.0 server closes the connection after its answer.
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer)
+    };
+    let answer = timeout(Duration::from_secs(5), exchange).await.ok()?.ok()?;
+    let status_line = String::from_utf8_lossy(&answer).lines().next()?.to_owned();
+    status_line.split_whitespace().nth(1)?.parse().ok()
 }
 
 async fn sha256(path: &str) -> String {
