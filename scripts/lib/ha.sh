@@ -99,8 +99,10 @@ ha_init() {
     [[ -f $dir/ha.env ]] && return 0
     [[ $nodes == 2 || $nodes == 3 ]] || { die "a replicated database has 2 or 3 nodes, not $nodes"; return 1; }
     [[ $mode == available || $mode == durable ]] || { die "the mode is available or durable, not $mode"; return 1; }
-    [[ $base =~ ^[0-9]+$ ]] && ((base >= 1024 && base + 2 * nodes + 1 <= 65535)) ||
-        { die "the base port must leave room for $((2 * nodes + 2)) ports: $base"; return 1; }
+    if ! [[ $base =~ ^[0-9]+$ ]] || ((base < 1024 || base + 2 * nodes + 1 > 65535)); then
+        die "the base port must leave room for $((2 * nodes + 2)) ports: $base"
+        return 1
+    fi
     ha_find_tools || return 1
     (umask 022 && mkdir -p "$dir") || { die "cannot create $dir"; return 1; }
     chmod 755 "$dir"
@@ -199,7 +201,8 @@ ha_spawn() {
     local pidfile=$1 log=$2
     shift 2
     # The shell writes its own pid, then becomes the program: the pid is the
-    # program's, not that of runuser.
+    # program's, not that of runuser. Its script is single-quoted on purpose.
+    # shellcheck disable=SC2016
     if is_root; then
         (cd / && exec setsid runuser -u postgres -- sh -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" \
             </dev/null >>"$log" 2>&1 &)
@@ -230,6 +233,8 @@ ha_wait_pidfile() {
 # answers within two seconds.
 ha_http_status() {
     local port=$1 path=$2 status
+    # The inner script is single-quoted on purpose: it gets its values as arguments.
+    # shellcheck disable=SC2016
     status=$(timeout 2 bash -c '
         exec 3<>"/dev/tcp/127.0.0.1/$0" || exit 1
         printf "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" "$1" >&3
@@ -354,7 +359,9 @@ ha_stop() {
     # standby is promoted as the primary stops.
     for ((node = 1; node <= HA_NODES; node++)); do
         local pid
-        pid=$(cat "$dir/db$node/patroni.pid" 2>/dev/null) && kill -TERM "$pid" 2>/dev/null || true
+        if pid=$(cat "$dir/db$node/patroni.pid" 2>/dev/null); then
+            kill -TERM "$pid" 2>/dev/null || true
+        fi
     done
     for ((node = 1; node <= HA_NODES; node++)); do
         if ! ha_end "$dir/db$node/patroni.pid" TERM 60; then
