@@ -230,7 +230,14 @@ fn hash_failed(err: HashError) -> ErrorReply {
                 "the server is busy checking passwords; try again shortly",
             )
         }
-        HashError::Failed(err) => unavailable(err),
+        HashError::Failed(err) => {
+            // Not the database: saying so would send an operator the wrong way.
+            tracing::error!(%err, "password check failed");
+            ErrorReply::new(
+                ErrorCode::Unavailable,
+                "the server could not check the password; try again shortly",
+            )
+        }
     }
 }
 
