@@ -3,6 +3,10 @@
 //! Everything that can be checked without the server is checked here, with the same rules the
 //! server applies (`chat_proto::validate_*`), so that bad input is answered at once and never
 //! sent.
+//!
+//! IRC's habits work: a leading `/` is accepted on every command (`/join #ops`, `/quit`),
+//! `msg` is `send` and `part` is `leave` ([`ALIASES`]), and `/me <text>` sends
+//! `* <you> <text>` to the conversation of the last `send` (see `session`).
 
 use chat_proto::{validate_group, validate_text, validate_user, Recipient};
 
@@ -34,6 +38,11 @@ pub enum Command {
         group: String,
     },
     Groups,
+    /// `/me <text>`: an action, sent as `* <user> <text>` to the user or group of the last
+    /// successful `send`, and answered as a `send`.
+    Me {
+        text: String,
+    },
     ReadLog,
     Who,
     /// `whois <user>`: whether the user is online, where, and their home and backup.
@@ -56,6 +65,7 @@ impl Command {
             Command::Join { .. } => "join",
             Command::Leave { .. } => "leave",
             Command::Groups => "groups",
+            Command::Me { .. } => "me",
             Command::ReadLog => "readlog",
             Command::Who => "who",
             Command::WhoIs { .. } => "whois",
@@ -97,6 +107,14 @@ pub const USAGE: &[(&str, &str)] = &[
     ),
     ("leave <group>", "leave a group"),
     ("groups", "list all groups and the ones you joined"),
+    (
+        "/me <text>",
+        "send \"* <you> <text>\" to whom your last message went",
+    ),
+    (
+        "/msg, /part",
+        "IRC's words for send and leave; a leading / works on every command",
+    ),
     ("readlog", "show the messages that waited for you"),
     ("who", "list the users who are logged in"),
     ("whois <user>", "show whether a user is online, and where"),
@@ -107,9 +125,26 @@ pub const USAGE: &[(&str, &str)] = &[
 
 /// The command words, for `help` in JSON and for tab completion.
 pub const COMMAND_NAMES: &[&str] = &[
-    "login", "logout", "passwd", "send", "join", "leave", "groups", "readlog", "who", "whois",
-    "whoami", "help", "quit",
+    "login", "logout", "passwd", "send", "join", "leave", "groups", "me", "readlog", "who",
+    "whois", "whoami", "help", "quit",
 ];
+
+/// IRC's words for commands, and the command each stands for.
+pub const ALIASES: &[(&str, &str)] = &[("msg", "send"), ("part", "leave")];
+
+/// The command a typed word stands for: without a leading `/`, and an alias replaced by its
+/// command. A word that is no command comes back as it was typed, `/` and all.
+pub fn command_word(typed: &str) -> &str {
+    let word = typed.strip_prefix('/').unwrap_or(typed);
+    if let Some((_, command)) = ALIASES.iter().find(|(alias, _)| *alias == word) {
+        return command;
+    }
+    if COMMAND_NAMES.contains(&word) {
+        word
+    } else {
+        typed
+    }
+}
 
 /// Parses one line. A blank line is `Ok(None)`.
 ///
@@ -118,10 +153,11 @@ pub const COMMAND_NAMES: &[&str] = &[
 /// the rest of the line after the user name, without surrounding whitespace.
 pub fn parse_line(line: &str) -> Result<Option<Command>, ParseError> {
     let line = line.trim_end_matches(['\n', '\r']);
-    let (word, rest) = split_word(line);
-    if word.is_empty() {
+    let (typed, rest) = split_word(line);
+    if typed.is_empty() {
         return Ok(None);
     }
+    let word = command_word(typed);
     let fail = |message: String| ParseError {
         command: word.to_string(),
         message,
@@ -134,6 +170,7 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, ParseError> {
         "logout" => no_arguments(rest, "logout", Command::Logout),
         "passwd" => parse_passwd(rest),
         "groups" => no_arguments(rest, "groups", Command::Groups),
+        "me" => parse_me(rest),
         "readlog" => no_arguments(rest, "readlog", Command::ReadLog),
         "who" => no_arguments(rest, "who", Command::Who),
         "whois" => one_user(rest, "whois").map(|user| Command::WhoIs { user }),
@@ -158,9 +195,15 @@ fn usage(command: &str) -> String {
     let lines: Vec<&str> = USAGE
         .iter()
         .map(|(usage, _)| *usage)
-        .filter(|usage| split_word(usage).0 == command)
+        .filter(|usage| usage_word(usage) == command)
         .collect();
     format!("usage: {}", lines.join(" | "))
+}
+
+/// The command a usage line is about: its first word, without the `/` that some carry.
+fn usage_word(usage: &str) -> &str {
+    let word = split_word(usage).0;
+    word.strip_prefix('/').unwrap_or(word)
 }
 
 fn parse_login(rest: &str) -> Result<Command, String> {
@@ -188,6 +231,16 @@ fn parse_passwd(rest: &str) -> Result<Command, String> {
     Ok(Command::Passwd {
         old: old.to_string(),
         new: new.to_string(),
+    })
+}
+
+/// The text of `/me` is checked once it is whole, with the user's name in it.
+fn parse_me(rest: &str) -> Result<Command, String> {
+    if rest.trim().is_empty() {
+        return Err(format!("missing text; {}", usage("me")));
+    }
+    Ok(Command::Me {
+        text: rest.to_string(),
     })
 }
 
@@ -435,9 +488,52 @@ mod tests {
     fn every_command_has_a_name_usage_and_help() {
         for name in COMMAND_NAMES {
             assert!(
-                USAGE.iter().any(|(usage, _)| split_word(usage).0 == *name),
+                USAGE.iter().any(|(usage, _)| usage_word(usage) == *name),
                 "{name} has no usage line"
             );
         }
+    }
+
+    #[test]
+    fn irc_habits_work() {
+        let bob = || Recipient::User("bob".into());
+        check("/msg bob hi there", send(bob(), "hi there"));
+        check("msg bob hi", send(bob(), "hi"));
+        check("/send #ops hi", send(Recipient::Group("ops".into()), "hi"));
+        check(
+            "/join #ops",
+            Command::Join {
+                group: "ops".into(),
+            },
+        );
+        check(
+            "/part #ops",
+            Command::Leave {
+                group: "ops".into(),
+            },
+        );
+        check("/quit", Command::Quit);
+        check("  /who ", Command::Who);
+        check(
+            "/me waves  at you",
+            Command::Me {
+                text: "waves  at you".into(),
+            },
+        );
+        // Errors name the command that was meant, and its usage.
+        check_error("/msg bob", "send", "message text is empty");
+        check_error("/me", "me", "missing text; usage: /me <text>");
+        check_error("/part", "leave", "missing group name; usage: leave <group>");
+        check_error(
+            "/dance",
+            "/dance",
+            "unknown command \"/dance\"; type help for a list",
+        );
+        check_error("/", "/", "unknown command \"/\"; type help for a list");
+        check_error(
+            "//quit",
+            "//quit",
+            "unknown command \"//quit\"; type help for a list",
+        );
     }
 }

@@ -12,7 +12,7 @@ use crate::login::{Credentials, HeldTicket, LoggedIn, Login, Outcome, Target};
 use crate::output::{Answer, Event};
 use crate::session::Session;
 use chat_proto::codec::MAX_LOG_BATCH;
-use chat_proto::{ErrorCode, GroupEntry, MessageId, Request, Response, MAX_PAGE};
+use chat_proto::{ErrorCode, GroupEntry, MessageId, Recipient, Request, Response, MAX_PAGE};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -260,6 +260,29 @@ impl Session<'_> {
         }
     }
 
+    /// Sends a message with the id it keeps over every attempt; the recipient is then the
+    /// conversation that `/me` goes to.
+    async fn send(
+        &self,
+        conn: &Connection,
+        id: MessageId,
+        to: Recipient,
+        text: String,
+    ) -> Result<Answer, Failure> {
+        let request = Request::Send {
+            id,
+            to: to.clone(),
+            text,
+        };
+        match conn.request(request).await? {
+            Response::Sent { id } => {
+                self.sent_to(&to);
+                Ok(Answer::Send { id, to })
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Runs one command; a login returns the new connection when it moved.
     async fn answer(
         &self,
@@ -276,12 +299,10 @@ impl Session<'_> {
                 Answer::Logout
             }
             Command::Passwd { old, new } => self.passwd(conn, old, new).await?,
-            Command::Send { to, text } => {
-                let id = prepared.message_id;
-                match conn.request(Request::Send { id, to, text }).await? {
-                    Response::Sent { id } => Answer::Send { id },
-                    other => return Err(unexpected(other)),
-                }
+            Command::Send { to, text } => self.send(conn, prepared.message_id, to, text).await?,
+            Command::Me { text } => {
+                let (to, text) = self.action(&text).map_err(Failure::Failed)?;
+                self.send(conn, prepared.message_id, to, text).await?
             }
             Command::Join { group } => {
                 let request = Request::Join {

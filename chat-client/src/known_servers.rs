@@ -59,16 +59,7 @@ impl KnownServers {
     /// The default place: `$XDG_CONFIG_HOME/chat-client/known_servers`, or
     /// `~/.config/chat-client/known_servers`. `None` when neither variable gives a place.
     pub fn default_path() -> Option<PathBuf> {
-        let config = std::env::var_os("XDG_CONFIG_HOME")
-            .map(PathBuf::from)
-            // The XDG specification ignores a relative path.
-            .filter(|dir| dir.is_absolute())
-            .or_else(|| {
-                std::env::var_os("HOME")
-                    .filter(|home| !home.is_empty())
-                    .map(|home| Path::new(&home).join(".config"))
-            })?;
-        Some(config.join("chat-client").join("known_servers"))
+        Some(crate::config_dir::config_dir()?.join("known_servers"))
     }
 
     pub fn path(&self) -> &Path {

@@ -1,9 +1,12 @@
 //! The `chat-client` binary: parses the command line, connects, and runs a session.
 
 use anyhow::Context as _;
+use chat_client::clock::Clock;
+use chat_client::completion::Vocabulary;
 use chat_client::farm::connect_any;
 use chat_client::handshake::ServerTrust;
 use chat_client::heartbeat::Heartbeat;
+use chat_client::history;
 use chat_client::input::Input;
 use chat_client::known_servers::KnownServers;
 use chat_client::output::{Format, Output};
@@ -17,12 +20,16 @@ use tokio::io::BufReader;
 
 /// A command-line chat client.
 ///
-/// At a terminal it shows a prompt with history and tab completion. Otherwise it reads one
-/// command per line from standard input, runs them in order, and exits once the input has
-/// ended and every command has been answered.
+/// At a terminal it shows a prompt with a history kept across runs and tab completion of
+/// commands, users and groups, and shows each message with its local time. Otherwise it
+/// reads one command per line from standard input, runs them in order, and exits once the
+/// input has ended and every command has been answered, with status 1 when the last answer
+/// was an error.
 ///
-/// Commands: login <user> [<password>], logout, send <user> <text>, send #<group> <text>,
-/// join <group>, leave <group>, groups, readlog, who, whois <user>, whoami, help, quit.
+/// Commands: login <user> [<password>], logout, passwd <old> <new>, send <user> <text>,
+/// send #<group> <text>, join <group>, leave <group>, groups, readlog, who, whois <user>,
+/// whoami, help, quit, and /me <text>. A leading / is accepted on each (/join #ops, /quit),
+/// and /msg and /part are send and leave, as in IRC.
 ///
 /// A login moves the client to the user's home server on the farm's ring (or the first
 /// successor that answers), following the farm's redirects.
@@ -54,6 +61,16 @@ struct Cli {
     /// Print one JSON object per line (each with a "type" field) instead of lines for people.
     #[arg(long)]
     json: bool,
+
+    /// Show messages without their local time (`[12:04] [alice] hi` becomes `[alice] hi`).
+    /// JSON always carries `sent_at`.
+    #[arg(long)]
+    no_timestamps: bool,
+
+    /// The prompt's history file, kept across runs; a line with a password never enters it.
+    /// [default: $XDG_CONFIG_HOME/chat-client/history, or ~/.config/chat-client/history]
+    #[arg(long, value_name = "PATH")]
+    history: Option<PathBuf>,
 
     /// The farm's public key, 64 hex digits (`chat-server keygen` prints it): every server of
     /// the farm must present it, or it is refused. Without it, the client trusts each server's
@@ -164,22 +181,36 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<i32> {
     } else {
         Format::Human
     };
-    let (mut input, output) = if std::io::stdin().is_terminal() {
-        let (terminal, printer) =
-            TerminalInput::start().context("cannot set up the terminal prompt")?;
+    let interactive = std::io::stdin().is_terminal();
+    let (mut input, output) = if interactive {
+        let vocabulary = Vocabulary::default();
+        let history = cli.history.clone().or_else(history::default_path);
+        let (terminal, printer) = TerminalInput::start(vocabulary.clone(), history)
+            .context("cannot set up the terminal prompt")?;
         let output = match printer {
             Some(printer) => Output::new(format, printer),
             None => Output::stdout(format),
         };
-        (Input::Terminal(terminal), output)
+        (Input::Terminal(terminal), output.teaching(vocabulary))
     } else {
         let stdin = BufReader::new(tokio::io::stdin());
         (Input::lines(stdin), Output::stdout(format))
     };
+    let output = if cli.no_timestamps {
+        output
+    } else {
+        output.with_timestamps(Clock::local())
+    };
     let code = match connect_any(&cli.servers, &config.connect_options()).await {
         Ok((connection, incoming)) => {
             let session = Session::new(&output, config);
-            session.run(connection, incoming, &mut input).await.code()
+            let code = session.run(connection, incoming, &mut input).await.code();
+            // A script learns from the status whether its last command failed.
+            if code == 0 && !interactive && output.last_failed() {
+                1
+            } else {
+                code
+            }
         }
         Err(err) => {
             output.error(CONNECTION, err.to_string());

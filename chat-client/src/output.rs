@@ -3,11 +3,18 @@
 //! Every line the client prints is an [`Event`] rendered by [`render`]. The JSON form is a
 //! public interface: one object per line, always with a `type` field. The human form escapes
 //! control characters in anything that came from the network, so that another user cannot send
-//! escape sequences to your terminal.
+//! escape sequences to your terminal, and puts the local time before each message (see
+//! `clock`) unless told not to.
+//!
+//! [`Output`] also keeps what the printed events teach: whether the last answer was an error
+//! (the exit status of a script), and the names that tab completion offers (`completion`).
 
+use crate::clock::{iso_utc, Clock};
+use crate::completion::Vocabulary;
 use chat_proto::{ChatMessage, MessageId, Recipient};
 use serde::Serialize;
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 /// One thing to tell the user: exactly one JSON line, or one or more human lines.
@@ -42,6 +49,9 @@ pub enum Answer {
     Send {
         #[serde(serialize_with = "as_display")]
         id: MessageId,
+        /// Whom it went to: not printed, but learned by completion.
+        #[serde(skip)]
+        to: Recipient,
     },
     Join {
         group: String,
@@ -117,6 +127,8 @@ enum JsonEvent<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         group: Option<&'a str>,
         text: &'a str,
+        /// When the server took it: ISO 8601, UTC, to the millisecond.
+        sent_at: String,
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         offline: bool,
     },
@@ -146,6 +158,7 @@ fn render_json(event: &Event) -> String {
                 to,
                 group,
                 text: &message.text,
+                sent_at: iso_utc(message.sent_at_ms),
                 offline: *offline,
             }
         }
@@ -320,15 +333,43 @@ impl<W: Write + Send> LineSink for WriterSink<W> {
 /// Prints events in one format to one sink. Shared by the session's parts, so it locks.
 pub struct Output {
     format: Format,
+    /// Stamps messages for people with their local time; `None` for no stamps.
+    clock: Option<Clock>,
+    /// Learns names for tab completion from what is printed; `None` without a prompt.
+    vocabulary: Option<Vocabulary>,
+    /// Whether the last answer printed was an error.
+    last_failed: AtomicBool,
     sink: Mutex<Box<dyn LineSink>>,
 }
 
 impl Output {
+    /// An output without timestamps or completion.
     pub fn new(format: Format, sink: Box<dyn LineSink>) -> Output {
         Output {
             format,
+            clock: None,
+            vocabulary: None,
+            last_failed: AtomicBool::new(false),
             sink: Mutex::new(sink),
         }
+    }
+
+    /// Puts each message's local time before it, in the human format.
+    pub fn with_timestamps(mut self, clock: Clock) -> Output {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Teaches `vocabulary` the names in every event printed.
+    pub fn teaching(mut self, vocabulary: Vocabulary) -> Output {
+        self.vocabulary = Some(vocabulary);
+        self
+    }
+
+    /// Whether the last command's answer (or the last failure of the connection or the
+    /// input) was an error: a script's exit status.
+    pub fn last_failed(&self) -> bool {
+        self.last_failed.load(Ordering::Relaxed)
     }
 
     /// Standard output, written a whole line at a time and flushed after each.
@@ -339,7 +380,20 @@ impl Output {
     /// Prints one event. A failing sink (a closed pipe) is logged, not fatal: the client
     /// still acknowledges and answers as it should.
     pub fn emit(&self, event: &Event) {
-        let line = render(self.format, event);
+        match event {
+            Event::Ok(_) => self.last_failed.store(false, Ordering::Relaxed),
+            Event::Error { .. } => self.last_failed.store(true, Ordering::Relaxed),
+            _ => {}
+        }
+        if let Some(vocabulary) = &self.vocabulary {
+            vocabulary.learn(event);
+        }
+        let mut line = render(self.format, event);
+        if let (Format::Human, Some(clock), Event::Message { message, .. }) =
+            (self.format, &self.clock, event)
+        {
+            line = format!("[{}] {line}", clock.stamp(message.sent_at_ms));
+        }
         let mut sink = match self.sink.lock() {
             Ok(sink) => sink,
             Err(poisoned) => poisoned.into_inner(),
@@ -418,7 +472,7 @@ mod tests {
                 offline: false,
             },
             &format!(
-                r#"{{"type":"message","id":"{id}","from":"alice","to":"bob","text":"hi  there"}}"#
+                r#"{{"type":"message","id":"{id}","from":"alice","to":"bob","text":"hi  there","sent_at":"1970-01-01T00:00:00.000Z"}}"#
             ),
             "[alice] hi  there",
         );
@@ -428,7 +482,7 @@ mod tests {
                 offline: false,
             },
             &format!(
-                r#"{{"type":"message","id":"{id}","from":"alice","group":"ops","text":"deploy"}}"#
+                r#"{{"type":"message","id":"{id}","from":"alice","group":"ops","text":"deploy","sent_at":"1970-01-01T00:00:00.000Z"}}"#
             ),
             "[#ops alice] deploy",
         );
@@ -438,7 +492,7 @@ mod tests {
                 offline: true,
             },
             &format!(
-                r#"{{"type":"message","id":"{id}","from":"alice","to":"bob","text":"later","offline":true}}"#
+                r#"{{"type":"message","id":"{id}","from":"alice","to":"bob","text":"later","sent_at":"1970-01-01T00:00:00.000Z","offline":true}}"#
             ),
             "[offline alice] later",
         );
@@ -448,7 +502,7 @@ mod tests {
                 offline: true,
             },
             &format!(
-                r#"{{"type":"message","id":"{id}","from":"alice","group":"ops","text":"later","offline":true}}"#
+                r#"{{"type":"message","id":"{id}","from":"alice","group":"ops","text":"later","sent_at":"1970-01-01T00:00:00.000Z","offline":true}}"#
             ),
             "[offline #ops alice] later",
         );
@@ -461,7 +515,7 @@ mod tests {
                 message: message(Recipient::User("bob".into()), "two\nlines \u{1b}[2J"),
                 offline: false,
             },
-            r#"{"type":"message","id":"0191d4f0-0000-7000-8000-000000000001","from":"alice","to":"bob","text":"two\nlines \u001b[2J"}"#,
+            r#"{"type":"message","id":"0191d4f0-0000-7000-8000-000000000001","from":"alice","to":"bob","text":"two\nlines \u001b[2J","sent_at":"1970-01-01T00:00:00.000Z"}"#,
             r"[alice] two\nlines \u{1b}[2J",
         );
     }
@@ -501,6 +555,7 @@ mod tests {
                 id: "0191d4f0-0000-7000-8000-00000000000a"
                     .parse()
                     .expect("a valid uuid"),
+                to: Recipient::User("bob".into()),
             }),
             r#"{"type":"ok","command":"send","id":"0191d4f0-0000-7000-8000-00000000000a"}"#,
             "sent",
@@ -627,5 +682,65 @@ mod tests {
             r#"{"type":"error","command":"send","message":"no such user \"carol\""}"#,
             "error: no such user \"carol\"",
         );
+    }
+
+    /// Collects what an [`Output`] prints.
+    #[derive(Clone, Default)]
+    struct Lines(std::sync::Arc<Mutex<Vec<String>>>);
+
+    impl LineSink for Lines {
+        fn write_line(&mut self, line: &str) -> io::Result<()> {
+            self.0.lock().unwrap().push(line.to_string());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn people_see_each_message_with_its_local_time() {
+        let lines = Lines::default();
+        let zone = jiff::tz::TimeZone::fixed(jiff::tz::offset(2));
+        let output = Output::new(Format::Human, Box::new(lines.clone()))
+            .with_timestamps(Clock::in_zone(zone));
+        let mut live = message(Recipient::User("bob".into()), "hi");
+        live.sent_at_ms = jiff::Timestamp::now().as_millisecond();
+        let local = jiff::Timestamp::from_millisecond(live.sent_at_ms)
+            .expect("now is in range")
+            .to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(2)))
+            .strftime("%H:%M")
+            .to_string();
+        output.emit(&Event::Message {
+            message: live,
+            offline: false,
+        });
+        // From another day, with its date; answers carry no time.
+        output.emit(&Event::Message {
+            message: message(Recipient::Group("ops".into()), "old"),
+            offline: true,
+        });
+        output.emit(&ok(Answer::ReadLog { count: 1 }));
+        assert_eq!(
+            *lines.0.lock().unwrap(),
+            [
+                format!("[{local}] [alice] hi"),
+                "[1970-01-01 02:00] [offline #ops alice] old".to_string(),
+                "readlog: 1 message".to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_last_answer_decides_whether_a_script_failed() {
+        let output = Output::new(Format::Json, Box::new(Lines::default()));
+        assert!(!output.last_failed());
+        output.error("send", "no such user \"carol\"");
+        assert!(output.last_failed());
+        // A message between does not change it; the next answer does.
+        output.emit(&Event::Message {
+            message: message(Recipient::User("bob".into()), "hi"),
+            offline: false,
+        });
+        assert!(output.last_failed());
+        output.emit(&ok(Answer::Who { users: vec![] }));
+        assert!(!output.last_failed());
     }
 }

@@ -1,4 +1,5 @@
-//! Interactive mode: a rustyline prompt with history and completion of command words.
+//! Interactive mode: a rustyline prompt with a history kept across runs (`history`) and tab
+//! completion of commands, users and groups (`completion`).
 //!
 //! rustyline blocks, so it runs on its own thread, which owns the terminal's input. The
 //! session asks that thread for one line (or one password) at a time and waits for the
@@ -10,7 +11,8 @@
 //! `(reconnecting)> ` while it looks for a server, `> ` otherwise. rustyline cannot change a
 //! prompt that is up, so it is the place at the moment the prompt was shown.
 
-use crate::command::COMMAND_NAMES;
+use crate::completion::Vocabulary;
+use crate::history;
 use crate::output::{clean, LineSink};
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
@@ -18,8 +20,9 @@ use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
 use rustyline::history::DefaultHistory;
 use rustyline::validate::Validator;
-use rustyline::{Context, Editor, ExternalPrinter, Helper};
+use rustyline::{Config, Context, Editor, ExternalPrinter, Helper};
 use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -74,13 +77,22 @@ pub struct TerminalInput {
 }
 
 impl TerminalInput {
-    /// Starts the prompt thread. Also returns a sink that prints above the prompt, unless
-    /// standard output is not a terminal (then plain standard output serves).
-    pub fn start() -> io::Result<(TerminalInput, Option<Box<dyn LineSink>>)> {
+    /// Starts the prompt thread, completing from `vocabulary` and keeping the history in the
+    /// file `history` (none when `None`). Also returns a sink that prints above the prompt,
+    /// unless standard output is not a terminal (then plain standard output serves).
+    pub fn start(
+        vocabulary: Vocabulary,
+        history: Option<PathBuf>,
+    ) -> io::Result<(TerminalInput, Option<Box<dyn LineSink>>)> {
         let saved = SavedTerminal::save();
-        let mut editor: Editor<CommandHelper, DefaultHistory> =
-            Editor::new().map_err(io::Error::other)?;
-        editor.set_helper(Some(CommandHelper));
+        let config = Config::builder()
+            .max_history_size(history::MAX_LINES)
+            .map_err(io::Error::other)?
+            .build();
+        let mut editor: Editor<Completion, DefaultHistory> =
+            Editor::with_config(config).map_err(io::Error::other)?;
+        editor.set_helper(Some(Completion(vocabulary)));
+        let history = history.and_then(|path| load_history(&mut editor, path));
         let printer: Option<Box<dyn LineSink>> = match editor.create_external_printer() {
             Ok(printer) => Some(Box::new(PrinterSink(printer))),
             Err(err) => {
@@ -92,7 +104,7 @@ impl TerminalInput {
         let (answers_tx, answers_rx) = mpsc::channel(1);
         std::thread::Builder::new()
             .name("prompt".into())
-            .spawn(move || serve(editor, asks_rx, answers_tx))?;
+            .spawn(move || serve(editor, history, asks_rx, answers_tx))?;
         let input = TerminalInput {
             asks: asks_tx,
             answers: answers_rx,
@@ -158,15 +170,39 @@ impl TerminalInput {
     }
 }
 
+/// Reads the history file into `editor`. Returns the file to append to, or `None` (with a
+/// note on standard error) when it cannot be used: the session then keeps no history on disk.
+fn load_history(editor: &mut Editor<Completion, DefaultHistory>, path: PathBuf) -> Option<PathBuf> {
+    let made = match path.parent() {
+        Some(dir) => std::fs::create_dir_all(dir).map_err(ReadlineError::from),
+        None => Ok(()),
+    };
+    let loaded = made.and_then(|()| match editor.load_history(&path) {
+        Err(ReadlineError::Io(err)) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+        loaded => loaded,
+    });
+    match loaded {
+        Ok(()) => Some(path),
+        Err(err) => {
+            eprintln!(
+                "cannot use the history file {}: {err}; this session's lines are not kept",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
 /// Reads lines and passwords for the session until the session goes away.
 fn serve(
-    mut editor: Editor<CommandHelper, DefaultHistory>,
+    mut editor: Editor<Completion, DefaultHistory>,
+    history: Option<PathBuf>,
     asks: std_mpsc::Receiver<Ask>,
     answers: mpsc::Sender<Answer>,
 ) {
     while let Ok(ask) = asks.recv() {
         let answer = match ask {
-            Ask::Line(prompt) => read_line(&mut editor, &prompt),
+            Ask::Line(prompt) => read_line(&mut editor, history.as_deref(), &prompt),
             Ask::Password(prompt) => match rpassword::prompt_password(prompt) {
                 Ok(password) => Answer::Password(password),
                 Err(err) => Answer::Failed(err),
@@ -178,12 +214,22 @@ fn serve(
     }
 }
 
-fn read_line(editor: &mut Editor<CommandHelper, DefaultHistory>, prompt: &str) -> Answer {
+fn read_line(
+    editor: &mut Editor<Completion, DefaultHistory>,
+    history: Option<&Path>,
+    prompt: &str,
+) -> Answer {
     match editor.readline(prompt) {
         Ok(line) => {
-            if let Some(entry) = history_entry(&line) {
+            if let Some(entry) = history::keep(&line) {
                 if let Err(err) = editor.add_history_entry(entry) {
                     tracing::debug!("cannot add to history: {err}");
+                }
+                // At once, so that a client that is killed loses no line typed before.
+                if let Some(path) = history {
+                    if let Err(err) = editor.append_history(path) {
+                        tracing::debug!("cannot write the history to {}: {err}", path.display());
+                    }
                 }
             }
             Answer::Line(line)
@@ -195,29 +241,10 @@ fn read_line(editor: &mut Editor<CommandHelper, DefaultHistory>, prompt: &str) -
     }
 }
 
-/// What to keep in history for a line: nothing for a blank line, and never a password.
-fn history_entry(line: &str) -> Option<String> {
-    let trimmed = line.trim();
-    if trimmed.is_empty() {
-        return None;
-    }
-    let mut words = trimmed.split_whitespace();
-    match words.next() {
-        Some("login") => {
-            if let Some(user) = words.next() {
-                return Some(format!("login {user}"));
-            }
-        }
-        Some("passwd") => return Some("passwd".to_string()),
-        _ => {}
-    }
-    Some(trimmed.to_string())
-}
+/// Completes commands, users and groups from what the session has seen.
+struct Completion(Vocabulary);
 
-/// Completes the command word at the start of the line.
-struct CommandHelper;
-
-impl Completer for CommandHelper {
+impl Completer for Completion {
     type Candidate = Pair;
 
     fn complete(
@@ -226,33 +253,27 @@ impl Completer for CommandHelper {
         pos: usize,
         _ctx: &Context<'_>,
     ) -> rustyline::Result<(usize, Vec<Pair>)> {
-        let before = line.get(..pos).unwrap_or(line);
-        let start = before.len() - before.trim_start().len();
-        let word = &before[start..];
-        if word.contains(char::is_whitespace) {
-            return Ok((pos, Vec::new()));
-        }
-        let candidates = COMMAND_NAMES
-            .iter()
-            .filter(|name| name.starts_with(word))
-            .map(|name| Pair {
-                display: name.to_string(),
-                replacement: format!("{name} "),
+        let (start, replacements) = self.0.complete(line, pos);
+        let candidates = replacements
+            .into_iter()
+            .map(|replacement| Pair {
+                display: replacement.trim_end().to_string(),
+                replacement,
             })
             .collect();
         Ok((start, candidates))
     }
 }
 
-impl Hinter for CommandHelper {
+impl Hinter for Completion {
     type Hint = String;
 }
 
-impl Highlighter for CommandHelper {}
+impl Highlighter for Completion {}
 
-impl Validator for CommandHelper {}
+impl Validator for Completion {}
 
-impl Helper for CommandHelper {}
+impl Helper for Completion {}
 
 /// Prints through rustyline, above the line being typed.
 struct PrinterSink<P>(P);
@@ -314,37 +335,5 @@ mod tests {
             server: "s\u{1b}[2J",
         };
         assert_eq!(prompt(odd), "bob@s\\u{1b}[2J> ");
-    }
-
-    #[test]
-    fn passwords_stay_out_of_history() {
-        assert_eq!(history_entry("  "), None);
-        assert_eq!(
-            history_entry("login alice secret"),
-            Some("login alice".into())
-        );
-        assert_eq!(history_entry("login alice"), Some("login alice".into()));
-        assert_eq!(history_entry("passwd old new"), Some("passwd".into()));
-        assert_eq!(history_entry(" send bob hi "), Some("send bob hi".into()));
-    }
-
-    #[track_caller]
-    fn check_completion(line: &str, expected_start: usize, expected: &[&str]) {
-        let history = DefaultHistory::new();
-        let ctx = Context::new(&history);
-        let (start, pairs) = CommandHelper
-            .complete(line, line.len(), &ctx)
-            .expect("completion does not fail");
-        let names: Vec<&str> = pairs.iter().map(|pair| pair.display.as_str()).collect();
-        assert_eq!((start, names.as_slice()), (expected_start, expected));
-    }
-
-    #[test]
-    fn completes_command_words() {
-        check_completion("lo", 0, &["login", "logout"]);
-        check_completion("  wh", 2, &["who", "whois", "whoami"]);
-        check_completion("whoi", 0, &["whois"]);
-        check_completion("send bo", 7, &[]);
-        check_completion("", 0, COMMAND_NAMES);
     }
 }

@@ -151,14 +151,22 @@ async fn answer(stream: UnixStream, console: Arc<ConsoleContext>) {
     let _ = write.shutdown().await;
 }
 
+/// How a command went that the server answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answered {
+    Ok,
+    /// A line of the answer said `error: …`: the command failed, or a list broke off.
+    Failed,
+}
+
 /// `chat-server admin`: sends `command` to the server at `path` and copies its answer to `out`
-/// as it comes. The socket must belong to this user or to root, so that nobody else can answer
-/// in its place.
+/// as it comes, a line at a time. The socket must belong to this user or to root, so that
+/// nobody else can answer in its place.
 pub async fn request<W: AsyncWrite + Unpin>(
     path: &Path,
     command: &str,
     out: &mut W,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Answered> {
     if let Ok(meta) = std::fs::metadata(path) {
         if meta.uid() != 0 && Some(meta.uid()) != my_uid() {
             bail!(
@@ -175,12 +183,28 @@ pub async fn request<W: AsyncWrite + Unpin>(
         )
     })?;
     stream.write_all(format!("{command}\n").as_bytes()).await?;
-    let copied = tokio::io::copy(&mut stream, out)
-        .await
-        .context("the server closed the admin socket without answering")?;
+    let mut answer = BufReader::new(stream);
+    let mut line = Vec::new();
+    let mut copied = 0;
+    let mut answered = Answered::Ok;
+    loop {
+        line.clear();
+        let n_read = answer
+            .read_until(b'\n', &mut line)
+            .await
+            .context("the server closed the admin socket without answering")?;
+        if n_read == 0 {
+            break;
+        }
+        copied += n_read;
+        if line.starts_with(console::ERROR.as_bytes()) {
+            answered = Answered::Failed;
+        }
+        out.write_all(&line).await?;
+    }
     if copied == 0 {
         bail!("the server refused the admin connection (only its own user may use it)");
     }
     out.flush().await?;
-    Ok(())
+    Ok(answered)
 }

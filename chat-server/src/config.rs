@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// `chat-server admin`: runs an admin command (`servers`, `active-users`, `help`, ...) on a
-/// server running on this machine, through its admin socket, and prints the answer.
+/// server running on this machine, through its admin socket, and prints the answer. Exits
+/// with status 1 when the command failed (its answer has a line `error: …`) or the server
+/// could not be asked.
 #[derive(Debug, Parser)]
 #[command(name = "chat-server admin", bin_name = "chat-server admin", version)]
 pub struct AdminArgs {

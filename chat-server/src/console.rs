@@ -6,6 +6,9 @@
 //! whole, whatever the number of users and groups.
 //!
 //! The end of standard input only ends the console; the server keeps running.
+//!
+//! **A command that fails says so in a line that starts with `error: `**, and no other line
+//! does (names hold no colon or space), so that `chat-server admin` can exit with status 1.
 
 use crate::commands::{online_page, LoginCounts};
 use crate::farm::Farm;
@@ -39,6 +42,9 @@ pub struct ConsoleContext {
     /// How this server's logins went.
     pub logins: Arc<LoginCounts>,
 }
+
+/// How the line of a failed command starts.
+pub const ERROR: &str = "error: ";
 
 /// How long one page of an answer may take to write: a reader that stops reading is left.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -106,9 +112,9 @@ pub async fn execute<W: AsyncWrite + Unpin>(
         ["thread-count"] => Ok(thread_count()),
         ["logins"] => Ok(ctx.logins.to_string()),
         ["help"] => Ok(HELP.to_owned()),
-        _ => Ok(format!("unknown command: {line} (try help)")),
+        _ => Ok(format!("{ERROR}unknown command: {line} (try help)")),
     };
-    let answer = answer.unwrap_or_else(|err| format!("error: {err}"));
+    let answer = answer.unwrap_or_else(|err| format!("{ERROR}{err}"));
     emit(out, &format!("{answer}\n")).await
 }
 
@@ -130,7 +136,7 @@ where
     loop {
         let (names, more) = match page(after.take()).await {
             Ok(page) => page,
-            Err(err) => return emit(out, &format!("error: {err}\n")).await,
+            Err(err) => return emit(out, &format!("{ERROR}{err}\n")).await,
         };
         let mut text = String::new();
         for name in &names {
@@ -156,8 +162,8 @@ async fn write_members<W: AsyncWrite + Unpin>(
 ) -> io::Result<()> {
     let members = match ctx.members.get(group).await {
         Ok(Some(members)) => members,
-        Ok(None) => return emit(out, &format!("no such group: #{group}\n")).await,
-        Err(err) => return emit(out, &format!("error: {err}\n")).await,
+        Ok(None) => return emit(out, &format!("{ERROR}no such group: #{group}\n")).await,
+        Err(err) => return emit(out, &format!("{ERROR}{err}\n")).await,
     };
     if members.is_empty() {
         return emit(out, "(none)\n").await;

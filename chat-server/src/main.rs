@@ -75,7 +75,8 @@ fn log_filter(rust_log: Option<&str>) -> EnvFilter {
     filter
 }
 
-/// `chat-server admin`: one command to a running server, its answer on standard output.
+/// `chat-server admin`: one command to a running server, its answer on standard output. Exits
+/// with status 1 when the command failed, as when the server cannot be asked.
 fn admin(runtime: &tokio::runtime::Runtime, args: AdminArgs) -> anyhow::Result<()> {
     let path = match (args.socket, args.name) {
         (Some(path), _) => path,
@@ -83,7 +84,11 @@ fn admin(runtime: &tokio::runtime::Runtime, args: AdminArgs) -> anyhow::Result<(
         (None, None) => anyhow::bail!("name the server with --name or --socket"),
     };
     let command = args.command.join(" ");
-    runtime.block_on(admin::request(&path, &command, &mut tokio::io::stdout()))
+    let answered = runtime.block_on(admin::request(&path, &command, &mut tokio::io::stdout()))?;
+    if answered == admin::Answered::Failed {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {

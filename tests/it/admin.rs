@@ -16,12 +16,12 @@ async fn console_answers_admin_commands() {
     assert_eq!(server.console_line("users #ops").await, "alice");
     assert_eq!(
         server.console_line("users nope").await,
-        "no such group: #nope"
+        "error: no such group: #nope"
     );
     assert_eq!(server.console_line("groups").await, "ops");
     assert_eq!(
         server.console_line("frobnicate").await,
-        "unknown command: frobnicate (try help)"
+        "error: unknown command: frobnicate (try help)"
     );
     let threads = server.console_line("thread-count").await;
     assert!(threads.starts_with("os_threads="), "{threads}");

@@ -249,8 +249,11 @@ async fn chat_server_admin_reaches_a_background_server() {
     assert!(help.contains("servers"), "{help}");
     let servers = farm.server("s2").admin("servers").await;
     assert!(servers.ends_with("ring: 2 live, V=64"), "{servers}");
-    let unknown = farm.server("s1").admin("frobnicate").await;
-    assert_eq!(unknown, "unknown command: frobnicate (try help)");
+    // A command that fails exits with status 1, as a script needs.
+    let unknown = farm.server("s1").admin_failing("frobnicate").await;
+    assert_eq!(unknown, "error: unknown command: frobnicate (try help)");
+    let missing = farm.server("s1").admin_failing("users #nope").await;
+    assert_eq!(missing, "error: no such group: #nope");
 }
 
 /// Plays a server dialing `addr`'s peer port: the XXpsk3 handshake with `cluster_key` and a

@@ -1,6 +1,6 @@
 //! The harness of the end-to-end tests: a fresh database per test, real `chat-server` and
-//! `chat-client` processes on free loopback ports, and a raw protocol connection for the tests
-//! that must misbehave on purpose.
+//! `chat-client` processes on free loopback ports, a raw protocol connection for the tests that
+//! must misbehave on purpose, and a terminal (tmux) for the client at a keyboard.
 //!
 //! The tests need `DATABASE_URL` to point at a PostgreSQL server on which they may create
 //! databases; `scripts/test` starts a throwaway one and sets it. `TEST_LOG=1` shows the
@@ -13,6 +13,7 @@ pub mod http;
 mod proxy;
 mod raw;
 mod server;
+mod terminal;
 
 pub use client::Client;
 pub use db::TestDb;
@@ -20,6 +21,7 @@ pub use farm::Farm;
 pub use proxy::{Proxy, Tap};
 pub use raw::{handshake, hello_answer, RawConn};
 pub use server::Server;
+pub use terminal::Terminal;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -182,6 +182,29 @@ impl Server {
     /// Runs `chat-server admin <command>` against this server, as an operator would, and
     /// returns its answer without the final newline.
     pub async fn admin(&self, command: &str) -> String {
+        let (output, answer) = self.run_admin(command).await;
+        assert!(
+            output.status.success(),
+            "chat-server admin {command} failed ({}): {answer} {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        answer
+    }
+
+    /// Runs `chat-server admin <command>`, which must fail with status 1, and returns its
+    /// answer without the final newline.
+    pub async fn admin_failing(&self, command: &str) -> String {
+        let (output, answer) = self.run_admin(command).await;
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "chat-server admin {command} should have failed: {answer}"
+        );
+        answer
+    }
+
+    async fn run_admin(&self, command: &str) -> (std::process::Output, String) {
         let output = Command::new(binary("chat-server"))
             .arg("admin")
             .arg("--socket")
@@ -192,15 +215,11 @@ impl Server {
             .await
             .expect("chat-server admin answered in time")
             .expect("run chat-server admin");
-        assert!(
-            output.status.success(),
-            "chat-server admin {command} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout)
+        let answer = String::from_utf8(output.stdout.clone())
             .expect("admin output is UTF-8")
             .trim_end()
-            .to_owned()
+            .to_owned();
+        (output, answer)
     }
 
     /// Kills the server at once, as a crash would.

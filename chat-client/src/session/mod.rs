@@ -33,6 +33,7 @@ use crate::output::{Answer, Event, Output};
 use crate::seen::SeenIds;
 use crate::terminal::{self, Place};
 use chat_proto::ChatMessage;
+use conversation::Conversation;
 use moves::{close, requeue, Placement};
 use std::collections::VecDeque;
 use std::future::Future;
@@ -41,6 +42,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+mod conversation;
 mod moves;
 
 /// The `command` of errors about the connection itself.
@@ -150,6 +152,8 @@ pub struct Session<'a> {
     pub(crate) config: Config,
     seen: Mutex<SeenIds>,
     placement: Mutex<Placement>,
+    /// Where `/me` goes.
+    conversation: Mutex<Conversation>,
 }
 
 impl<'a> Session<'a> {
@@ -159,6 +163,7 @@ impl<'a> Session<'a> {
             config,
             seen: Mutex::new(SeenIds::default()),
             placement: Mutex::new(Placement::default()),
+            conversation: Mutex::new(Conversation::default()),
         }
     }
 

@@ -1,6 +1,6 @@
 //! The `chat-client` binary in pipe mode: exit codes and printed lines.
 
-use crate::fake_server::{farm_key, messages, who, FakeServer, OnWho};
+use crate::fake_server::{farm_key, messages, who, FakeServer, OnWho, SENT_AT};
 use crate::farm::user_placed;
 use chat_proto::key_to_hex;
 use std::io::Write;
@@ -91,9 +91,30 @@ async fn pipe_mode_answers_every_command_then_exits_zero() {
             r#"{"type":"connected","server":"fake"}"#,
             r#"{"type":"error","command":"login","message":"password required when input is not a terminal"}"#,
             r#"{"type":"ok","command":"who","users":["alice","bob"]}"#,
-            r#"{"type":"ok","command":"help","commands":["login","logout","passwd","send","join","leave","groups","readlog","who","whois","whoami","help","quit"]}"#,
+            r#"{"type":"ok","command":"help","commands":["login","logout","passwd","send","join","leave","groups","me","readlog","who","whois","whoami","help","quit"]}"#,
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_script_whose_last_command_failed_exits_one() {
+    let server = FakeServer::start(OnWho::Answer).await;
+    let mut args = vec![
+        "--server".to_string(),
+        server.addr.to_string(),
+        "--json".to_string(),
+    ];
+    args.extend(server_key_args());
+    // The fake knows no user "nobody"; a failure before the last command does not count.
+    for (input, expected) in [
+        ("login alice pw\nsend nobody hi\n", Some(1)),
+        ("login alice pw\ndance\n", Some(1)),
+        ("login alice pw\nsend nobody hi\nwho\n", Some(0)),
+        ("dance\nquit\n", Some(0)),
+    ] {
+        let (code, lines) = run_binary(args.clone(), input).await;
+        assert_eq!(code, expected, "{input:?}: {lines:#?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -139,8 +160,10 @@ async fn the_ping_flags_decide_when_a_hung_server_is_left() {
     let (code, lines) = run_binary(args, input).await;
     assert_eq!(code, Some(0), "{lines:#?}");
     let [first, second, third] = messages();
-    let message = |id: chat_proto::MessageId, rest: &str| {
-        format!(r#"{{"type":"message","id":"{id}",{rest}}}"#)
+    // `sent_at` comes after the text, `offline` last.
+    let message = |id: chat_proto::MessageId, rest: &str, offline: bool| {
+        let offline = if offline { r#","offline":true"# } else { "" };
+        format!(r#"{{"type":"message","id":"{id}",{rest},"sent_at":"{SENT_AT}"{offline}}}"#)
     };
     assert_eq!(
         lines,
@@ -148,7 +171,8 @@ async fn the_ping_flags_decide_when_a_hung_server_is_left() {
             r#"{"type":"connected","server":"s1"}"#.to_string(),
             message(
                 first.id,
-                r#""from":"bob","to":"alice","text":"hello  alice""#
+                r#""from":"bob","to":"alice","text":"hello  alice""#,
+                false,
             ),
             format!(
                 r#"{{"type":"ok","command":"login","user":"{user}","registered":true,"waiting":3}}"#
@@ -156,11 +180,13 @@ async fn the_ping_flags_decide_when_a_hung_server_is_left() {
             r#"{"type":"connected","server":"s2"}"#.to_string(),
             message(
                 second.id,
-                r#""from":"carol","group":"ops","text":"deploy?","offline":true"#
+                r#""from":"carol","group":"ops","text":"deploy?""#,
+                true,
             ),
             message(
                 third.id,
-                r#""from":"bob","to":"alice","text":"are you there","offline":true"#
+                r#""from":"bob","to":"alice","text":"are you there""#,
+                true,
             ),
             r#"{"type":"ok","command":"who","users":["alice","bob"]}"#.to_string(),
         ]

@@ -2,7 +2,7 @@
 //! one in the user's ring order without a word but `connected`, nothing the user was told is
 //! sent is lost or shown twice, and the client goes back home when home returns.
 
-use crate::fake_server::{messages, pinned, FakeServer, OnSend, OnWho};
+use crate::fake_server::{messages, pinned, FakeServer, OnSend, OnWho, SENT_AT};
 use crate::farm::{connected, logged_in, user_placed};
 use crate::session::run_with;
 use crate::support::{drive_logged_in, moved_after_login, ringed_farm, whole_log_confirmed};
@@ -147,6 +147,7 @@ pub fn offline(idx: usize) -> Value {
         "id": message.id.to_string(),
         "from": message.from,
         "text": message.text,
+        "sent_at": SENT_AT,
         "offline": true,
     });
     match &message.to {

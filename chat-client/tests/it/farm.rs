@@ -1,6 +1,6 @@
 //! Logins on a fake farm: the ring sends the client to the user's home, and redirects move it.
 
-use crate::fake_server::{messages, who, FakeServer, OnWho};
+use crate::fake_server::{messages, who, FakeServer, OnWho, SENT_AT};
 use crate::session::login;
 use crate::support::{logged_in_at, ringed_farm, run_to_end, who_answer};
 use chat_proto::ring::DEFAULT_VNODES;
@@ -30,7 +30,7 @@ pub fn connected(server: &str) -> Value {
 /// The message every fake server delivers at login, before its reply.
 pub fn delivered_at_login() -> Value {
     let first = &messages()[0];
-    json!({"type":"message","id":first.id.to_string(),"from":"bob","to":"alice","text":"hello  alice"})
+    json!({"type":"message","id":first.id.to_string(),"from":"bob","to":"alice","text":"hello  alice","sent_at":SENT_AT})
 }
 
 pub fn logged_in(user: &str) -> Value {

@@ -1,6 +1,6 @@
 //! The session, driven through the library with scripted input and captured output.
 
-use crate::fake_server::{messages, pinned, who, FakeServer, OnWho};
+use crate::fake_server::{messages, pinned, who, FakeServer, OnWho, SENT_AT};
 use crate::farm::connected;
 use crate::support::{who_answer, whole_log_confirmed};
 use chat_client::connection::Connection;
@@ -106,14 +106,14 @@ async fn commands_are_answered_in_order_and_messages_shown_once() {
     assert!(send_id.is_string(), "{lines:#?}");
     let expected = vec![
         connected("fake"),
-        json!({"type":"message","id":first.id.to_string(),"from":"bob","to":"alice","text":"hello  alice"}),
+        json!({"type":"message","id":first.id.to_string(),"from":"bob","to":"alice","text":"hello  alice","sent_at":SENT_AT}),
         json!({"type":"ok","command":"login","user":"alice","registered":true,"waiting":3}),
         json!({"type":"ok","command":"send","id":send_id}),
         json!({"type":"error","command":"send","message":"no such user \"nobody\""}),
         json!({"type":"error","command":"send","message":"message text is empty"}),
         json!({"type":"ok","command":"join","group":"ops"}),
-        json!({"type":"message","id":second.id.to_string(),"from":"carol","group":"ops","text":"deploy?","offline":true}),
-        json!({"type":"message","id":third.id.to_string(),"from":"bob","to":"alice","text":"are you there","offline":true}),
+        json!({"type":"message","id":second.id.to_string(),"from":"carol","group":"ops","text":"deploy?","sent_at":SENT_AT,"offline":true}),
+        json!({"type":"message","id":third.id.to_string(),"from":"bob","to":"alice","text":"are you there","sent_at":SENT_AT,"offline":true}),
         json!({"type":"ok","command":"readlog","count":2}),
         who_answer(),
         json!({"type":"error","command":"dance","message":"unknown command \"dance\"; type help for a list"}),
@@ -168,7 +168,7 @@ async fn whois_and_whoami_report_placements() {
         json!({"type":"ok","command":"whois","user":"bob","online":true,"server":"s2","home":"s2","backup":"s3"}),
         json!({"type":"ok","command":"whois","user":"carol","online":false,"server":null,"home":"s1","backup":null}),
         json!({"type":"error","command":"whois","message":"user name may only contain A-Z a-z 0-9 _ . - (found '@')"}),
-        json!({"type":"message","id":messages()[0].id.to_string(),"from":"bob","to":"alice","text":"hello  alice"}),
+        json!({"type":"message","id":messages()[0].id.to_string(),"from":"bob","to":"alice","text":"hello  alice","sent_at":SENT_AT}),
         json!({"type":"ok","command":"login","user":"alice","registered":true,"waiting":3}),
         json!({"type":"ok","command":"whoami","user":"alice","server":"fake","home":"fake","backup":null}),
     ];

@@ -100,6 +100,9 @@ pub struct FakeServer {
     n_received: Arc<watch::Sender<usize>>,
 }
 
+/// When the fake's messages were sent (`sent_at_ms` 0), as JSON shows it.
+pub const SENT_AT: &str = "1970-01-01T00:00:00.000Z";
+
 /// Three messages with fixed ids: the first is delivered live at login and again in the log.
 pub fn messages() -> [ChatMessage; 3] {
     let message = |n: u32, from: &str, to: Recipient, text: &str| ChatMessage {
