@@ -34,6 +34,10 @@ pub enum Command {
         group: String,
     },
     Groups,
+    /// `members <group>`: the members of a group the user is in.
+    Members {
+        group: String,
+    },
     ReadLog,
     Who,
     /// `whois <user>`: whether the user is online, where, and their home and backup.
@@ -56,6 +60,7 @@ impl Command {
             Command::Join { .. } => "join",
             Command::Leave { .. } => "leave",
             Command::Groups => "groups",
+            Command::Members { .. } => "members",
             Command::ReadLog => "readlog",
             Command::Who => "who",
             Command::WhoIs { .. } => "whois",
@@ -97,6 +102,7 @@ pub const USAGE: &[(&str, &str)] = &[
     ),
     ("leave <group>", "leave a group"),
     ("groups", "list all groups and the ones you joined"),
+    ("members <group>", "list the members of a group you are in"),
     ("readlog", "show the messages that waited for you"),
     ("who", "list the users who are logged in"),
     ("whois <user>", "show whether a user is online, and where"),
@@ -107,8 +113,8 @@ pub const USAGE: &[(&str, &str)] = &[
 
 /// The command words, for `help` in JSON and for tab completion.
 pub const COMMAND_NAMES: &[&str] = &[
-    "login", "logout", "passwd", "send", "join", "leave", "groups", "readlog", "who", "whois",
-    "whoami", "help", "quit",
+    "login", "logout", "passwd", "send", "join", "leave", "groups", "members", "readlog", "who",
+    "whois", "whoami", "help", "quit",
 ];
 
 /// Parses one line. A blank line is `Ok(None)`.
@@ -134,6 +140,7 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, ParseError> {
         "logout" => no_arguments(rest, "logout", Command::Logout),
         "passwd" => parse_passwd(rest),
         "groups" => no_arguments(rest, "groups", Command::Groups),
+        "members" => one_group(rest, "members").map(|group| Command::Members { group }),
         "readlog" => no_arguments(rest, "readlog", Command::ReadLog),
         "who" => no_arguments(rest, "who", Command::Who),
         "whois" => one_user(rest, "whois").map(|user| Command::WhoIs { user }),
@@ -364,7 +371,18 @@ mod tests {
                 group: "ops".into(),
             },
         );
+        check(
+            "members #ops",
+            Command::Members {
+                group: "ops".into(),
+            },
+        );
         check_error("join", "join", "missing group name; usage: join <group>");
+        check_error(
+            "members",
+            "members",
+            "missing group name; usage: members <group>",
+        );
         check_error(
             "leave a b",
             "leave",

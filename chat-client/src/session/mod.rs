@@ -41,6 +41,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+mod echo;
 mod moves;
 
 /// The `command` of errors about the connection itself.
@@ -149,6 +150,8 @@ pub struct Session<'a> {
     pub(crate) output: &'a Output,
     pub(crate) config: Config,
     seen: Mutex<SeenIds>,
+    /// The ids of the messages this device sent, whose echoes it does not show.
+    sent: Mutex<SeenIds>,
     placement: Mutex<Placement>,
 }
 
@@ -158,12 +161,19 @@ impl<'a> Session<'a> {
             output,
             config,
             seen: Mutex::new(SeenIds::default()),
+            sent: Mutex::new(SeenIds::default()),
             placement: Mutex::new(Placement::default()),
         }
     }
 
     fn seen(&self) -> MutexGuard<'_, SeenIds> {
         self.seen
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn sent(&self) -> MutexGuard<'_, SeenIds> {
+        self.sent
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -205,6 +215,10 @@ impl<'a> Session<'a> {
                     (Some(Incoming::Message(message)), Some(conn)) => {
                         let conn = conn.clone();
                         self.show_live(&conn, message).await;
+                    }
+                    (Some(Incoming::Echo(message)), Some(_)) => self.show_echo(message),
+                    (Some(Incoming::Notice(notice)), Some(_)) => {
+                        self.output.emit(&Event::Notice(notice));
                     }
                     (Some(Incoming::GoHome { server }), Some(_)) => {
                         self.called_home(&mut state, &server);
