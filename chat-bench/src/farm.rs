@@ -61,7 +61,9 @@ impl Conn {
                         ServerFrame::Reply { .. }
                         | ServerFrame::Deliver(_)
                         | ServerFrame::GoHome { .. }
-                        | ServerFrame::RingChanged(_),
+                        | ServerFrame::RingChanged(_)
+                        | ServerFrame::Echo(_)
+                        | ServerFrame::Notice(_),
                     )) => {}
                     Some(Ok(ServerFrame::Closing { reason })) => {
                         bail!("{} closed the connection: {reason}", self.server)

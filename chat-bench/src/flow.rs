@@ -127,8 +127,14 @@ async fn read(
                     Err(refusal) => ledger.abandon(sending.sender, seq, &refusal.message),
                 }
             }
-            // The load stays where it logged in; a returning home is not measured here.
-            Some(Ok(ServerFrame::GoHome { .. } | ServerFrame::RingChanged(_))) => {}
+            // The load stays where it logged in; a returning home is not measured here. Echoes
+            // and notices are not deliveries: nothing to count or acknowledge.
+            Some(Ok(
+                ServerFrame::GoHome { .. }
+                | ServerFrame::RingChanged(_)
+                | ServerFrame::Echo(_)
+                | ServerFrame::Notice(_),
+            )) => {}
             Some(Ok(ServerFrame::Closing { reason })) => {
                 ledger.error(format!("the server closed a connection: {reason}"));
                 break;

@@ -121,6 +121,8 @@ impl Life {
                     event = incoming.recv() => match event {
                         Some(Incoming::Message(message)) => connection.ack(message.id).await,
                         Some(Incoming::Ring(ring)) => self.ring = ring,
+                        // Not deliveries: nothing to acknowledge.
+                        Some(Incoming::Echo(_) | Incoming::Notice(_)) => {}
                         Some(Incoming::GoHome { .. }) => {
                             wait = Some(Duration::ZERO);
                             break;

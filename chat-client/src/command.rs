@@ -43,6 +43,10 @@ pub enum Command {
     Me {
         text: String,
     },
+    /// `members <group>`: the members of a group the user is in.
+    Members {
+        group: String,
+    },
     ReadLog,
     Who,
     /// `whois <user>`: whether the user is online, where, and their home and backup.
@@ -66,6 +70,7 @@ impl Command {
             Command::Leave { .. } => "leave",
             Command::Groups => "groups",
             Command::Me { .. } => "me",
+            Command::Members { .. } => "members",
             Command::ReadLog => "readlog",
             Command::Who => "who",
             Command::WhoIs { .. } => "whois",
@@ -115,6 +120,7 @@ pub const USAGE: &[(&str, &str)] = &[
         "/msg, /part",
         "IRC's words for send and leave; a leading / works on every command",
     ),
+    ("members <group>", "list the members of a group you are in"),
     ("readlog", "show the messages that waited for you"),
     ("who", "list the users who are logged in"),
     ("whois <user>", "show whether a user is online, and where"),
@@ -125,8 +131,8 @@ pub const USAGE: &[(&str, &str)] = &[
 
 /// The command words, for `help` in JSON and for tab completion.
 pub const COMMAND_NAMES: &[&str] = &[
-    "login", "logout", "passwd", "send", "join", "leave", "groups", "me", "readlog", "who",
-    "whois", "whoami", "help", "quit",
+    "login", "logout", "passwd", "send", "join", "leave", "groups", "members", "me", "readlog",
+    "who", "whois", "whoami", "help", "quit",
 ];
 
 /// IRC's words for commands, and the command each stands for.
@@ -171,6 +177,7 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, ParseError> {
         "passwd" => parse_passwd(rest),
         "groups" => no_arguments(rest, "groups", Command::Groups),
         "me" => parse_me(rest),
+        "members" => one_group(rest, "members").map(|group| Command::Members { group }),
         "readlog" => no_arguments(rest, "readlog", Command::ReadLog),
         "who" => no_arguments(rest, "who", Command::Who),
         "whois" => one_user(rest, "whois").map(|user| Command::WhoIs { user }),
@@ -417,7 +424,18 @@ mod tests {
                 group: "ops".into(),
             },
         );
+        check(
+            "members #ops",
+            Command::Members {
+                group: "ops".into(),
+            },
+        );
         check_error("join", "join", "missing group name; usage: join <group>");
+        check_error(
+            "members",
+            "members",
+            "missing group name; usage: members <group>",
+        );
         check_error(
             "leave a b",
             "leave",

@@ -3,8 +3,8 @@
 //!
 //! **Only the writer task writes to the socket.** Requests and acknowledgements reach it
 //! through bounded queues. The reader task matches each reply to its request by id and passes
-//! everything else (deliveries, the server's goodbye, the end of the connection) to the
-//! session, in the order it arrived, as [`Incoming`] events.
+//! everything else (deliveries, echoes, notices, the server's goodbye, the end of the
+//! connection) to the session, in the order it arrived, as [`Incoming`] events.
 //!
 //! When the connection ends, the reader queues [`Incoming::Lost`] or [`Incoming::Closing`]
 //! *before* it fails the requests still waiting, so the session learns why first. A server
@@ -15,7 +15,8 @@ use crate::handshake::{self, KeyRefusal, ServerFramed, ServerTrust, REKEY_INTERV
 use crate::heartbeat::{self, Heartbeat};
 use chat_proto::noise::NoiseError;
 use chat_proto::{
-    ChatMessage, ClientFrame, ErrorReply, MessageId, Request, RequestId, Response, ServerFrame,
+    ChatMessage, ClientFrame, ErrorReply, GroupNotice, MessageId, Request, RequestId, Response,
+    ServerFrame,
 };
 use futures::{SinkExt, StreamExt};
 use std::collections::HashMap;
@@ -144,6 +145,10 @@ pub enum RequestError {
 pub enum Incoming {
     /// A message to show and then acknowledge.
     Message(ChatMessage),
+    /// A message the user sent from another session: shown, never acknowledged.
+    Echo(ChatMessage),
+    /// Someone joined or left one of the user's groups: shown, never acknowledged.
+    Notice(GroupNotice),
     /// The server says the user's home, `server`, takes them back: time to move there.
     GoHome { server: String },
     /// The farm's ring changed: the servers as they are now.
@@ -415,6 +420,17 @@ async fn read_frames(
                 let message = Arc::unwrap_or_clone(message);
                 if incoming.send(Incoming::Message(message)).await.is_err() {
                     // Nobody listens any more: the session has ended.
+                    break Incoming::Lost("the session ended".into());
+                }
+            }
+            Some(Ok(ServerFrame::Echo(message))) => {
+                let echo = Incoming::Echo(Arc::unwrap_or_clone(message));
+                if incoming.send(echo).await.is_err() {
+                    break Incoming::Lost("the session ended".into());
+                }
+            }
+            Some(Ok(ServerFrame::Notice(notice))) => {
+                if incoming.send(Incoming::Notice(notice)).await.is_err() {
                     break Incoming::Lost("the session ended".into());
                 }
             }

@@ -126,6 +126,14 @@ async fn all_pages<T: Named>(
     }
 }
 
+/// A page of user names (`who`, `members`), or the reply that is not one.
+fn user_page(response: Response) -> Result<(Vec<String>, bool), Response> {
+    match response {
+        Response::Users { users, more } => Ok((users, more)),
+        other => Err(other),
+    }
+}
+
 fn expect_done(response: Response) -> Result<(), Failure> {
     match response {
         Response::Done => Ok(()),
@@ -269,6 +277,8 @@ impl Session<'_> {
         to: Recipient,
         text: String,
     ) -> Result<Answer, Failure> {
+        // Before the request: an echo of it that another session passes on is not shown here.
+        self.sending(id);
         let request = Request::Send {
             id,
             to: to.clone(),
@@ -334,17 +344,22 @@ impl Session<'_> {
                     groups: groups.into_iter().map(|group| group.name).collect(),
                 }
             }
+            Command::Members { group } => {
+                let ask = |after| Request::Members {
+                    group: group.clone(),
+                    after,
+                    max: MAX_PAGE,
+                };
+                let users = all_pages(conn, ask, user_page).await?;
+                Answer::Members { group, users }
+            }
             Command::ReadLog => self.read_log(conn, &prepared.shown).await?,
             Command::Who => {
                 let ask = |after| Request::Who {
                     after,
                     max: MAX_PAGE,
                 };
-                let users = all_pages(conn, ask, |response| match response {
-                    Response::Users { users, more } => Ok((users, more)),
-                    other => Err(other),
-                })
-                .await?;
+                let users = all_pages(conn, ask, user_page).await?;
                 Answer::Who { users }
             }
             Command::WhoIs { user } => match conn.request(Request::WhoIs { user }).await? {

@@ -11,7 +11,7 @@
 
 use crate::clock::{iso_utc, Clock};
 use crate::completion::Vocabulary;
-use chat_proto::{ChatMessage, MessageId, Recipient};
+use chat_proto::{ChatMessage, GroupChange, GroupNotice, MessageId, Recipient};
 use serde::Serialize;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +24,10 @@ pub enum Event {
     Connected { server: String },
     /// A chat message; `offline` when `readlog` handed it over.
     Message { message: ChatMessage, offline: bool },
+    /// A message the user sent from another session (another device).
+    Echo { message: ChatMessage },
+    /// Someone joined or left one of the user's groups.
+    Notice(GroupNotice),
     /// A command succeeded.
     Ok(Answer),
     /// A command failed, or the connection did (`command` is then `connection`).
@@ -62,6 +66,11 @@ pub enum Answer {
     Groups {
         groups: Vec<String>,
         joined: Vec<String>,
+    },
+    /// The members of a group the user is in, whole and in name order.
+    Members {
+        group: String,
+        users: Vec<String>,
     },
     ReadLog {
         count: u64,
@@ -131,6 +140,16 @@ enum JsonEvent<'a> {
         sent_at: String,
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         offline: bool,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        echo: bool,
+    },
+    Joined {
+        group: &'a str,
+        user: &'a str,
+    },
+    Left {
+        group: &'a str,
+        user: &'a str,
     },
     Ok(&'a Answer),
     Error {
@@ -147,21 +166,16 @@ enum JsonEvent<'a> {
 fn render_json(event: &Event) -> String {
     let json = match event {
         Event::Connected { server } => JsonEvent::Connected { server },
-        Event::Message { message, offline } => {
-            let (to, group) = match &message.to {
-                Recipient::User(user) => (Some(user.as_str()), None),
-                Recipient::Group(group) => (None, Some(group.as_str())),
-            };
-            JsonEvent::Message {
-                id: message.id.to_string(),
-                from: &message.from,
-                to,
-                group,
-                text: &message.text,
-                sent_at: iso_utc(message.sent_at_ms),
-                offline: *offline,
-            }
-        }
+        Event::Message { message, offline } => message_json(message, *offline, false),
+        Event::Echo { message } => message_json(message, false, true),
+        Event::Notice(GroupNotice {
+            group,
+            user,
+            change,
+        }) => match change {
+            GroupChange::Joined => JsonEvent::Joined { group, user },
+            GroupChange::Left => JsonEvent::Left { group, user },
+        },
         Event::Ok(answer) => JsonEvent::Ok(answer),
         Event::Error { command, message } => JsonEvent::Error { command, message },
         Event::FarmDown { retry_in } => JsonEvent::FarmDown {
@@ -179,6 +193,25 @@ fn render_json(event: &Event) -> String {
     })
 }
 
+/// A message's JSON: a delivery (`offline` when `readlog` handed it over), or an echo of
+/// the user's own.
+fn message_json(message: &ChatMessage, offline: bool, echo: bool) -> JsonEvent<'_> {
+    let (to, group) = match &message.to {
+        Recipient::User(user) => (Some(user.as_str()), None),
+        Recipient::Group(group) => (None, Some(group.as_str())),
+    };
+    JsonEvent::Message {
+        id: message.id.to_string(),
+        from: &message.from,
+        to,
+        group,
+        text: &message.text,
+        sent_at: iso_utc(message.sent_at_ms),
+        offline,
+        echo,
+    }
+}
+
 fn render_human(event: &Event) -> String {
     match event {
         Event::Connected { server } => format!("connected to {}", clean(server)),
@@ -194,6 +227,21 @@ fn render_human(event: &Event) -> String {
             }
             tag.push_str(&clean(&message.from));
             format!("[{tag}] {}", clean(&message.text))
+        }
+        Event::Echo { message } => {
+            let to = clean(&message.to.to_string());
+            format!("[you → {to}] {}", clean(&message.text))
+        }
+        Event::Notice(GroupNotice {
+            group,
+            user,
+            change,
+        }) => {
+            let what = match change {
+                GroupChange::Joined => "joined",
+                GroupChange::Left => "left",
+            };
+            format!("{} {what} #{}", clean(user), clean(group))
         }
         Event::Ok(answer) => render_answer(answer),
         Event::Error { message, .. } => format!("error: {}", clean(message)),
@@ -232,6 +280,13 @@ fn render_answer(answer: &Answer) -> String {
             list(groups.iter().map(|group| format!("#{group}"))),
             list(joined.iter().map(|group| format!("#{group}"))),
         ),
+        Answer::Members { group, users } => {
+            format!(
+                "members of #{}: {}",
+                clean(group),
+                list(users.iter().cloned())
+            )
+        }
         Answer::ReadLog { count } => {
             let noun = if *count == 1 { "message" } else { "messages" };
             format!("readlog: {count} {noun}")
@@ -389,8 +444,11 @@ impl Output {
             vocabulary.learn(event);
         }
         let mut line = render(self.format, event);
-        if let (Format::Human, Some(clock), Event::Message { message, .. }) =
-            (self.format, &self.clock, event)
+        if let (
+            Format::Human,
+            Some(clock),
+            Event::Message { message, .. } | Event::Echo { message },
+        ) = (self.format, &self.clock, event)
         {
             line = format!("[{}] {line}", clock.stamp(message.sent_at_ms));
         }
@@ -509,6 +567,46 @@ mod tests {
     }
 
     #[test]
+    fn echoes_and_notices() {
+        let id = "0191d4f0-0000-7000-8000-000000000001";
+        check(
+            Event::Echo {
+                message: message(Recipient::User("bob".into()), "hi"),
+            },
+            &format!(
+                r#"{{"type":"message","id":"{id}","from":"alice","to":"bob","text":"hi","echo":true}}"#
+            ),
+            "[you → bob] hi",
+        );
+        check(
+            Event::Echo {
+                message: message(Recipient::Group("ops".into()), "deploy"),
+            },
+            &format!(
+                r#"{{"type":"message","id":"{id}","from":"alice","group":"ops","text":"deploy","echo":true}}"#
+            ),
+            "[you → #ops] deploy",
+        );
+        let notice = |change| {
+            Event::Notice(GroupNotice {
+                group: "ops".into(),
+                user: "alice".into(),
+                change,
+            })
+        };
+        check(
+            notice(GroupChange::Joined),
+            r#"{"type":"joined","group":"ops","user":"alice"}"#,
+            "alice joined #ops",
+        );
+        check(
+            notice(GroupChange::Left),
+            r#"{"type":"left","group":"ops","user":"alice"}"#,
+            "alice left #ops",
+        );
+    }
+
+    #[test]
     fn control_characters_stay_escaped() {
         check(
             Event::Message {
@@ -581,6 +679,14 @@ mod tests {
             }),
             r#"{"type":"ok","command":"groups","groups":["dev","ops"],"joined":[]}"#,
             "groups: #dev, #ops; joined: (none)",
+        );
+        check(
+            ok(Answer::Members {
+                group: "ops".into(),
+                users: vec!["alice".into(), "bob".into()],
+            }),
+            r#"{"type":"ok","command":"members","group":"ops","users":["alice","bob"]}"#,
+            "members of #ops: alice, bob",
         );
         check(
             ok(Answer::ReadLog { count: 2 }),

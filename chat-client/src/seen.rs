@@ -31,6 +31,11 @@ impl SeenIds {
         self.capacity
     }
 
+    /// True if `id` is remembered.
+    pub fn contains(&self, id: &MessageId) -> bool {
+        self.ids.contains(id)
+    }
+
     /// Records `id`; true when it is new and the message should be shown.
     pub fn insert(&mut self, id: MessageId) -> bool {
         if !self.ids.insert(id) {
@@ -60,7 +65,9 @@ mod tests {
     fn an_id_is_new_once() {
         let mut seen = SeenIds::default();
         let id = MessageId::new();
+        assert!(!seen.contains(&id));
         assert!(seen.insert(id));
+        assert!(seen.contains(&id));
         assert!(!seen.insert(id));
         assert!(seen.insert(MessageId::new()));
     }

@@ -46,5 +46,8 @@ pub use secure::{
 /// `ErrorCode::TooLarge`, and added resume tickets (`Credential`, `Request::Passwd`,
 /// `Request::RenewTicket`, `Response::Ticket`, `ErrorCode::BadTicket`, `PeerFrame::Revoked`), and
 /// `ServerFrame::GoHome`, `ServerFrame::RingChanged` and `PeerFrame::Serving`, and batches of
-/// frames in one encrypted message (`secure`).
-pub const PROTOCOL_VERSION: u16 = 5;
+/// frames in one encrypted message (`secure`); version 6 added `Request::Members`, the echoes
+/// of a user's own messages on their other sessions (`ServerFrame::Echo`, `PeerFrame::Echo`)
+/// and the notices of joins and leaves (`GroupNotice`, `ServerFrame::Notice`,
+/// `PeerFrame::Notice`). Another version is refused at the hello, by clients and servers alike.
+pub const PROTOCOL_VERSION: u16 = 6;

@@ -3,7 +3,10 @@
 //! A connection opens with one [`Hello`] each way, then the client sends [`ClientFrame`]s and the
 //! server sends [`ServerFrame`]s. Every [`Request`] carries a [`RequestId`] and is answered by
 //! exactly one [`ServerFrame::Reply`] with the same id. Messages arrive unasked as
-//! [`ServerFrame::Deliver`], and the client acknowledges each with [`ClientFrame::Ack`].
+//! [`ServerFrame::Deliver`], and the client acknowledges each with [`ClientFrame::Ack`]. What
+//! else arrives unasked is only shown, never acknowledged: the user's own messages sent from
+//! another session ([`ServerFrame::Echo`]), and joins and leaves in the user's groups
+//! ([`ServerFrame::Notice`]).
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -184,6 +187,13 @@ pub enum Request {
     },
     WhoAmI,
     Ping,
+    /// A page of the members of `group`, which the user must be in, paged as
+    /// [`Request::Groups`] is. Answered by [`Response::Users`].
+    Members {
+        group: String,
+        after: Option<String>,
+        max: u32,
+    },
 }
 
 impl Request {
@@ -255,6 +265,29 @@ pub enum ServerFrame {
     /// ring as the server now sees it, pushed to every session, so that a client's next
     /// failover walks the farm as it is.
     RingChanged(RingInfo),
+    /// A message the logged-in user sent from another of their sessions (another device), so
+    /// that every device shows the whole conversation. Shown, never acknowledged: it is not
+    /// a delivery, and no inbox row is ever written for it.
+    Echo(Arc<ChatMessage>),
+    /// Someone joined or left a group the logged-in user is in. Pushed to the members online
+    /// at the moment of the change, never stored, never acknowledged.
+    Notice(GroupNotice),
+}
+
+/// A change to a group's members, told to its other members who are online.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupNotice {
+    pub group: String,
+    /// Who joined or left.
+    pub user: String,
+    pub change: GroupChange,
+}
+
+/// What a [`GroupNotice`] tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GroupChange {
+    Joined,
+    Left,
 }
 
 /// The successful answer to a [`Request`].

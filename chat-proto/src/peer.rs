@@ -7,7 +7,7 @@
 //! everything it cached of the groups' members, since a change it was not told of may have
 //! happened while the link was down.
 
-use crate::{ChatMessage, MessageId};
+use crate::{ChatMessage, GroupNotice, MessageId};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -75,6 +75,16 @@ pub enum PeerFrame {
     /// it starts serving. The receiver then tells its sessions whose home is the sender to
     /// move there ([`crate::ServerFrame::GoHome`]).
     Serving,
+    /// A message that `message.from`, logged in on the sender, sent: the receiver shows it to
+    /// each of the sender's sessions there as an echo ([`crate::ServerFrame::Echo`]). Nothing
+    /// comes back: an echo is not acknowledged.
+    Echo { message: Arc<ChatMessage> },
+    /// A join or a leave (already committed on the sender) for these members of the group,
+    /// who are logged in on the receiver: shown to each of their sessions, and forgotten.
+    Notice {
+        notice: GroupNotice,
+        recipients: Vec<String>,
+    },
 }
 
 /// One user's acknowledgements, in a [`PeerFrame::Acked`].

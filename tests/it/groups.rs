@@ -27,7 +27,7 @@ async fn wait_for_members(farm: &Farm, server: &str, group: &str, members: &[&St
 }
 
 /// One user homed on each of `s1`, `s2` and `s3`, logged in there.
-async fn one_user_per_server(farm: &Farm, prefix: &str) -> Vec<(String, Client)> {
+pub(crate) async fn one_user_per_server(farm: &Farm, prefix: &str) -> Vec<(String, Client)> {
     let mut users = Vec::new();
     for server in ["s1", "s2", "s3"] {
         let user = farm.users_homed_on(server, prefix, 1).remove(0);

@@ -43,6 +43,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 mod conversation;
+mod echo;
 mod moves;
 
 /// The `command` of errors about the connection itself.
@@ -151,6 +152,8 @@ pub struct Session<'a> {
     pub(crate) output: &'a Output,
     pub(crate) config: Config,
     seen: Mutex<SeenIds>,
+    /// The ids of the messages this device sent, whose echoes it does not show.
+    sent: Mutex<SeenIds>,
     placement: Mutex<Placement>,
     /// Where `/me` goes.
     conversation: Mutex<Conversation>,
@@ -162,6 +165,7 @@ impl<'a> Session<'a> {
             output,
             config,
             seen: Mutex::new(SeenIds::default()),
+            sent: Mutex::new(SeenIds::default()),
             placement: Mutex::new(Placement::default()),
             conversation: Mutex::new(Conversation::default()),
         }
@@ -169,6 +173,12 @@ impl<'a> Session<'a> {
 
     fn seen(&self) -> MutexGuard<'_, SeenIds> {
         self.seen
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn sent(&self) -> MutexGuard<'_, SeenIds> {
+        self.sent
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -210,6 +220,10 @@ impl<'a> Session<'a> {
                     (Some(Incoming::Message(message)), Some(conn)) => {
                         let conn = conn.clone();
                         self.show_live(&conn, message).await;
+                    }
+                    (Some(Incoming::Echo(message)), Some(_)) => self.show_echo(message),
+                    (Some(Incoming::Notice(notice)), Some(_)) => {
+                        self.output.emit(&Event::Notice(notice));
                     }
                     (Some(Incoming::GoHome { server }), Some(_)) => {
                         self.called_home(&mut state, &server);

@@ -106,8 +106,13 @@ impl<'a> Session<'a> {
             // Shown, not acknowledged: the server keeps them for the log, where they are
             // confirmed without being shown again.
             while let Ok(event) = incoming.try_recv() {
-                if let Incoming::Message(message) = event {
-                    self.show(message, false);
+                match event {
+                    Incoming::Message(message) => {
+                        self.show(message, false);
+                    }
+                    Incoming::Echo(message) => self.show_echo(message),
+                    Incoming::Notice(notice) => self.output.emit(&Event::Notice(notice)),
+                    _ => {}
                 }
             }
         }

@@ -91,7 +91,7 @@ async fn pipe_mode_answers_every_command_then_exits_zero() {
             r#"{"type":"connected","server":"fake"}"#,
             r#"{"type":"error","command":"login","message":"password required when input is not a terminal"}"#,
             r#"{"type":"ok","command":"who","users":["alice","bob"]}"#,
-            r#"{"type":"ok","command":"help","commands":["login","logout","passwd","send","join","leave","groups","me","readlog","who","whois","whoami","help","quit"]}"#,
+            r#"{"type":"ok","command":"help","commands":["login","logout","passwd","send","join","leave","groups","members","me","readlog","who","whois","whoami","help","quit"]}"#,
         ]
     );
 }

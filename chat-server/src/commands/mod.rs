@@ -99,6 +99,7 @@ impl Session {
             Request::Join { group } => self.join(group).await.into(),
             Request::Leave { group } => self.leave(group).await.into(),
             Request::Groups { after, max } => self.groups(after, max).await.into(),
+            Request::Members { group, after, max } => self.members(group, after, max).await.into(),
             Request::ReadLog { max } => self.read_log(max).await.into(),
             Request::ConfirmLog { ids } => self.confirm_log(ids).await.into(),
             Request::Who { after, max } => self.who(after, max).into(),

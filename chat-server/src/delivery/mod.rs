@@ -22,6 +22,8 @@
 //! - `writer`: the one task that writes inbox rows and deletes, in the ledger's order.
 //! - `recent`: the bounded memory of recent message ids.
 //! - `ids`: the maps keyed by message id, with a fast keyed hasher.
+//! - `shown`: what is only shown, outside the contract: echoes of a message on its sender's
+//!   other sessions, and notices of joins and leaves.
 //!
 //! **One writer task owns all inbox writes and deletes, one batch at a time**, so a delete is
 //! never applied before the insert it undoes. The ledger's lock is never held across an
@@ -30,6 +32,7 @@
 mod ids;
 mod ledger;
 mod recent;
+mod shown;
 mod writer;
 
 pub use ledger::LedgerConfig;
@@ -138,11 +141,12 @@ impl Delivery {
         delivery
     }
 
-    /// Delivers `message` to `recipients` and tells `waiter` once it is sent. A message whose id
-    /// is already pending or was recently sent is not delivered again; the waiter is told all the
-    /// same.
+    /// Delivers `message` to `recipients` and tells `waiter` once it is sent; the sender's
+    /// other sessions are shown it as an echo. A message whose id is already pending or was
+    /// recently sent is neither delivered nor echoed again; the waiter is told all the same.
     pub fn submit(&self, message: ChatMessage, recipients: Vec<String>, waiter: Waiter) {
         let message = Arc::new(message);
+        let sending_session = waiter.session.id();
         let plan = self.plan(&recipients);
         let mut reached = vec![false; recipients.len()];
         for &idx in plan
@@ -171,6 +175,7 @@ impl Delivery {
                 if !missed.is_empty() {
                     self.with_ledger(|ledger| ledger.unreachable(message.id, &missed));
                 }
+                self.echo(&message, sending_session);
             }
             Submitted::Joined => {}
             Submitted::Answer(waiter, answer) => waiter.answer(answer),

@@ -8,7 +8,7 @@
 use super::greet::PeerFramed;
 use super::{home, LinkContext, LinkHandle};
 use crate::connection::{FrameReader, Writer};
-use chat_proto::{PeerFrame, UserAcks};
+use chat_proto::{PeerFrame, ServerFrame, UserAcks};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::timeout;
@@ -102,5 +102,13 @@ async fn apply(ctx: &Arc<LinkContext>, link: &LinkHandle, frame: PeerFrame) {
         PeerFrame::Revoked { user } => ctx.revocations.invalidate(&user),
         PeerFrame::Heartbeat => {}
         PeerFrame::Serving => home::call_back(ctx, peer),
+        PeerFrame::Echo { message } => {
+            let sender = [message.from.clone()];
+            ctx.hub.show(&sender, &ServerFrame::Echo(message), None);
+        }
+        PeerFrame::Notice { notice, recipients } => {
+            ctx.hub
+                .show(&recipients, &ServerFrame::Notice(notice), None);
+        }
     }
 }

@@ -3,7 +3,8 @@ use chat_proto::GroupEntry;
 
 impl Store {
     /// Adds `user` to `group`, creating the group if it does not exist. Joining twice is fine.
-    pub async fn join(&self, group: &str, user: &str) -> Result<(), StoreError> {
+    /// Returns false if they were a member already.
+    pub async fn join(&self, group: &str, user: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await?;
         let create = tx
@@ -18,9 +19,9 @@ impl Store {
                  ON CONFLICT DO NOTHING",
             )
             .await?;
-        tx.execute(&join, &[&group, &user]).await?;
+        let n_joined = tx.execute(&join, &[&group, &user]).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(n_joined == 1)
     }
 
     /// Removes `user` from `group`. Returns false if they were not a member.
