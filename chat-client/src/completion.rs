@@ -238,7 +238,7 @@ mod tests {
         check("lo", 0, &["login", "logout"]);
         check("  wh", 2, &["who", "whois", "whoami"]);
         check("/jo", 0, &["/join"]);
-        check("/m", 0, &["/me", "/msg"]);
+        check("/m", 0, &["/members", "/me", "/msg"]);
         check("pa", 0, &["passwd", "part"]);
         let (_, all) = Vocabulary::default().complete("", 0);
         assert_eq!(all.len(), COMMAND_NAMES.len() + ALIASES.len());

@@ -574,7 +574,7 @@ mod tests {
                 message: message(Recipient::User("bob".into()), "hi"),
             },
             &format!(
-                r#"{{"type":"message","id":"{id}","from":"alice","to":"bob","text":"hi","echo":true}}"#
+                r#"{{"type":"message","id":"{id}","from":"alice","to":"bob","text":"hi","sent_at":"1970-01-01T00:00:00.000Z","echo":true}}"#
             ),
             "[you → bob] hi",
         );
@@ -583,7 +583,7 @@ mod tests {
                 message: message(Recipient::Group("ops".into()), "deploy"),
             },
             &format!(
-                r#"{{"type":"message","id":"{id}","from":"alice","group":"ops","text":"deploy","echo":true}}"#
+                r#"{{"type":"message","id":"{id}","from":"alice","group":"ops","text":"deploy","sent_at":"1970-01-01T00:00:00.000Z","echo":true}}"#
             ),
             "[you → #ops] deploy",
         );
