@@ -1,6 +1,7 @@
 //! `join`, `leave`, `groups` and `members`.
 
 use super::{cursor, invalid, Session};
+use crate::members::MemberList;
 use crate::paging::{first_after, page_size, split_page};
 use chat_proto::{
     validate_group, validate_user, ErrorCode, ErrorReply, GroupChange, GroupNotice, Response,
@@ -94,21 +95,33 @@ impl Session {
         let user = self.require_user()?;
         validate_group(&group).map_err(invalid)?;
         let after = cursor(after, validate_user)?;
-        let Some(members) = self.ctx.members.get(&group).await? else {
+        let members = self.members_with(&group, &user, "").await?;
+        let size = page_size(max);
+        let names = members.iter().map(String::as_str);
+        let (users, more) = split_page(first_after(names, after.as_deref(), size + 1), size);
+        Ok(Response::Users { users, more })
+    }
+
+    /// The members of `group`, which `user` must be one of: otherwise "no such group", or
+    /// "you are not a member" followed by `hint`.
+    pub(super) async fn members_with(
+        &self,
+        group: &str,
+        user: &str,
+        hint: &str,
+    ) -> Result<MemberList, ErrorReply> {
+        let Some(members) = self.ctx.members.get(group).await? else {
             return Err(ErrorReply::new(
                 ErrorCode::NoSuchGroup,
                 format!("no such group: #{group}"),
             ));
         };
-        if !members.contains(&user) {
+        if !members.iter().any(|member| member == user) {
             return Err(ErrorReply::new(
                 ErrorCode::NotMember,
-                format!("you are not a member of #{group}"),
+                format!("you are not a member of #{group}{hint}"),
             ));
         }
-        let size = page_size(max);
-        let names = members.iter().map(String::as_str);
-        let (users, more) = split_page(first_after(names, after.as_deref(), size + 1), size);
-        Ok(Response::Users { users, more })
+        Ok(members)
     }
 }

@@ -56,18 +56,7 @@ impl Session {
             }
             Recipient::Group(group) => {
                 validate_group(group).map_err(invalid)?;
-                let Some(members) = self.ctx.members.get(group).await? else {
-                    return Err(ErrorReply::new(
-                        ErrorCode::NoSuchGroup,
-                        format!("no such group: #{group}"),
-                    ));
-                };
-                if !members.contains(&from) {
-                    return Err(ErrorReply::new(
-                        ErrorCode::NotMember,
-                        format!("you are not a member of #{group}; join it first"),
-                    ));
-                }
+                let members = self.members_with(group, &from, "; join it first").await?;
                 let recipients = members
                     .iter()
                     .filter(|member| **member != from)
