@@ -16,6 +16,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt as _, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::{mpsc, Barrier};
+use tokio::task::JoinHandle;
 use tokio::time::{timeout, Duration};
 
 const USERS_PER_SERVER: usize = 2;
@@ -192,6 +193,61 @@ pub(crate) async fn chat(
     Report { user, sent, shown }
 }
 
+/// Logs each of `users` in with a client of its own on the farm at `addrs`, in the group
+/// [`GROUP`]: everyone is in before anyone sends.
+pub(crate) async fn logged_in_chatters(addrs: &[&str], users: &[String]) -> Vec<Client> {
+    let mut clients = Vec::new();
+    for user in users {
+        let mut client = Client::spawn(addrs);
+        client.ok(&format!("login {user} pw-{user}")).await;
+        client.ok(&format!("join {GROUP}")).await;
+        clients.push(client);
+    }
+    clients
+}
+
+/// Starts [`chat`] on each of `clients`, logged in as the user of the same index and in the
+/// group, each sending to all the others until `stop`; the seeds follow from `seed`.
+pub(crate) fn start_chatters(
+    clients: Vec<Client>,
+    users: &[String],
+    seed: u64,
+    stop: &Arc<AtomicBool>,
+    moves: &mpsc::UnboundedSender<Moved>,
+) -> Vec<JoinHandle<Report>> {
+    let all_stopped = Arc::new(Barrier::new(users.len()));
+    clients
+        .into_iter()
+        .zip(users)
+        .enumerate()
+        .map(|(idx, (client, user))| {
+            let others = users
+                .iter()
+                .filter(|other| *other != user)
+                .cloned()
+                .collect();
+            tokio::spawn(chat(
+                client,
+                user.clone(),
+                others,
+                seed.wrapping_add(idx as u64 * 7919),
+                stop.clone(),
+                all_stopped.clone(),
+                moves.clone(),
+            ))
+        })
+        .collect()
+}
+
+/// What the chatters reported, once each has stopped.
+pub(crate) async fn reports(chatters: Vec<JoinHandle<Report>>) -> Vec<Report> {
+    let mut reports = Vec::new();
+    for chatter in chatters {
+        reports.push(chatter.await.expect("a chatting client"));
+    }
+    reports
+}
+
 /// The deliveries that every acknowledged message owed, checked against what each recipient
 /// showed: how many messages were acknowledged, the deliveries never shown, and those shown
 /// more than once. It prints the counts.
@@ -292,29 +348,8 @@ async fn nothing_is_lost_or_doubled_while_servers_die_hang_and_return() {
     };
     let stop = Arc::new(AtomicBool::new(false));
     let (moves_tx, mut moves) = mpsc::unbounded_channel();
-    // Everyone is logged in and in the group before anyone sends.
-    let mut clients = Vec::new();
-    for user in &users {
-        let mut client = Client::spawn(&farm.addrs());
-        client.ok(&format!("login {user} pw-{user}")).await;
-        client.ok(&format!("join {GROUP}")).await;
-        clients.push(client);
-    }
-    let mut chatters = Vec::new();
-    let all_stopped = Arc::new(Barrier::new(users.len()));
-    for (idx, (client, user)) in clients.into_iter().zip(&users).enumerate() {
-        let others = users.iter().filter(|u| *u != user).cloned().collect();
-        let task = chat(
-            client,
-            user.clone(),
-            others,
-            seed.wrapping_add(idx as u64 * 7919),
-            stop.clone(),
-            all_stopped.clone(),
-            moves_tx.clone(),
-        );
-        chatters.push(tokio::spawn(task));
-    }
+    let clients = logged_in_chatters(&farm.addrs(), &users).await;
+    let chatters = start_chatters(clients, &users, seed, &stop, &moves_tx);
     drop(moves_tx);
 
     let mut kill_failovers = Vec::new();
@@ -363,10 +398,7 @@ async fn nothing_is_lost_or_doubled_while_servers_die_hang_and_return() {
         Some(crowd) => Some(crowd.stop().await),
         None => None,
     };
-    let mut reports = Vec::new();
-    for chatter in chatters {
-        reports.push(chatter.await.expect("a chatting client"));
-    }
+    let reports = reports(chatters).await;
     let (n_sent, lost, doubled) = lost_and_doubled(&reports);
     let p99_kill = percentiles("failover after kill -9", &mut kill_failovers);
     let p99_freeze = percentiles("failover after SIGSTOP", &mut freeze_failovers);

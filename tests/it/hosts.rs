@@ -18,7 +18,7 @@
 //! own failover is another test's.)
 //! It needs root; without it, it says so and passes.
 
-use crate::chaos::{chat, field, lost_and_doubled, Crowd, GROUP};
+use crate::chaos::{field, lost_and_doubled, reports, start_chatters, Crowd, GROUP};
 use chat_proto::ring::DEFAULT_VNODES;
 use chat_proto::Ring;
 use chat_tests::{binary, Client};
@@ -29,7 +29,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::Command;
-use tokio::sync::{mpsc, Barrier};
+use tokio::sync::mpsc;
 use tokio::time::{timeout, Duration};
 
 const SERVERS: [&str; 3] = ["s1", "s2", "s3"];
@@ -122,6 +122,14 @@ impl Hosts {
         let text = String::from_utf8_lossy(&out.stdout).into_owned()
             + &String::from_utf8_lossy(&out.stderr);
         (out.status.success(), text)
+    }
+
+    /// Runs the test's stand-in for systemd on `host` with `args` (`start chat-server`, say),
+    /// over ssh.
+    async fn standin(&self, host: &str, args: &str) -> (bool, String) {
+        let standin = workspace().join(STANDIN);
+        self.ssh(host, &format!("{} {args}", standin.display()))
+            .await
     }
 
     /// Writes an inventory of the database hosts, etcd's members and `servers`, as an
@@ -295,27 +303,18 @@ async fn a_farm_deployed_over_ssh_chats_across_hosts_and_upgrades_without_loss()
     clients[1].message("to the group").await;
 
     // s2's server is killed: its user moves to another host, then home once it is back.
-    let (ok, output) = hosts
-        .ssh(
-            "s2",
-            &format!(
-                "kill -9 $({} main-pid chat-server)",
-                workspace().join(STANDIN).display()
-            ),
-        )
-        .await;
+    let main_pid = format!(
+        "{} main-pid chat-server",
+        workspace().join(STANDIN).display()
+    );
+    let (ok, output) = hosts.ssh("s2", &format!("kill -9 $({main_pid})")).await;
     assert!(ok, "kill s2's server: {output}");
     moved_to(&mut clients[1], |server| server != "s2").await;
     clients[0]
         .ok(&format!("send {peer} while s2 is down"))
         .await;
     clients[1].message("while s2 is down").await;
-    let (ok, output) = hosts
-        .ssh(
-            "s2",
-            &format!("{} start chat-server", workspace().join(STANDIN).display()),
-        )
-        .await;
+    let (ok, output) = hosts.standin("s2", "start chat-server").await;
     assert!(ok, "start s2's server again: {output}");
     hosts.ready("s2", &["s1", "s3"]).await;
     moved_to(&mut clients[1], |server| server == "s2").await;
@@ -368,15 +367,7 @@ async fn a_farm_deployed_over_ssh_chats_across_hosts_and_upgrades_without_loss()
     hosts
         .deploy(&three, &["--binaries", &upgrade, "--remove", "s3"])
         .await;
-    let (running, _) = hosts
-        .ssh(
-            "s3",
-            &format!(
-                "{} is-active chat-server",
-                workspace().join(STANDIN).display()
-            ),
-        )
-        .await;
+    let (running, _) = hosts.standin("s3", "is-active chat-server").await;
     assert!(!running, "s3's server still runs after --remove");
     let remaining = &SERVERS[..2];
     let left = homed_on(remaining, "s1", "left");
@@ -402,7 +393,6 @@ async fn chat_through(hosts: &Hosts, args: &[&str]) -> (Vec<crate::chaos::Report
     let addr_refs: Vec<&str> = addrs.iter().map(String::as_str).collect();
     let crowd = Crowd::start(&addr_refs, &hosts.dir.join("secrets/farm.pub"), CROWD_USERS).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let all_stopped = Arc::new(Barrier::new(users.len()));
     let (moves, _moved) = mpsc::unbounded_channel();
     let mut clients = Vec::new();
     for user in &users {
@@ -410,33 +400,13 @@ async fn chat_through(hosts: &Hosts, args: &[&str]) -> (Vec<crate::chaos::Report
         client.ok(&format!("join {GROUP}")).await;
         clients.push(client);
     }
-    let mut chatters = Vec::new();
-    for (idx, (client, user)) in clients.into_iter().zip(&users).enumerate() {
-        let others = users
-            .iter()
-            .filter(|other| *other != user)
-            .cloned()
-            .collect();
-        chatters.push(tokio::spawn(chat(
-            client,
-            user.clone(),
-            others,
-            idx as u64 * 7919 + 1,
-            stop.clone(),
-            all_stopped.clone(),
-            moves.clone(),
-        )));
-    }
+    let chatters = start_chatters(clients, &users, 1, &stop, &moves);
     let three = hosts.inventory(&SERVERS);
     let summary = hosts.deploy(&three, args).await;
     assert!(summary.starts_with("deploy: changed: "), "{summary}");
     stop.store(true, Ordering::Relaxed);
     let (crowd_line, _) = crowd.stop().await;
-    let mut reports = Vec::new();
-    for chatter in chatters {
-        reports.push(chatter.await.expect("a chatting client"));
-    }
-    (reports, crowd_line)
+    (reports(chatters).await, crowd_line)
 }
 
 /// One database host is the primary (Patroni's `GET /primary` answers 200) and the other its

@@ -17,7 +17,9 @@
 //! needs root (PostgreSQL and Patroni run as `postgres`; Patroni and etcd are installed with
 //! apt-get when missing); without root it says so and passes.
 
-use crate::chaos::{chat, env_number, field, lost_and_doubled, percentiles, GROUP};
+use crate::chaos::{
+    env_number, field, logged_in_chatters, lost_and_doubled, percentiles, reports, start_chatters,
+};
 use chat_tests::{binary, now_ms, Client, Farm, TestDb};
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -27,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::Command;
-use tokio::sync::{mpsc, Barrier};
+use tokio::sync::mpsc;
 use tokio::time::{timeout, Duration, Instant};
 
 /// The offline user the probe sends to: each send must be stored.
@@ -279,30 +281,9 @@ async fn the_farm_rides_out_a_database_failover_without_loss() {
         .flat_map(|server| farm.users_homed_on(server, &format!("db{server}u"), 1))
         .collect();
     let stop = Arc::new(AtomicBool::new(false));
-    let all_stopped = Arc::new(Barrier::new(users.len()));
     let (moves, _moved) = mpsc::unbounded_channel();
-    let mut clients = Vec::new();
-    for user in &users {
-        let mut client = Client::spawn(&farm.addrs());
-        client.ok(&format!("login {user} pw-{user}")).await;
-        client.ok(&format!("join {GROUP}")).await;
-        clients.push(client);
-    }
-    let mut chatters = Vec::new();
-    for (idx, (client, user)) in clients.into_iter().zip(&users).enumerate() {
-        let others = users.iter().filter(|u| *u != user).cloned().collect();
-        let seed = now_ms().wrapping_add(idx as u64 * 7919);
-        let task = chat(
-            client,
-            user.clone(),
-            others,
-            seed,
-            stop.clone(),
-            all_stopped.clone(),
-            moves.clone(),
-        );
-        chatters.push(tokio::spawn(task));
-    }
+    let clients = logged_in_chatters(&farm.addrs(), &users).await;
+    let chatters = start_chatters(clients, &users, now_ms(), &stop, &moves);
     let bench_secs = BENCH_SECS_PER_ROUND * u32::try_from(rounds).unwrap_or(1) + BENCH_SECS_BESIDE;
     let bench = bench_load(&farm, bench_secs).await;
     let mut prober = Client::spawn(&farm.addrs());
@@ -360,10 +341,7 @@ async fn the_farm_rides_out_a_database_failover_without_loss() {
     while let Ok(probed) = probes.try_recv() {
         stored.extend(probed.stored);
     }
-    let mut reports = Vec::new();
-    for chatter in chatters {
-        reports.push(chatter.await.expect("a chatting client"));
-    }
+    let reports = reports(chatters).await;
     let (n_sent, lost, doubled) = lost_and_doubled(&reports);
     assert!(lost.is_empty(), "lost in the failovers: {lost:#?}");
     assert!(doubled.is_empty(), "doubled in the failovers: {doubled:#?}");
