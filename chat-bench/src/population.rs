@@ -178,8 +178,8 @@ impl Population {
                 let place = places.acquire_owned().await;
                 let began = Instant::now();
                 let credentials = &life.credentials;
-                let result =
-                    login::log_in(&farm, &credentials.user, &credentials.password, &first).await;
+                let password = credentials.password.as_deref().unwrap_or_default();
+                let result = login::log_in(&farm, &credentials.user, password, &first).await;
                 drop(place);
                 match result {
                     Ok((moved, ticket)) => {

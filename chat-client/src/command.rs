@@ -8,7 +8,7 @@
 //! `msg` is `send` and `part` is `leave` ([`ALIASES`]), and `/me <text>` sends
 //! `* <you> <text>` to the conversation of the last `send` (see `session`).
 
-use chat_proto::{validate_group, validate_text, validate_user, Recipient};
+use chat_proto::{validate_group, validate_text, validate_user, MessageId, Recipient};
 
 /// One command, checked and ready to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +18,12 @@ pub enum Command {
     Login {
         user: String,
         password: Option<String>,
+    },
+    /// A login with a resume ticket instead of the password: only a program gives one (the
+    /// web gateway, for a page that moved servers; see `json_command`), never a typed line.
+    Resume {
+        user: String,
+        ticket: chat_proto::Ticket,
     },
     Logout,
     /// `passwd <old> <new>`: the old password is the first word, the new one the rest.
@@ -29,6 +35,10 @@ pub enum Command {
     Send {
         to: Recipient,
         text: String,
+        /// The message's id, when the program that gave the command chose it (a web page
+        /// that sends it again after a move, see `json_command`); else one is drawn when the
+        /// command is typed.
+        id: Option<MessageId>,
     },
     /// `join <group>`; the group name is stored without its optional `#`.
     Join {
@@ -62,7 +72,7 @@ impl Command {
     /// The command word, as it appears in the `command` field of the answer.
     pub fn name(&self) -> &'static str {
         match self {
-            Command::Login { .. } => "login",
+            Command::Login { .. } | Command::Resume { .. } => "login",
             Command::Logout => "logout",
             Command::Passwd { .. } => "passwd",
             Command::Send { .. } => "send",
@@ -270,6 +280,7 @@ fn parse_send(rest: &str) -> Result<Command, String> {
     Ok(Command::Send {
         to,
         text: text.to_string(),
+        id: None,
     })
 }
 
@@ -328,6 +339,7 @@ mod tests {
         Command::Send {
             to,
             text: text.to_string(),
+            id: None,
         }
     }
 

@@ -203,6 +203,7 @@ mod tests {
                 user: "alice".into(),
                 registered: false,
                 waiting: 0,
+                ticket: None,
             }),
             ok(Answer::Who {
                 users: names(&["alan", "albert", "alice", "bob"]),

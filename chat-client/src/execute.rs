@@ -11,6 +11,7 @@ use crate::farm::{self, Moved};
 use crate::login::{Credentials, HeldTicket, LoggedIn, Login, Outcome, Target};
 use crate::output::{Answer, Event};
 use crate::session::Session;
+use crate::ticket_text::TicketText;
 use chat_proto::codec::MAX_LOG_BATCH;
 use chat_proto::{ErrorCode, GroupEntry, MessageId, Recipient, Request, Response, MAX_PAGE};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,9 +37,13 @@ pub(crate) enum Job {
 
 impl Job {
     pub(crate) fn command(command: Command) -> Job {
+        let message_id = match &command {
+            Command::Send { id: Some(id), .. } => *id,
+            _ => MessageId::new(),
+        };
         Job::Command(Arc::new(Prepared {
             command,
-            message_id: MessageId::new(),
+            message_id,
             shown: AtomicU64::new(0),
         }))
     }
@@ -195,10 +200,8 @@ impl Session<'_> {
     async fn log_in(
         &self,
         conn: &Connection,
-        user: String,
-        password: String,
+        credentials: Credentials,
     ) -> Result<(Answer, Option<Moved>), Failure> {
-        let credentials = Credentials::password(user, password);
         let options = self.config.connect_options();
         let (outcome, ring) = if self.is_logged_in() {
             // The server refuses it; the session stays where it is.
@@ -239,6 +242,10 @@ impl Session<'_> {
             ticket,
             moved,
         } = logged_in;
+        let revealed = self
+            .output
+            .reveals_tickets()
+            .then(|| TicketText::new(&ticket.ticket));
         let credentials = Credentials {
             user: user.clone(),
             ticket: Some(ticket),
@@ -249,6 +256,7 @@ impl Session<'_> {
             user,
             registered,
             waiting: waiting.unwrap_or_default(),
+            ticket: revealed,
         };
         Ok((answer, moved))
     }
@@ -301,7 +309,11 @@ impl Session<'_> {
     ) -> Result<(Answer, Option<Moved>), Failure> {
         let answer = match prepared.command.clone() {
             Command::Login { user, password } => {
-                return self.log_in(conn, user, password.unwrap_or_default()).await
+                let credentials = Credentials::password(user, password.unwrap_or_default());
+                return self.log_in(conn, credentials).await;
+            }
+            Command::Resume { user, ticket } => {
+                return self.log_in(conn, Credentials::ticket(user, ticket)).await
             }
             Command::Logout => {
                 expect_done(conn.request(Request::Logout).await?)?;
@@ -309,7 +321,9 @@ impl Session<'_> {
                 Answer::Logout
             }
             Command::Passwd { old, new } => self.passwd(conn, old, new).await?,
-            Command::Send { to, text } => self.send(conn, prepared.message_id, to, text).await?,
+            Command::Send { to, text, .. } => {
+                self.send(conn, prepared.message_id, to, text).await?
+            }
             Command::Me { text } => {
                 let (to, text) = self.action(&text).map_err(Failure::Failed)?;
                 self.send(conn, prepared.message_id, to, text).await?
@@ -402,8 +416,8 @@ impl Session<'_> {
 
     /// Fetches the log batch by batch: shows each batch, confirms it, then asks for the next.
     ///
-    /// A batch is confirmed only after it has been shown, so a client that dies midway leaves
-    /// the rest on the server. `shown` counts the messages shown, over every attempt;
+    /// A batch is confirmed only after it has been shown (written out, see
+    /// `Output::written`), so a client that dies midway leaves the rest on the server. `shown` counts the messages shown, over every attempt;
     /// duplicates are confirmed but neither shown again nor counted.
     async fn read_log(&self, conn: &Connection, shown: &AtomicU64) -> Result<Answer, Failure> {
         loop {
@@ -421,6 +435,9 @@ impl Session<'_> {
                 if self.show(message, true) {
                     shown.fetch_add(1, Ordering::Relaxed);
                 }
+            }
+            if !self.output.written().await {
+                return Err(Failure::Failed("the output is closed".to_string()));
             }
             expect_done(conn.request(Request::ConfirmLog { ids }).await?)?;
             if !more {

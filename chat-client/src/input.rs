@@ -1,15 +1,23 @@
-//! Where command lines come from: a pipe or file, or a person at a terminal.
+//! Where commands come from: a pipe or file, a person at a terminal, or a program that
+//! parsed them already (the web gateway, from a page's JSON).
 
+use crate::command::{parse_line, Command, ParseError};
 use crate::terminal::TerminalInput;
 use std::io;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, Lines};
+use tokio::sync::mpsc;
 
-/// A source of commands, read one line at a time.
+/// One command as read: parsed, or refused with the error to answer. A blank line is none.
+pub type Parsed = Result<Option<Command>, ParseError>;
+
+/// A source of commands, read one at a time.
 pub enum Input {
     /// Lines from a pipe or a file. Cannot ask for a password.
     Lines(Lines<Box<dyn AsyncBufRead + Unpin + Send>>),
     /// A person at a terminal, through rustyline.
     Terminal(TerminalInput),
+    /// Commands parsed elsewhere, until the sender is dropped. Cannot ask for a password.
+    Commands(mpsc::Receiver<Parsed>),
 }
 
 impl Input {
@@ -24,20 +32,22 @@ impl Input {
         matches!(self, Input::Terminal(_))
     }
 
-    /// The next line, or `None` at the end of the input (Ctrl-D). Cancel-safe. A terminal
+    /// The next command, or `None` at the end of the input (Ctrl-D). Cancel-safe. A terminal
     /// shows `prompt` (see `terminal::prompt`), and answers Ctrl-C with an error of kind
     /// [`io::ErrorKind::Interrupted`].
-    pub(crate) async fn next_line(&mut self, prompt: &str) -> io::Result<Option<String>> {
-        match self {
-            Input::Lines(lines) => lines.next_line().await,
-            Input::Terminal(terminal) => terminal.next_line(prompt).await,
-        }
+    pub(crate) async fn next(&mut self, prompt: &str) -> io::Result<Option<Parsed>> {
+        let line = match self {
+            Input::Lines(lines) => lines.next_line().await?,
+            Input::Terminal(terminal) => terminal.next_line(prompt).await?,
+            Input::Commands(commands) => return Ok(commands.recv().await),
+        };
+        Ok(line.map(|line| parse_line(&line)))
     }
 
     /// Asks the person for `user`'s password; `None` when the input is not a terminal.
     pub(crate) async fn password(&mut self, user: &str) -> io::Result<Option<String>> {
         match self {
-            Input::Lines(_) => Ok(None),
+            Input::Lines(_) | Input::Commands(_) => Ok(None),
             Input::Terminal(terminal) => terminal.password(user).await.map(Some),
         }
     }

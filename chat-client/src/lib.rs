@@ -16,7 +16,9 @@
 //!   again), and looking at home while logged in elsewhere.
 //! - `login`: the one login function and its outcome, for every login of a session; where the
 //!   resume ticket is used, and the password when the ticket is refused.
-//! - `input`: where command lines come from, a pipe or the terminal.
+//! - `input`: where commands come from: a pipe, the terminal, or a program's channel.
+//! - `json_command`: a command given as a JSON object (the web gateway's protocol).
+//! - `ticket_text`: a resume ticket as hex, for a front end that must log in elsewhere.
 //! - `config_dir`: the client's folder, for the known servers and the history.
 //! - `known_servers`: trust on first use of a server's key, as SSH's `known_hosts`.
 //! - `session`: the loop that runs commands in order, shows and acknowledges messages, and
@@ -52,9 +54,11 @@ pub mod handshake;
 pub mod heartbeat;
 pub mod history;
 pub mod input;
+pub mod json_command;
 pub mod known_servers;
 pub mod login;
 pub mod output;
 pub mod seen;
 pub mod session;
 pub mod terminal;
+pub mod ticket_text;

@@ -17,7 +17,7 @@
 
 use crate::connection::{ConnectError, ConnectOptions, Connection, RequestError};
 use crate::farm::Moved;
-use chat_proto::{Credential, ErrorCode, IssuedTicket, Request, Response, Ticket};
+use chat_proto::{Credential, ErrorCode, ErrorReply, IssuedTicket, Request, Response, Ticket};
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,9 @@ use std::time::{Duration, Instant};
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     pub user: String,
-    pub password: String,
+    /// `None` for a session that began with a ticket (a web page that moved servers): when
+    /// the farm refuses the ticket, the login is refused.
+    pub password: Option<String>,
     /// `None` before the first login, and after a server refused to renew it.
     pub ticket: Option<HeldTicket>,
     /// A server refused both the ticket and the password (changed on another device): the
@@ -39,8 +41,22 @@ impl Credentials {
     pub fn password(user: String, password: String) -> Credentials {
         Credentials {
             user,
-            password,
+            password: Some(password),
             ticket: None,
+            stale: false,
+        }
+    }
+
+    /// What a login by ticket alone logs in with. The ticket is due for renewal at once: its
+    /// life is not known here, and the login hands out a fresh one anyway.
+    pub fn ticket(user: String, ticket: Ticket) -> Credentials {
+        Credentials {
+            user,
+            password: None,
+            ticket: Some(HeldTicket {
+                ticket,
+                renew_at: Instant::now(),
+            }),
             stale: false,
         }
     }
@@ -266,12 +282,22 @@ impl Login<'_> {
             {
                 Err(RequestError::Refused(reply)) if reply.code == ErrorCode::BadTicket => {
                     tracing::debug!("{}: {reply}", self.credentials.user);
+                    if self.credentials.password.is_none() {
+                        // Nothing else to log in with: the server's reason is the answer.
+                        return Err(RequestError::Refused(reply));
+                    }
                     *ticket_refused = true;
                 }
                 other => return other,
             }
         }
-        let password = self.credentials.password.clone();
+        let Some(password) = self.credentials.password.clone() else {
+            let reply = ErrorReply::new(
+                ErrorCode::BadTicket,
+                "the session's ticket is gone and it has no password; log in again",
+            );
+            return Err(RequestError::Refused(reply));
+        };
         connection
             .request(login(Credential::Password(password)))
             .await
@@ -334,7 +360,7 @@ mod tests {
     fn secrets_stay_out_of_debug_output() {
         let credentials = Credentials {
             user: "alice".into(),
-            password: "secret".into(),
+            password: Some("secret".into()),
             ticket: Some(HeldTicket::new(IssuedTicket {
                 ticket: Ticket(b"ticket-bytes".to_vec()),
                 expires_in_ms: 1000,

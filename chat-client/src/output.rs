@@ -11,11 +11,14 @@
 
 use crate::clock::{iso_utc, Clock};
 use crate::completion::Vocabulary;
+use crate::ticket_text::TicketText;
 use chat_proto::{ChatMessage, GroupChange, GroupNotice, MessageId, Recipient};
 use serde::Serialize;
+use std::future::Future;
 use std::io::{self, Write};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 /// One thing to tell the user: exactly one JSON line, or one or more human lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +37,9 @@ pub enum Event {
     Error { command: String, message: String },
     /// No server of the farm answered; the client tries again after `retry_in`.
     FarmDown { retry_in: std::time::Duration },
+    /// The session holds a fresh resume ticket (renewed, or from a login after a failover);
+    /// emitted only by an output made `with_tickets`.
+    Ticket(TicketText),
 }
 
 /// The successful answer to each command, with what it reports.
@@ -46,6 +52,10 @@ pub enum Answer {
         registered: bool,
         /// How many messages wait for `readlog`.
         waiting: u64,
+        /// The session's resume ticket, only from an output made `with_tickets` (the web
+        /// gateway's): the terminal client never prints it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ticket: Option<TicketText>,
     },
     Logout,
     /// The password changed; every other device's ticket is revoked.
@@ -161,6 +171,9 @@ enum JsonEvent<'a> {
         retry_in_ms: u64,
         message: String,
     },
+    Ticket {
+        ticket: &'a TicketText,
+    },
 }
 
 fn render_json(event: &Event) -> String {
@@ -182,6 +195,7 @@ fn render_json(event: &Event) -> String {
             retry_in_ms: u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX),
             message: farm_down(*retry_in),
         },
+        Event::Ticket(ticket) => JsonEvent::Ticket { ticket },
     };
     // Serializing these plain structs of strings, numbers and booleans cannot fail; the
     // fallback keeps the promise of one object per line all the same.
@@ -246,6 +260,7 @@ fn render_human(event: &Event) -> String {
         Event::Ok(answer) => render_answer(answer),
         Event::Error { message, .. } => format!("error: {}", clean(message)),
         Event::FarmDown { retry_in } => farm_down(*retry_in),
+        Event::Ticket(_) => "the session's ticket was renewed".to_string(),
     }
 }
 
@@ -261,6 +276,7 @@ fn render_answer(answer: &Answer) -> String {
             user,
             registered,
             waiting,
+            ..
         } => {
             let how = if *registered {
                 "registered and logged in"
@@ -366,10 +382,21 @@ pub(crate) fn clean(text: &str) -> String {
         .collect()
 }
 
-/// Where rendered lines go: standard output, rustyline's printer, or a test's buffer.
+/// Waits until what was written before it is out; false if it never will be.
+pub type Written = Pin<Box<dyn Future<Output = bool> + Send>>;
+
+/// Where rendered lines go: standard output, rustyline's printer, a web page's socket, or a
+/// test's buffer.
 pub trait LineSink: Send {
     /// Writes `line` and a newline at once, and flushes, so lines never interleave.
     fn write_line(&mut self, line: &str) -> io::Result<()>;
+
+    /// Resolves once every line written so far has left this process (true), or can no
+    /// longer (false): what the session waits for before it acknowledges a message. A sink
+    /// that writes at once, as those on standard output do, is always done.
+    fn written(&mut self) -> Written {
+        Box::pin(std::future::ready(true))
+    }
 }
 
 /// A sink on any writer, such as standard output.
@@ -394,6 +421,8 @@ pub struct Output {
     vocabulary: Option<Vocabulary>,
     /// Whether the last answer printed was an error.
     last_failed: AtomicBool,
+    /// Whether the session's resume tickets are printed (for the web gateway only).
+    tickets: bool,
     sink: Mutex<Box<dyn LineSink>>,
 }
 
@@ -405,6 +434,7 @@ impl Output {
             clock: None,
             vocabulary: None,
             last_failed: AtomicBool::new(false),
+            tickets: false,
             sink: Mutex::new(sink),
         }
     }
@@ -413,6 +443,25 @@ impl Output {
     pub fn with_timestamps(mut self, clock: Clock) -> Output {
         self.clock = Some(clock);
         self
+    }
+
+    /// Prints the session's resume tickets: in the login's answer and as `ticket` events when
+    /// they change. For a front end that must log in again where this process cannot follow
+    /// (the web page); never for a terminal or a script's output.
+    pub fn with_tickets(mut self) -> Output {
+        self.tickets = true;
+        self
+    }
+
+    pub fn reveals_tickets(&self) -> bool {
+        self.tickets
+    }
+
+    /// Waits until every event emitted so far has left this process: true once it has, false
+    /// when it never will (the sink is closed). See [`LineSink::written`].
+    pub async fn written(&self) -> bool {
+        let written = self.lock_sink().written();
+        written.await
     }
 
     /// Teaches `vocabulary` the names in every event printed.
@@ -452,13 +501,15 @@ impl Output {
         {
             line = format!("[{}] {line}", clock.stamp(message.sent_at_ms));
         }
-        let mut sink = match self.sink.lock() {
-            Ok(sink) => sink,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if let Err(err) = sink.write_line(&line) {
+        if let Err(err) = self.lock_sink().write_line(&line) {
             tracing::debug!("cannot print an event: {err}");
         }
+    }
+
+    fn lock_sink(&self) -> MutexGuard<'_, Box<dyn LineSink>> {
+        self.sink
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Prints a command's failure.
@@ -625,6 +676,7 @@ mod tests {
                 user: "alice".into(),
                 registered: true,
                 waiting: 0,
+                ticket: None,
             }),
             r#"{"type":"ok","command":"login","user":"alice","registered":true,"waiting":0}"#,
             "registered and logged in as alice; 0 messages waiting",
@@ -634,6 +686,7 @@ mod tests {
                 user: "bob".into(),
                 registered: false,
                 waiting: 1,
+                ticket: None,
             }),
             r#"{"type":"ok","command":"login","user":"bob","registered":false,"waiting":1}"#,
             "logged in as bob; 1 message waiting",

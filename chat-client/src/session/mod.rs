@@ -21,14 +21,14 @@
 //! once home takes them. A failover that finds every server refused for its key (see
 //! `handshake`) ends the session with one `connection` error: no command can run.
 
-use crate::command::{parse_line, Command};
+use crate::command::Command;
 use crate::connection::{ConnectError, ConnectOptions, Connection, Incoming, CONNECT_TIMEOUT};
 use crate::execute::{Job, Step};
 use crate::failover::{self, HomeCheck, Reconnected, FAILOVER_CONNECT_TIMEOUT};
 use crate::farm::Moved;
 use crate::handshake::ServerTrust;
 use crate::heartbeat::Heartbeat;
-use crate::input::Input;
+use crate::input::{Input, Parsed};
 use crate::output::{Answer, Event, Output};
 use crate::seen::SeenIds;
 use crate::terminal::{self, Place};
@@ -122,7 +122,7 @@ impl Config {
     }
 }
 
-type Task<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+type Task<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The job running now, and the job to run again should its connection go.
 struct Running<'a> {
@@ -271,9 +271,9 @@ impl<'a> Session<'a> {
                     }
                     state.home_switch = check.moved;
                 }
-                line = input.next_line(&prompt), if can_read => match line {
-                    Ok(Some(line)) => {
-                        let Some(command) = self.prepare(&line, input).await else {
+                read = input.next(&prompt), if can_read => match read {
+                    Ok(Some(parsed)) => {
+                        let Some(command) = self.prepare(parsed, input).await else {
                             continue;
                         };
                         if command == Command::Quit && state.conn.is_none() {
@@ -360,10 +360,10 @@ impl<'a> Session<'a> {
         });
     }
 
-    /// Parses a line and asks for a missing password. `None` when there is nothing to run:
-    /// a blank line, or an error that has been answered.
-    async fn prepare(&self, line: &str, input: &mut Input) -> Option<Command> {
-        let command = match parse_line(line) {
+    /// Answers a command that did not parse, and asks for a missing password. `None` when
+    /// there is nothing to run: a blank line, or an error that has been answered.
+    async fn prepare(&self, parsed: Parsed, input: &mut Input) -> Option<Command> {
+        let command = match parsed {
             Ok(command) => command?,
             Err(err) => {
                 self.output.error(&err.command, err.message);
@@ -395,11 +395,15 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Shows a delivered message unless it was shown before, then acknowledges it either way.
+    /// Shows a delivered message unless it was shown before, then acknowledges it either way,
+    /// once it is written out (see `Output::written`). One that never will be is left to the
+    /// server, which stores it for the next `readlog`.
     async fn show_live(&self, conn: &Connection, message: ChatMessage) {
         let id = message.id;
         self.show(message, false);
-        conn.ack(id).await;
+        if self.output.written().await {
+            conn.ack(id).await;
+        }
     }
 
     /// Shows a message the first time its id is seen; true when it was shown.

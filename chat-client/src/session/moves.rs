@@ -13,6 +13,7 @@ use crate::failover::{self, LostServer, Plan, Reconnected, Relogin, TicketNews};
 use crate::farm::Moved;
 use crate::login::{Credentials, HeldTicket};
 use crate::output::{Answer, Event};
+use crate::ticket_text::TicketText;
 use chat_proto::RingInfo;
 use futures::FutureExt;
 use std::collections::VecDeque;
@@ -59,8 +60,17 @@ impl<'a> Session<'a> {
     /// `passwd` succeeded: later logins use the new password, or this fresh ticket.
     pub(crate) fn password_changed(&self, password: String, ticket: HeldTicket) {
         if let Some(credentials) = &mut self.placement().credentials {
-            credentials.password = password;
+            credentials.password = Some(password);
+            self.tell_ticket(&ticket);
             credentials.ticket = Some(ticket);
+        }
+    }
+
+    /// Prints the session's fresh ticket, for an output that shows tickets (the web page's).
+    fn tell_ticket(&self, ticket: &HeldTicket) {
+        if self.output.reveals_tickets() {
+            self.output
+                .emit(&Event::Ticket(TicketText::new(&ticket.ticket)));
         }
     }
 
@@ -69,6 +79,9 @@ impl<'a> Session<'a> {
     pub(super) fn ticket_news(&self, used: &Credentials, news: TicketNews) {
         let mut placement = self.placement();
         if let Some(credentials) = placement.credentials.as_mut().filter(|now| **now == *used) {
+            if let TicketNews::Fresh(ticket) = &news {
+                self.tell_ticket(ticket);
+            }
             news.apply_to(credentials);
         }
     }
@@ -192,6 +205,7 @@ impl<'a> Session<'a> {
             Relogin::NotNeeded => {}
             Relogin::LoggedIn(ticket) => {
                 if let Some(credentials) = &mut placement.credentials {
+                    self.tell_ticket(&ticket);
                     credentials.ticket = Some(ticket);
                 }
                 queue_log_fetch(&mut state.queue);
