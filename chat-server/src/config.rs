@@ -170,6 +170,41 @@ pub struct Config {
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics_listen: Option<String>,
 
+    /// Where to serve the web client (HOST:PORT; port 0 picks a free one): a page, and a
+    /// WebSocket at /ws that speaks chat-client's JSON. Off without it. Plain HTTP is served
+    /// only on a loopback address, unless --web-tls-cert and --web-tls-key give HTTPS or
+    /// --web-allow-plain says a TLS proxy is in front.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub web_listen: Option<String>,
+
+    /// The web client's TLS certificate chain (PEM), for HTTPS and WSS.
+    #[arg(long, value_name = "PATH", requires = "web_tls_key")]
+    pub web_tls_cert: Option<PathBuf>,
+
+    /// The web client's TLS private key (PEM).
+    #[arg(long, value_name = "PATH", requires = "web_tls_cert")]
+    pub web_tls_key: Option<PathBuf>,
+
+    /// Serve the web client over plain HTTP on an address that is not loopback: only behind
+    /// a proxy that terminates TLS, since a page over plain HTTP can be altered in transit.
+    #[arg(long)]
+    pub web_allow_plain: bool,
+
+    /// The URL that browsers open for this server's web client, when it is not the scheme,
+    /// --advertise's host and the bound port (behind a proxy, or a name on the certificate).
+    #[arg(long, value_name = "URL")]
+    pub web_url: Option<String>,
+
+    /// An origin (https://chat.example) whose pages may open the WebSocket, besides the
+    /// farm's own web URLs. Repeat for more.
+    #[arg(long = "web-origin", value_name = "ORIGIN")]
+    pub web_origins: Vec<String>,
+
+    /// The most web clients at once; more are answered 503. Each is a session from this
+    /// server's address to the farm, so keep it below --max-connections-per-address.
+    #[arg(long, default_value_t = chat_web::DEFAULT_MAX_CONNECTIONS)]
+    pub web_max_connections: usize,
+
     /// How logs are written on standard error: `human` lines, or one JSON object per line
     /// for log shippers.
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]
@@ -210,5 +245,24 @@ impl Config {
 
     pub fn write_timeout(&self) -> Duration {
         Duration::from_secs(self.write_timeout_secs)
+    }
+
+    /// The web client's settings, when `--web-listen` asks for it.
+    pub fn web(&self) -> Option<chat_web::WebConfig> {
+        let listen = self.web_listen.clone()?;
+        let tls = match (&self.web_tls_cert, &self.web_tls_key) {
+            (Some(cert), Some(key)) => Some(chat_web::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        };
+        Some(chat_web::WebConfig {
+            listen,
+            tls,
+            allow_plain: self.web_allow_plain,
+            extra_origins: self.web_origins.clone(),
+            max_connections: self.web_max_connections,
+        })
     }
 }

@@ -222,6 +222,7 @@ mod tests {
             started_at_ms: 0,
             live,
             link_key: None,
+            web_url: None,
         }
     }
 

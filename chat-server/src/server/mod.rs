@@ -5,8 +5,10 @@
 //! nothing below this module knows the whole.
 //!
 //! - `advertise`: the addresses registered for the listeners.
+//! - `web`: the web client's listener, URL and gateway (`chat-web`).
 
 mod advertise;
+mod web;
 
 use crate::admin;
 use crate::commands::{CommandContext, KnownUsers, LoginCounts, TicketIssuer};
@@ -86,6 +88,8 @@ struct Listeners {
     admin: UnixListener,
     /// `--metrics-listen`'s, with the recorder's handle.
     metrics: Option<(TcpListener, PrometheusHandle)>,
+    /// `--web-listen`'s, with its URL.
+    web: Option<web::Web>,
     client_addr: SocketAddr,
     peer_addr: SocketAddr,
     row: ServerRow,
@@ -107,6 +111,7 @@ impl Listeners {
             (Some(addr), Some(prometheus)) => Some((monitor::bind(addr).await?, prometheus)),
             _ => None,
         };
+        let web = web::bind(config).await?;
         let client_addr = clients.local_addr()?;
         let peer_addr = peers.local_addr()?;
         let row = ServerRow {
@@ -120,6 +125,7 @@ impl Listeners {
                 )?,
             },
             link_key: chat_proto::key_to_hex(&keys.link.public_key()),
+            web_url: web.as_ref().map(|web| web.url.clone()),
         };
         if config.admin_socket.is_none() {
             admin::ensure_private_dir(&admin::default_dir())?;
@@ -130,6 +136,7 @@ impl Listeners {
             peers,
             admin,
             metrics,
+            web,
             client_addr,
             peer_addr,
             row,
@@ -247,6 +254,17 @@ impl Server {
             tokio::spawn(monitor::serve(listener, self.monitor_context(prometheus)));
             addr.map_or_else(String::new, |addr| format!(" metrics={addr}"))
         });
+        let web_url = listeners.web.map(|web| {
+            let gateway = web::gateway(
+                &self.parts.name,
+                &listeners.row.client_addr,
+                self.sessions.farm_key.public_key(),
+                farm.clone(),
+            );
+            // Its sockets end at shutdown, and their pages move on; it is not tracked.
+            tokio::spawn(chat_web::serve(web.listener, gateway, shutdown.clone()));
+            format!(" web={}", web.url)
+        });
 
         // Serve clients once linked with every live server, so that routing is complete.
         let peers: Vec<String> = farm
@@ -265,8 +283,9 @@ impl Server {
         let (name, client_addr, peer_addr) =
             (&self.parts.name, listeners.client_addr, listeners.peer_addr);
         let metrics_addr = metrics_addr.unwrap_or_default();
-        tracing::info!(%name, %client_addr, %peer_addr, metrics = metrics_addr.trim(), "serving clients");
-        println!("ready name={name} client={client_addr} peer={peer_addr}{metrics_addr}");
+        let web_url = web_url.unwrap_or_default();
+        tracing::info!(%name, %client_addr, %peer_addr, metrics = metrics_addr.trim(), web = web_url.trim(), "serving clients");
+        println!("ready name={name} client={client_addr} peer={peer_addr}{metrics_addr}{web_url}");
         // The peers may send this server's users home now.
         self.parts.links.start_serving();
         let sessions = self.sessions.clone();

@@ -14,6 +14,8 @@ pub struct ServerRow {
     pub peer_addr: (String, u16),
     /// The public half of this process's link key, in hex.
     pub link_key: String,
+    /// Where it serves the web client (`http://host:port`), if it does.
+    pub web_url: Option<String>,
 }
 
 /// A server as the registry sees it.
@@ -28,6 +30,8 @@ pub struct ServerState {
     pub live: bool,
     /// The public half of its link key, in hex (none before it was first registered with one).
     pub link_key: Option<String>,
+    /// Where it serves the web client, if it does.
+    pub web_url: Option<String>,
 }
 
 /// The registry at one moment.
@@ -48,10 +52,11 @@ impl Store {
         let conn = self.conn().await?;
         let registered = conn
             .query_one(
-                "INSERT INTO server_info (name, host, client_port, peer_host, server_port, link_key) \
-                 VALUES ($1, $2, $3, $4, $5, $6) \
+                "INSERT INTO server_info (name, host, client_port, peer_host, server_port, link_key, \
+                     web_url) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
                  ON CONFLICT (name) DO UPDATE SET host = $2, client_port = $3, peer_host = $4, \
-                     server_port = $5, link_key = $6, started_at = clock_timestamp(), \
+                     server_port = $5, link_key = $6, web_url = $7, started_at = clock_timestamp(), \
                      last_heartbeat = now(), alive = true \
                  RETURNING (extract(epoch FROM started_at) * 1000)::bigint",
                 &[
@@ -61,6 +66,7 @@ impl Store {
                     &row.peer_addr.0,
                     &i32::from(row.peer_addr.1),
                     &row.link_key,
+                    &row.web_url,
                 ],
             )
             .await?;
@@ -88,7 +94,7 @@ impl Store {
                 "SELECT s.name, s.host, s.client_port, coalesce(s.peer_host, s.host), s.server_port, \
                         (extract(epoch FROM s.started_at) * 1000)::bigint, \
                         s.alive AND s.last_heartbeat > now() - make_interval(secs => $1), \
-                        f.vnodes, s.link_key \
+                        f.vnodes, s.link_key, s.web_url \
                  FROM server_info s CROSS JOIN farm f ORDER BY s.name",
             )
             .await?;
@@ -112,6 +118,7 @@ impl Store {
                 started_at_ms: row.get(5),
                 live: row.get(6),
                 link_key: row.get(8),
+                web_url: row.get(9),
             })
             .collect();
         Ok(Registry {
