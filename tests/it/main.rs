@@ -22,6 +22,7 @@ mod readme;
 mod replication;
 mod terminal;
 mod tickets;
+mod web;
 mod wire;
 mod writes;
 

@@ -72,7 +72,15 @@ impl Farm {
 
     /// Starts `name` again after it was killed; returns once it is ready.
     pub async fn start_again(&mut self, name: &str) {
-        let server = Server::start_on(&self.db, &self.database_url, name, &self.flag_refs()).await;
+        self.start_again_with(name, &[]).await;
+    }
+
+    /// Starts `name` again with extra flags after the farm's (which they override): the web
+    /// endpoint at the address it had, say, as an operator's restart would.
+    pub async fn start_again_with(&mut self, name: &str, flags: &[&str]) {
+        let mut all_flags = self.flag_refs();
+        all_flags.extend_from_slice(flags);
+        let server = Server::start_on(&self.db, &self.database_url, name, &all_flags).await;
         *self.server_mut(name) = server;
     }
 

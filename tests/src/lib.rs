@@ -1,11 +1,13 @@
 //! The harness of the end-to-end tests: a fresh database per test, real `chat-server` and
 //! `chat-client` processes on free loopback ports, a raw protocol connection for the tests that
-//! must misbehave on purpose, and a terminal (tmux) for the client at a keyboard.
+//! must misbehave on purpose, a terminal (tmux) for the client at a keyboard, and headless
+//! Chromium (through chromedriver) for the web client.
 //!
 //! The tests need `DATABASE_URL` to point at a PostgreSQL server on which they may create
 //! databases; `scripts/test` starts a throwaway one and sets it. `TEST_LOG=1` shows the
 //! servers' logs. Nothing here sleeps in place of waiting for an event.
 
+mod browser;
 mod client;
 mod db;
 mod farm;
@@ -15,6 +17,7 @@ mod raw;
 mod server;
 mod terminal;
 
+pub use browser::{Browser, Page};
 pub use client::Client;
 pub use db::TestDb;
 pub use farm::Farm;

@@ -27,6 +27,8 @@ pub struct Server {
     pub admin_socket: PathBuf,
     /// Where its metrics and health checks answer, when started with `--metrics-listen`.
     pub metrics_addr: Option<String>,
+    /// The URL of its web client, when started with `--web-listen`.
+    pub web_url: Option<String>,
     child: Child,
     console: ChildStdin,
     output: Lines<BufReader<ChildStdout>>,
@@ -104,6 +106,7 @@ impl Server {
             peer_addr,
             admin_socket,
             metrics_addr: field("metrics="),
+            web_url: field("web="),
             child,
             console,
             output,
