@@ -44,10 +44,18 @@ async fn two_browser_users_chat_with_each_other_and_with_a_terminal_client() {
     let at_carol = carol.message("hello carol").await;
     assert_eq!(at_carol["from"], "alice");
 
-    // Each message once.
+    // Each message once; what comes to another conversation counts as unread there.
     alice.select("@bob").await;
     let shown = alice.messages().await;
     assert_eq!(shown.len(), 2, "{shown:?}");
+    carol.ok("send alice are you there?").await;
+    alice
+        .wait_until(
+            "return document.querySelector('#conversations li[data-key=\"@carol\"] .unread')\
+             ?.textContent === '1'",
+            "one unread from carol",
+        )
+        .await;
 
     // The people at the page see who is online.
     alice
