@@ -810,6 +810,30 @@ mod tests {
     }
 
     #[test]
+    fn tickets_are_printed_only_for_a_front_end_that_asked() {
+        let ticket = crate::ticket_text::TicketText::new(&chat_proto::Ticket(vec![0xab, 1]));
+        check(
+            ok(Answer::Login {
+                user: "alice".into(),
+                registered: false,
+                waiting: 0,
+                ticket: Some(ticket.clone()),
+            }),
+            r#"{"type":"ok","command":"login","user":"alice","registered":false,"waiting":0,"ticket":"ab01"}"#,
+            "logged in as alice; 0 messages waiting",
+        );
+        check(
+            Event::Ticket(ticket),
+            r#"{"type":"ticket","ticket":"ab01"}"#,
+            "the session's ticket was renewed",
+        );
+        assert!(!Output::stdout(Format::Json).reveals_tickets());
+        assert!(Output::stdout(Format::Json)
+            .with_tickets()
+            .reveals_tickets());
+    }
+
+    #[test]
     fn help_lists_every_command() {
         let event = ok(Answer::Help {
             commands: vec!["login".into(), "quit".into()],

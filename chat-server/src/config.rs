@@ -178,11 +178,11 @@ pub struct Config {
     pub web_listen: Option<String>,
 
     /// The web client's TLS certificate chain (PEM), for HTTPS and WSS.
-    #[arg(long, value_name = "PATH", requires = "web_tls_key")]
+    #[arg(long, value_name = "PATH", requires_all = ["web_tls_key", "web_listen"])]
     pub web_tls_cert: Option<PathBuf>,
 
     /// The web client's TLS private key (PEM).
-    #[arg(long, value_name = "PATH", requires = "web_tls_cert")]
+    #[arg(long, value_name = "PATH", requires_all = ["web_tls_cert", "web_listen"])]
     pub web_tls_key: Option<PathBuf>,
 
     /// Serve the web client over plain HTTP on an address that is not loopback: only behind

@@ -34,6 +34,14 @@ async fn killing_the_pages_server_moves_it_to_the_backup_and_then_home() {
         sent.push(text);
     }
     page.wait_message(&bob, &sent[HALF - 1]).await;
+    // Every text the banner shows from now on, however briefly.
+    page.eval(
+        "window.banners = []; new MutationObserver(() => { const b = \
+         document.getElementById('banner'); if (!b.hidden) window.banners.push(b.textContent); \
+         }).observe(document.getElementById('banner'), {attributes: true, childList: true, \
+         characterData: true, subtree: true}); return true",
+    )
+    .await;
     farm.server_mut("s1").kill().await;
     // Sent while the page moves: each is live, stored, or read from the log.
     for idx in 0..HALF {
@@ -48,6 +56,20 @@ async fn killing_the_pages_server_moves_it_to_the_backup_and_then_home() {
     .await;
     page.wait_message(&bob, &sent[2 * HALF - 1]).await;
     check_each_once(&page, &bob, &sent).await;
+    let banners = page.eval("return window.banners").await;
+    assert!(
+        banners.as_array().is_some_and(|seen| seen
+            .iter()
+            .any(|b| b.as_str().is_some_and(|b| b.contains("reconnecting")))),
+        "no reconnecting banner: {banners}"
+    );
+    assert!(
+        page.eval("return document.getElementById('banner').hidden")
+            .await
+            .as_bool()
+            .unwrap_or(false),
+        "the banner is gone once the page is back"
+    );
     assert!(
         page.eval("return document.getElementById('login').hidden")
             .await
