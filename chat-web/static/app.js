@@ -198,12 +198,17 @@ function loggedIn() {
     }
   });
   refreshWho();
+  sendWaiting();
+  followSession();
+}
+
+// Sends what was asked while there was no socket.
+function sendWaiting() {
   const waiting = state.waiting;
   state.waiting = [];
   for (const { command, done } of waiting) {
     send(command, done);
   }
-  followSession();
 }
 
 function forget() {
@@ -283,8 +288,13 @@ function followSession() {
   open(server.url, resume, () => reconnect(candidates(), 0));
 }
 
+// A socket to this page's own server, before any login (or after one that was refused).
 function connectHere() {
-  open(location.href, () => banner(""), () => {
+  const opened = () => {
+    banner("");
+    sendWaiting();
+  };
+  open(location.href, opened, () => {
     banner("Cannot reach the chat server; retrying…");
     setTimeout(connectHere, RETRY_MAX_MS);
   });
