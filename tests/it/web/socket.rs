@@ -270,3 +270,31 @@ fn tempdir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[tokio::test]
+async fn the_sockets_are_bounded_and_closed_at_shutdown() {
+    let db = TestDb::new().await;
+    let flags = [WEB[0], WEB[1], "--web-max-connections", "1"];
+    let server = Server::start_with(&db, "s1", &flags).await;
+    let mut first = open(&server, None).await.expect("the one socket");
+    assert_eq!(next(&mut first).await["type"], "web");
+    match open(&server, None).await {
+        Err(Error::Http(response)) => assert_eq!(response.status(), 503),
+        other => panic!("a second socket was not refused: {:?}", other.map(|_| ())),
+    }
+    // At shutdown the page is let go, to log in elsewhere.
+    let stopping = tokio::spawn(server.stop());
+    let closed = timeout(EVENT_TIMEOUT, async {
+        while let Some(Ok(frame)) = first.next().await {
+            if let Message::Close(_) = frame {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the socket stayed open through the shutdown"
+    );
+    stopping.await.expect("the server stopped cleanly");
+}
