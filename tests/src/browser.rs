@@ -9,6 +9,7 @@
 use crate::EVENT_TIMEOUT;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
+use std::future::Future;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -80,12 +81,14 @@ impl Browser {
             unreachable!("an object")
         };
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let client = ClientBuilder::new(connector)
-            .capabilities(capabilities)
-            .connect(&self.url)
+        let mut builder = ClientBuilder::new(connector);
+        builder.capabilities(capabilities);
+        let client = bounded("a browser session", builder.connect(&self.url))
             .await
             .expect("a browser session");
-        client.goto(url).await.expect("open the page");
+        bounded("the page", client.goto(url))
+            .await
+            .expect("open the page");
         Page { client }
     }
 }
@@ -117,15 +120,15 @@ impl Page {
 
     /// Waits for an element and types `text` into it.
     pub async fn type_into(&self, css: &str, text: &str) {
-        self.wait_for(css)
-            .await
-            .send_keys(text)
+        let element = self.wait_for(css).await;
+        bounded("typing", element.send_keys(text))
             .await
             .expect("type");
     }
 
     pub async fn click(&self, css: &str) {
-        self.wait_for(css).await.click().await.expect("click");
+        let element = self.wait_for(css).await;
+        bounded("a click", element.click()).await.expect("click");
     }
 
     /// Waits until an element matching `css` is on the page.
@@ -141,8 +144,7 @@ impl Page {
 
     /// Runs a script on the page and returns what it returns.
     pub async fn eval(&self, script: &str) -> Value {
-        self.client
-            .execute(script, vec![])
+        bounded("a script", self.client.execute(script, vec![]))
             .await
             .unwrap_or_else(|err| panic!("script failed: {err}\n{script}"))
     }
@@ -238,11 +240,21 @@ impl Page {
 
     /// A PNG of what the page shows.
     pub async fn screenshot(&self) -> Vec<u8> {
-        self.client.screenshot().await.expect("a screenshot")
+        bounded("a screenshot", self.client.screenshot())
+            .await
+            .expect("a screenshot")
     }
 
     /// Ends the browser.
     pub async fn close(self) {
-        let _ = self.client.close().await;
+        let _ = tokio::time::timeout(EVENT_TIMEOUT, self.client.close()).await;
     }
+}
+
+/// A WebDriver command, which must be answered within [`EVENT_TIMEOUT`] (its own timeouts,
+/// such as a page load's five minutes, are far longer).
+async fn bounded<T>(what: &str, command: impl Future<Output = T>) -> T {
+    tokio::time::timeout(EVENT_TIMEOUT, command)
+        .await
+        .unwrap_or_else(|_| panic!("the browser did not answer {what} in time"))
 }

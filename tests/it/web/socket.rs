@@ -69,7 +69,12 @@ async fn answer(socket: &mut Socket) -> Value {
 async fn the_socket_speaks_the_json_of_the_cli() {
     let db = TestDb::new().await;
     let server = Server::start_with(&db, "s1", &WEB).await;
-    let mut bob = Client::login(&server, "bob").await;
+    let mut bob = Client::connect(&server).await;
+    let bob_login = bob.ok("login bob pw-bob").await;
+    assert!(
+        bob_login.get("ticket").is_none(),
+        "the CLI printed its ticket"
+    );
     let mut socket = open(&server, None).await.expect("a bot needs no Origin");
 
     let web = next(&mut socket).await;
