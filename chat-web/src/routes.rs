@@ -1,4 +1,4 @@
-//! What the web listener answers: the page's three files, built into the binary, and the
+//! What the web listener answers: the page's four files, built into the binary, and the
 //! WebSocket at `/ws` behind the Origin check and the bound on connections.
 //!
 //! The files are sent with headers that keep the page to itself: a Content-Security-Policy
@@ -23,6 +23,7 @@ const MAX_FRAME_BYTES: usize = 64 * 1024;
 
 const INDEX_HTML: &str = include_str!("../static/index.html");
 const APP_JS: &str = include_str!("../static/app.js");
+const FARM_JS: &str = include_str!("../static/farm.js");
 const STYLE_CSS: &str = include_str!("../static/style.css");
 
 /// What every request's handler shares.
@@ -39,6 +40,7 @@ pub(crate) fn router(state: Arc<WebState>) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/app.js", get(app_js))
+        .route("/farm.js", get(farm_js))
         .route("/style.css", get(style_css))
         .route("/ws", get(websocket))
         .with_state(state)
@@ -57,6 +59,10 @@ async fn index(State(state): State<Arc<WebState>>) -> Response {
 
 async fn app_js() -> Response {
     file("text/javascript; charset=utf-8", APP_JS)
+}
+
+async fn farm_js() -> Response {
+    file("text/javascript; charset=utf-8", FARM_JS)
 }
 
 async fn style_css() -> Response {
