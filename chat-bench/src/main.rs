@@ -10,6 +10,8 @@
 //! - `login`: the one login of chat-bench (where a resume ticket would go).
 //! - `board`, `user`, `population`: simulated users living as the real client does (heartbeat,
 //!   failover, going home), where each is logged in, and many of them started at once.
+//! - `chat`: simulated users that chat (`crowd --messages`), each message kept with its id
+//!   until the farm answers it, as the real client keeps it.
 //! - `logins`, `crowd`, `failover`, `rss`, `lists` (in `population`, `crowd`, `failover`,
 //!   `rss`, `lists`): the workloads at scale.
 //! - `procs`: what `/proc` says of the servers (memory, names).
@@ -24,6 +26,7 @@
 
 mod args;
 mod board;
+mod chat;
 mod cpu;
 mod crowd;
 mod failover;
