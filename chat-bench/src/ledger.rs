@@ -451,12 +451,21 @@ mod tests {
         ledger.stop_sending();
         assert_eq!(outgoing.try_take(), None, "nothing taken once stopped");
         let soon = || tokio::time::Instant::now() + Duration::from_millis(50);
-        assert!(!ledger.wait_answered(soon()).await, "message 0 is not answered");
+        assert!(
+            !ledger.wait_answered(soon()).await,
+            "message 0 is not answered"
+        );
         ledger.sent(0, 0);
         assert!(ledger.wait_answered(soon()).await);
-        assert!(!ledger.wait_done(soon()).await, "message 0 is not delivered");
+        assert!(
+            !ledger.wait_done(soon()).await,
+            "message 0 is not delivered"
+        );
         ledger.delivered(Stamp { sender: 0, seq: 0 }, 0);
-        assert!(ledger.wait_done(soon()).await, "all that was taken is complete");
+        assert!(
+            ledger.wait_done(soon()).await,
+            "all that was taken is complete"
+        );
         assert_eq!(ledger.sent_count(), 1);
     }
 
