@@ -407,6 +407,7 @@ async fn chat_through(hosts: &Hosts, args: &[&str]) -> (Vec<crate::chaos::Report
     assert!(summary.starts_with("deploy: changed: "), "{summary}");
     stop.store(true, Ordering::Relaxed);
     let (crowd_line, _) = crowd.stop().await;
+    println!("crowd: {crowd_line}");
     (reports(chatters).await, crowd_line)
 }
 
