@@ -60,8 +60,16 @@ pub struct Ledger {
     words_per_message: usize,
     windows: Vec<Semaphore>,
     completed: AtomicU64,
+    /// Messages taken by their senders, sent or not yet.
+    taken: AtomicU64,
+    /// Messages the server answered: sent, or refused and abandoned.
+    answered: AtomicU64,
+    /// No sender takes another message: [`Ledger::stop_sending`].
+    stopped: AtomicBool,
     doubled: AtomicU64,
     errors: AtomicU64,
+    /// Woken once [`Ledger::is_done`] holds, and after [`Ledger::stop_sending`] at every
+    /// answer.
     done: Notify,
     /// The shared base of the timestamps in message texts.
     clock: Instant,
@@ -93,6 +101,9 @@ impl Ledger {
                 .map(|_| Semaphore::new(shape.window as usize))
                 .collect(),
             completed: AtomicU64::new(0),
+            taken: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
             doubled: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             done: Notify::new(),
@@ -156,8 +167,18 @@ impl Ledger {
         };
         if self.sent[idx].swap(true, Ordering::AcqRel) {
             self.error(format!("message {seq} of sender {sender} was sent twice"));
-        } else if self.shape.wait_for_sent {
+            return;
+        }
+        self.answer();
+        if self.shape.wait_for_sent {
             self.advance(sender, idx);
+        }
+    }
+
+    fn answer(&self) {
+        self.answered.fetch_add(1, Ordering::AcqRel);
+        if self.stopped.load(Ordering::Acquire) {
+            self.done.notify_waiters();
         }
     }
 
@@ -183,6 +204,7 @@ impl Ledger {
     /// is an error.
     pub fn abandon(&self, sender: usize, seq: u32, why: &str) {
         self.error(format!("message {seq} of sender {sender}: {why}"));
+        self.answer();
         if let Some(idx) = self.index(sender, seq) {
             if self.remaining[idx].swap(0, Ordering::AcqRel) > 0 {
                 self.complete(sender);
@@ -209,9 +231,9 @@ impl Ledger {
 
     fn complete(&self, sender: usize) {
         self.windows[sender].add_permits(1);
-        let completed = self.completed.fetch_add(1, Ordering::AcqRel) + 1;
-        if completed == self.total() {
-            self.done.notify_one();
+        self.completed.fetch_add(1, Ordering::AcqRel);
+        if self.is_done() {
+            self.done.notify_waiters();
         }
     }
 
@@ -219,16 +241,60 @@ impl Ledger {
         self.shape.senders as u64 * u64::from(self.shape.messages)
     }
 
-    /// Waits until every message is complete, or `deadline`; false when the deadline came
-    /// first.
+    /// Every message is complete; or, once sending stopped, every message taken is.
+    fn is_done(&self) -> bool {
+        let completed = self.completed.load(Ordering::Acquire);
+        completed >= self.total()
+            || (self.stopped.load(Ordering::Acquire)
+                && completed >= self.taken.load(Ordering::Acquire))
+    }
+
+    /// Tells the senders to take no more messages: [`Ledger::wait_done`] then waits only for
+    /// the messages already taken. For a load that runs until it is told to stop.
+    pub fn stop_sending(&self) {
+        self.stopped.store(true, Ordering::Release);
+        if self.is_done() {
+            self.done.notify_waiters();
+        }
+    }
+
+    /// How many messages the server said are sent.
+    pub fn sent_count(&self) -> u64 {
+        self.sent
+            .iter()
+            .filter(|sent| sent.load(Ordering::Acquire))
+            .count() as u64
+    }
+
+    /// Waits until every message is complete (or, after [`Ledger::stop_sending`], every one
+    /// taken), or `deadline`; false when the deadline came first.
     pub async fn wait_done(&self, deadline: tokio::time::Instant) -> bool {
+        self.wait_until(deadline, Ledger::is_done).await
+    }
+
+    /// After [`Ledger::stop_sending`]: waits until the server answered every message taken,
+    /// or `deadline`; false when the deadline came first. Every message told "sent" is then
+    /// delivered already or stored for its recipient.
+    pub async fn wait_answered(&self, deadline: tokio::time::Instant) -> bool {
+        let all_answered = |ledger: &Ledger| {
+            ledger.answered.load(Ordering::Acquire) >= ledger.taken.load(Ordering::Acquire)
+        };
+        self.wait_until(deadline, all_answered).await
+    }
+
+    async fn wait_until(
+        &self,
+        deadline: tokio::time::Instant,
+        done: impl Fn(&Ledger) -> bool,
+    ) -> bool {
         loop {
+            // Made before the check, so that a change in between still wakes it.
             let notified = self.done.notified();
-            if self.completed.load(Ordering::Acquire) >= self.total() {
+            if done(self) {
                 return true;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.completed.load(Ordering::Acquire) >= self.total();
+                return done(self);
             }
         }
     }
@@ -284,13 +350,15 @@ impl Outgoing {
         }
     }
 
-    /// The sender, while it has messages left to send.
+    /// The sender, while it has messages left to send and sending has not stopped.
     fn pending(&self) -> Option<usize> {
-        self.sender
-            .filter(|_| self.next < self.ledger.shape.messages)
+        self.sender.filter(|_| {
+            self.next < self.ledger.shape.messages && !self.ledger.stopped.load(Ordering::Acquire)
+        })
     }
 
     fn advance(&mut self) -> u32 {
+        self.ledger.taken.fetch_add(1, Ordering::AcqRel);
         let seq = self.next;
         self.next += 1;
         seq
@@ -307,18 +375,21 @@ impl Outgoing {
     }
 
     /// Waits for room in the window and returns the next message's number; waits forever
-    /// when nothing is left to send.
+    /// when nothing is left to send, or once sending has stopped.
     pub async fn take(&mut self) -> u32 {
-        match self.pending() {
-            Some(sender) => {
-                if let Some(pace) = &mut self.pace {
-                    pace.tick().await;
-                }
-                self.ledger.take_place(sender).await;
-                self.advance()
-            }
-            None => std::future::pending().await,
+        let Some(sender) = self.pending() else {
+            return std::future::pending().await;
+        };
+        if let Some(pace) = &mut self.pace {
+            pace.tick().await;
         }
+        self.ledger.take_place(sender).await;
+        if self.pending().is_none() {
+            // Stopped meanwhile: the place goes back, and nothing more is taken.
+            self.ledger.windows[sender].add_permits(1);
+            return std::future::pending().await;
+        }
+        self.advance()
     }
 }
 
@@ -370,6 +441,32 @@ mod tests {
         ledger.sent(0, 1);
         let tally = ledger.tally();
         assert_eq!((tally.delivered, tally.doubled, tally.missing), (1, 1, 1));
+    }
+
+    #[tokio::test]
+    async fn once_sending_stopped_only_the_messages_taken_are_waited_for() {
+        let ledger = Ledger::new(shape(1, true));
+        let mut outgoing = Outgoing::new(ledger.clone(), Some(0));
+        assert_eq!(outgoing.try_take(), Some(0));
+        ledger.stop_sending();
+        assert_eq!(outgoing.try_take(), None, "nothing taken once stopped");
+        let soon = || tokio::time::Instant::now() + Duration::from_millis(50);
+        assert!(
+            !ledger.wait_answered(soon()).await,
+            "message 0 is not answered"
+        );
+        ledger.sent(0, 0);
+        assert!(ledger.wait_answered(soon()).await);
+        assert!(
+            !ledger.wait_done(soon()).await,
+            "message 0 is not delivered"
+        );
+        ledger.delivered(Stamp { sender: 0, seq: 0 }, 0);
+        assert!(
+            ledger.wait_done(soon()).await,
+            "all that was taken is complete"
+        );
+        assert_eq!(ledger.sent_count(), 1);
     }
 
     #[test]

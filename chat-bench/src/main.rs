@@ -10,6 +10,8 @@
 //! - `login`: the one login of chat-bench (where a resume ticket would go).
 //! - `board`, `user`, `population`: simulated users living as the real client does (heartbeat,
 //!   failover, going home), where each is logged in, and many of them started at once.
+//! - `chat`: simulated users that chat (`crowd --messages`), each message kept with its id
+//!   until the farm answers it, as the real client keeps it.
 //! - `logins`, `crowd`, `failover`, `rss`, `lists` (in `population`, `crowd`, `failover`,
 //!   `rss`, `lists`): the workloads at scale.
 //! - `procs`: what `/proc` says of the servers (memory, names).
@@ -24,6 +26,7 @@
 
 mod args;
 mod board;
+mod chat;
 mod cpu;
 mod crowd;
 mod failover;
@@ -47,6 +50,12 @@ use anyhow::Context as _;
 use args::{Cli, Workload};
 use clap::Parser as _;
 use report::Verdict;
+
+/// mimalloc rather than glibc's malloc, as in the servers: thousands of simulated clients on
+/// one machine must cost as little as they can, or the load generator, not the farm, is what
+/// a run measures (glibc's malloc and free were 15% of its CPU under `failover`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let cli = Cli::parse();

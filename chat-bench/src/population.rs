@@ -10,6 +10,7 @@
 
 use crate::args::{count, FarmArgs, UserArgs};
 use crate::board::Board;
+use crate::chat::{Chat, Chatting};
 use crate::farm::Farm;
 use crate::login;
 use crate::logins::timed;
@@ -117,7 +118,7 @@ impl Population {
     ) -> anyhow::Result<(Population, FirstLogins)> {
         let users = names(farm, args, count(clients));
         let (population, first) =
-            Population::start(farm, users, args, habits_args, deadline).await?;
+            Population::start(farm, users, args, habits_args, None, deadline).await?;
         first
             .fields(Line::new("login"), population.users.len(), first.dropped)
             .print();
@@ -125,12 +126,14 @@ impl Population {
     }
 
     /// Registers `users` unless `--registered`, then logs each in at home at once, at most
-    /// `--concurrency` under way, and starts its life.
+    /// `--concurrency` under way, and starts its life; with `chatting`, each user takes its
+    /// part in that traffic once logged in.
     pub async fn start(
         farm: &Arc<Farm>,
         users: Vec<String>,
         args: &FarmArgs,
         habits_args: &UserArgs,
+        chatting: Option<&Chatting>,
         deadline: tokio::time::Instant,
     ) -> anyhow::Result<(Population, FirstLogins)> {
         check_open_files(users.len() as u64)?;
@@ -165,6 +168,8 @@ impl Population {
                 ring: farm.ring.clone(),
                 habits: habits.clone(),
                 board: board.clone(),
+                chat: chatting
+                    .map(|chatting| Chat::start(chatting.part(idx, &users), stop.clone())),
             };
             let (farm, first, places, results_tx, stop) = (
                 farm.clone(),
@@ -253,7 +258,7 @@ pub async fn logins(
     let users = names(&farm, &args.farm, count(args.clients));
     let n_users = users.len();
     let (population, first) =
-        Population::start(&farm, users, &args.farm, &args.users, deadline).await?;
+        Population::start(&farm, users, &args.farm, &args.users, None, deadline).await?;
     let hold_end = tokio::time::Instant::now() + Duration::from_secs(args.hold_secs);
     tokio::time::sleep_until(hold_end.min(deadline)).await;
     let seats = population.board.snapshot();

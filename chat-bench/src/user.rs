@@ -2,13 +2,15 @@
 //! pings the server (`chat_client::heartbeat`), it acknowledges what it is delivered, it fails
 //! over along the ring when its server is lost (`chat_client::failover::reconnect`), and it
 //! looks at home every `home_poll`, and at once when its server says `GoHome`, and moves there
-//! once home takes it (`chat_client::failover::check_home`). Each login and each end is written on the
-//! [`Board`].
+//! once home takes it (`chat_client::failover::check_home`). Each login and each end is
+//! written on the [`Board`]. A user that chats hands each of its connections to its sender
+//! task, and counts what it is delivered (see `chat`).
 //!
 //! **[`Life::stay`] is the one place that handles what a server sends unasked** (the match on
 //! [`Incoming`]): deliveries, `GoHome`, ring changes and goodbyes.
 
 use crate::board::Board;
+use crate::chat::Chat;
 use chat_client::connection::{ConnectOptions, Connection, Incoming};
 use chat_client::failover::{self, LostServer, Plan, Reconnected, Relogin};
 use chat_client::farm::Moved;
@@ -38,6 +40,8 @@ pub struct Life {
     pub ring: RingInfo,
     pub habits: Habits,
     pub board: Arc<Board>,
+    /// Its messages, when it chats (see `chat`).
+    pub chat: Option<Chat>,
 }
 
 impl Life {
@@ -48,6 +52,10 @@ impl Life {
             let server = moved.connection.server_name().to_string();
             self.board.logged_in(self.idx, &server);
             let connection = Arc::new(moved.connection);
+            if let Some(chat) = &mut self.chat {
+                chat.read_log(&connection).await;
+                chat.connected(&connection);
+            }
             let ended = tokio::select! {
                 ended = self.stay(&connection, &mut moved.incoming) => ended,
                 () = stop.cancelled() => {
@@ -63,6 +71,9 @@ impl Life {
                 }
                 Ended::Lost(why) => why,
             };
+            if let Some(chat) = &self.chat {
+                chat.disconnected();
+            }
             self.board
                 .ended(self.idx, heartbeat::ended_by_silence(&why));
             let lost = LostServer {
@@ -119,7 +130,12 @@ impl Life {
             loop {
                 tokio::select! {
                     event = incoming.recv() => match event {
-                        Some(Incoming::Message(message)) => connection.ack(message.id).await,
+                        Some(Incoming::Message(message)) => {
+                            if let Some(chat) = &mut self.chat {
+                                chat.delivered(&message);
+                            }
+                            connection.ack(message.id).await;
+                        }
                         Some(Incoming::Ring(ring)) => self.ring = ring,
                         // Not deliveries: nothing to acknowledge.
                         Some(Incoming::Echo(_) | Incoming::Notice(_)) => {}
@@ -132,6 +148,11 @@ impl Life {
                         }
                         None => return Ended::Lost("the connection ended".to_string()),
                     },
+                    () = last_read(&mut self.chat) => {
+                        if let Some(chat) = &mut self.chat {
+                            chat.read_log(connection).await;
+                        }
+                    }
                     check = &mut look => {
                         let Some(check) = check else { break };
                         if let Some(ring) = check.ring {
@@ -185,6 +206,15 @@ impl Life {
                 None
             }
         }
+    }
+}
+
+/// Returns when a chatting user should read its log a last time (see `chat`); never for a
+/// user that does not chat.
+async fn last_read(chat: &mut Option<Chat>) {
+    match chat {
+        Some(chat) => chat.last_read_asked().await,
+        None => std::future::pending().await,
     }
 }
 

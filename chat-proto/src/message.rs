@@ -379,9 +379,11 @@ pub struct ServerAddr {
 }
 
 impl RingInfo {
-    /// The ring these servers form.
-    pub fn ring(&self) -> crate::Ring {
-        crate::Ring::new(self.servers.iter().map(|server| &server.name), self.vnodes)
+    /// The ring these servers form. Building one hashes every position, so the last ring
+    /// built in this process is kept and shared while the servers stay the same (see
+    /// [`crate::Ring::shared`]).
+    pub fn ring(&self) -> std::sync::Arc<crate::Ring> {
+        crate::Ring::shared(self.servers.iter().map(|server| &server.name), self.vnodes)
     }
 
     /// The client address of the server called `name`.

@@ -17,6 +17,7 @@
 
 use num_bigint::BigUint;
 use sha2::{Digest, Sha256};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// The default number of positions per server: with 64, the load over 3 to 10 servers stays
 /// within the bound that the tests below state.
@@ -59,6 +60,31 @@ impl Ring {
             points,
             vnodes,
         }
+    }
+
+    /// The same ring as [`Ring::new`], shared: the last ring asked for in this process is
+    /// kept, and asking again for the same servers and `vnodes` returns it without hashing
+    /// anything. A client asks for its ring at every login and every move, and a load
+    /// generator holds thousands of clients that all ask for the same one.
+    pub fn shared<S: AsRef<str>>(servers: impl IntoIterator<Item = S>, vnodes: u32) -> Arc<Ring> {
+        static LAST: Mutex<Option<Arc<Ring>>> = Mutex::new(None);
+        let mut names: Vec<String> = servers.into_iter().map(|s| s.as_ref().to_owned()).collect();
+        names.sort();
+        names.dedup();
+        let vnodes = vnodes.max(1);
+        let same = |ring: &&Arc<Ring>| ring.servers == names && ring.vnodes == vnodes;
+        if let Some(ring) = LAST
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .filter(same)
+        {
+            return ring.clone();
+        }
+        // Built outside the lock: a miss costs the hashing, never a wait for someone else's.
+        let ring = Arc::new(Ring::new(names, vnodes));
+        *LAST.lock().unwrap_or_else(PoisonError::into_inner) = Some(ring.clone());
+        ring
     }
 
     pub fn servers(&self) -> &[String] {
@@ -116,6 +142,28 @@ mod tests {
         // SHA-256("abc") = ba7816bf...
         let pos = position(b"abc");
         assert_eq!(pos.to_bytes_be()[..4], [0xba, 0x78, 0x16, 0xbf]);
+    }
+
+    #[test]
+    fn a_shared_ring_is_built_once_and_places_as_a_new_one() {
+        let first = Ring::shared(["s2", "s1", "s3"], DEFAULT_VNODES);
+        let again = Ring::shared(["s1", "s3", "s2", "s1"], DEFAULT_VNODES);
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "the same servers in another order"
+        );
+        let built = Ring::new(names(3), DEFAULT_VNODES);
+        for user in ["alice", "bob", "carol", "dave"] {
+            assert_eq!(
+                first.successors(user).collect::<Vec<_>>(),
+                built.successors(user).collect::<Vec<_>>()
+            );
+        }
+        let fewer = Ring::shared(["s1", "s2"], DEFAULT_VNODES);
+        assert_eq!(fewer.servers(), names(2));
+        let coarser = Ring::shared(["s1", "s2"], 1);
+        assert_eq!(coarser.vnodes(), 1);
+        assert!(!Arc::ptr_eq(&fewer, &coarser));
     }
 
     #[test]

@@ -29,6 +29,9 @@ const GOAL_FAILOVER_FREEZE_MS: u64 = 4000;
 const GOAL_RETURN_MS: u64 = 3000;
 /// How long the crowd may take to log in, or to report once stopped.
 const CROWD_TIMEOUT: Duration = Duration::from_secs(120);
+/// The most messages each user of the crowd sends: more than a second each for the longest
+/// run asks for.
+const CROWD_MESSAGES: u32 = 3600;
 
 /// A small deterministic random source (xorshift), so that a failing run can be replayed.
 struct Rng(u64);
@@ -58,8 +61,9 @@ pub(crate) struct Crowd {
 }
 
 impl Crowd {
-    /// Starts `n_users` users of the farm at `addrs` whose public key is in `key_file`, and
-    /// returns once every one is logged in.
+    /// Starts `n_users` users of the farm at `addrs` whose public key is in `key_file`, each
+    /// sending a direct message a second to another until stopped (at most `CROWD_MESSAGES`),
+    /// and returns once every one is logged in.
     pub(crate) async fn start(addrs: &[&str], key_file: &Path, n_users: u64) -> Crowd {
         let mut child = Command::new(binary("chat-bench"))
             .arg("crowd")
@@ -68,6 +72,7 @@ impl Crowd {
             .arg("--server-key-file")
             .arg(key_file)
             .args(["--clients", &n_users.to_string(), "--timeout-secs", "3600"])
+            .args(["--messages", &CROWD_MESSAGES.to_string(), "--rate", "1"])
             // Their first logins register them: a login of a new name registers it.
             .arg("--registered")
             .stdin(Stdio::piped())
@@ -115,6 +120,19 @@ impl Crowd {
             .expect("wait for the crowd");
         (line, status.success())
     }
+}
+
+/// Asserts what the crowd's last line says: every user stayed with the farm, some messages
+/// were sent, and every message sent was delivered once.
+pub(crate) fn assert_crowd_kept_all(line: &str) {
+    for key in ["failed", "offline", "missing", "doubled", "errors"] {
+        assert_eq!(field(line, key), Some("0"), "{key} in the crowd: {line}");
+    }
+    let sent: u64 = field(line, "sent")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(sent > 0, "the crowd sent nothing: {line}");
+    assert_eq!(field(line, "delivered"), field(line, "sent"), "{line}");
 }
 
 /// The value of `key` in a `key=value` line.
@@ -408,11 +426,8 @@ async fn nothing_is_lost_or_doubled_while_servers_die_hang_and_return() {
     }
     assert!(lost.is_empty(), "lost: {lost:#?}");
     if let Some((line, exited_cleanly)) = &crowd {
-        let stayed = field(line, "failed") == Some("0") && field(line, "offline") == Some("0");
-        assert!(
-            *exited_cleanly && stayed,
-            "the crowd's users did not all stay with the farm: {line}"
-        );
+        assert_crowd_kept_all(line);
+        assert!(*exited_cleanly, "the crowd failed: {line}");
     }
     assert!(doubled.is_empty(), "doubled: {doubled:#?}");
     assert!(n_sent > 0, "no message was acknowledged");

@@ -62,9 +62,22 @@ pub struct CrowdArgs {
     /// Users, spread evenly over the servers.
     #[arg(long, value_name = "N", default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
     pub clients: u64,
-    /// Seconds the users are given, once told to stop, to be logged in somewhere.
+    /// Seconds the users are given, once told to stop, to be logged in somewhere and to have
+    /// every message they were told is sent delivered.
     #[arg(long, value_name = "SECS", default_value_t = 8, value_parser = clap::value_parser!(u64).range(0..=9))]
     pub settle_secs: u64,
+    /// Direct messages each user sends to the next user (whose home is another server), one
+    /// at a time, each kept with its id until the farm answers it, through failovers; the
+    /// `crowd` line then counts them (sent=, delivered=, missing=, doubled=). 0: the users
+    /// only live.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub messages: u32,
+    /// Messages per second from each user, at most, with --messages.
+    #[arg(long, value_name = "R", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub rate: u32,
+    /// Bytes of text per message, with --messages.
+    #[arg(long, value_name = "BYTES", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub size: u64,
     #[command(flatten)]
     pub users: UserArgs,
 }
