@@ -149,6 +149,7 @@ impl Population {
                 timeout: FAILOVER_CONNECT_TIMEOUT,
                 heartbeat,
                 trust: farm.trust.clone(),
+                forwarded: None,
             },
             home_poll: habits_args.home_poll(),
         };
@@ -156,6 +157,7 @@ impl Population {
             timeout: CONNECT_TIMEOUT,
             heartbeat,
             trust: farm.trust.clone(),
+            forwarded: None,
         };
         let places = Arc::new(Semaphore::new(args.limits.concurrency().max(1)));
         let (results_tx, mut results) = mpsc::channel(1024);

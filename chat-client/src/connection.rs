@@ -15,8 +15,8 @@ use crate::handshake::{self, KeyRefusal, ServerFramed, ServerTrust, REKEY_INTERV
 use crate::heartbeat::{self, Heartbeat};
 use chat_proto::noise::NoiseError;
 use chat_proto::{
-    ChatMessage, ClientFrame, ErrorReply, GroupNotice, MessageId, Request, RequestId, Response,
-    ServerFrame,
+    ChatMessage, ClientFrame, ErrorReply, Forwarded, GroupNotice, MessageId, Request, RequestId,
+    Response, ServerFrame,
 };
 use futures::{SinkExt, StreamExt};
 use std::collections::HashMap;
@@ -50,6 +50,10 @@ pub struct ConnectOptions {
     pub heartbeat: Option<Heartbeat>,
     /// Which server keys are accepted.
     pub trust: ServerTrust,
+    /// Sent first on the connection, when set (see [`Config::forwarded`]).
+    ///
+    /// [`Config::forwarded`]: crate::session::Config::forwarded
+    pub forwarded: Option<Forwarded>,
 }
 
 /// Why a connection could not be made.
@@ -74,6 +78,9 @@ pub enum ConnectError {
     },
     #[error("{addr} closed the connection during the handshake")]
     ClosedEarly { addr: String },
+    /// The server did not take the forwarded address of a front end's user.
+    #[error("{addr} did not take the forwarded address: {reason}")]
+    Forwarded { addr: String, reason: String },
     #[error("the secure handshake with {addr} failed: {source}")]
     Handshake { addr: String, source: NoiseError },
     /// The server's key is not the one this client trusts. Failover treats the server as not
@@ -238,7 +245,26 @@ impl Connection {
             addr: addr.to_string(),
             after: options.timeout,
         })??;
-        Ok(Connection::start(addr, server_name, framed, options))
+        let (connection, incoming) = Connection::start(addr, server_name, framed, options);
+        if let Some(forwarded) = &options.forwarded {
+            let said = connection.request(Request::Forwarded(forwarded.clone()));
+            match tokio::time::timeout(options.timeout, said).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => {
+                    return Err(ConnectError::Forwarded {
+                        addr: addr.to_string(),
+                        reason: err.to_string(),
+                    })
+                }
+                Err(_) => {
+                    return Err(ConnectError::Timeout {
+                        addr: addr.to_string(),
+                        after: options.timeout,
+                    })
+                }
+            }
+        }
+        Ok((connection, incoming))
     }
 
     fn start(

@@ -127,6 +127,7 @@ impl Cli {
             }),
             home_poll: Duration::from_millis(self.home_poll_ms),
             trust: self.trust(),
+            forwarded: None,
         }
     }
 

@@ -194,6 +194,18 @@ pub enum Request {
         after: Option<String>,
         max: u32,
     },
+    /// Sent by a front end of the farm (the web gateway) before the login, for the user it
+    /// serves: the limits kept per source address count the session as coming from that
+    /// address. Answered by [`Response::Done`]; refused unless the tag is the farm's.
+    Forwarded(Forwarded),
+}
+
+/// Where a front end's user really is: the address its own connection came from, and a tag
+/// that only the farm's servers can make (an HMAC under a key derived from the cluster key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Forwarded {
+    pub addr: std::net::IpAddr,
+    pub tag: [u8; 32],
 }
 
 impl Request {

@@ -7,6 +7,9 @@
 //!   process without it cannot link with the farm.
 //! - Each server process also makes a fresh **link key** when it starts and registers its
 //!   public half in `server_info`; a peer's link must present the key of its row.
+//! - Keys for one purpose each are derived from the cluster key with HKDF-SHA256, each under
+//!   its own label ([`subkey`]): the ticket key (`tickets`), the forwarding key
+//!   (`forwarding`).
 //!
 //! Keys are 64 hex digits, read from a file that only its owner may read (mode 600), or from
 //! an environment variable. **They are never logged**, and `Debug` shows no secret.
@@ -19,6 +22,16 @@ use std::io::Write as _;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use zeroize::Zeroizing;
+
+/// The key for one purpose (named by `label`) of the farm whose cluster key is `cluster`:
+/// HKDF-SHA256, so that no derived key tells anything of the cluster key or of another.
+pub fn subkey(cluster: &[u8; 32], label: &[u8]) -> Zeroizing<[u8; 32]> {
+    let mut key = Zeroizing::new([0u8; 32]);
+    hkdf::Hkdf::<sha2::Sha256>::new(None, cluster)
+        .expand(label, key.as_mut())
+        .expect("32 bytes is a valid HKDF-SHA256 output length");
+    key
+}
 
 pub const FARM_KEY_FILE: &str = "farm.key";
 pub const FARM_PUBLIC_FILE: &str = "farm.pub";

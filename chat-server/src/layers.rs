@@ -8,9 +8,10 @@ use std::path::Path;
 
 /// The modules of `chat-server`, the lowest layer first.
 const LAYERS: &[&[&str]] = &[
+    &["keys"],
     &[
         "config",
-        "keys",
+        "forwarding",
         "password",
         "limits",
         "outbound",

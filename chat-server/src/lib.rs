@@ -17,6 +17,8 @@
 //! - `paging`: the keyset rule of every paged list: the first names after a cursor.
 //! - `telemetry`: the Prometheus metrics' names, and the handles of the hot path's counters.
 //! - `tickets`: resume tickets sealed and opened with a key derived from the cluster key.
+//! - `forwarding`: the tag with which a front end (the web gateway) vouches for its user's
+//!   address, so that per-address limits count that address.
 //! - `connection`: what sessions and links share: the handshake driver, the writer task, and
 //!   their timeouts.
 //! - `store`: the PostgreSQL store and its migrations; the only module that speaks SQL.
@@ -48,6 +50,7 @@ pub mod connection;
 pub mod console;
 pub mod delivery;
 pub mod farm;
+pub mod forwarding;
 pub mod hub;
 pub mod keys;
 #[cfg(test)]

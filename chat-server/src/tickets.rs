@@ -74,11 +74,7 @@ pub struct TicketKey(Zeroizing<[u8; 32]>);
 impl TicketKey {
     /// The ticket key of the farm whose cluster key is `cluster`.
     pub fn derive(cluster: &[u8; 32]) -> TicketKey {
-        let mut key = Zeroizing::new([0u8; 32]);
-        hkdf::Hkdf::<Sha256>::new(None, cluster)
-            .expand(KEY_LABEL, key.as_mut())
-            .expect("32 bytes is a valid HKDF-SHA256 output length");
-        TicketKey(key)
+        TicketKey(crate::keys::subkey(cluster, KEY_LABEL))
     }
 
     fn mac(&self) -> HmacSha256 {

@@ -20,8 +20,10 @@ use chat_client::input::{Input, Parsed};
 use chat_client::json_command::{self, INPUT};
 use chat_client::output::{Format, LineSink as _, Output};
 use chat_client::session::{Config, Session, CONNECTION};
+use chat_proto::Forwarded;
 use futures::{Stream, StreamExt};
 use serde::Serialize;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
@@ -44,6 +46,10 @@ pub struct Gateway {
     pub farm_key: [u8; 32],
     /// The farm's web endpoints, read from the registry.
     pub directory: Arc<dyn Directory>,
+    /// The farm's word on a browser's address (chat-server's `forwarding`): each session
+    /// sends it before its login, so that the farm's per-address limits count the browser's
+    /// address rather than this server's, which every web user shares.
+    pub vouch: Arc<dyn Fn(IpAddr) -> Forwarded + Send + Sync>,
 }
 
 /// The farm's web endpoints, as the server's registry has them.
@@ -71,7 +77,12 @@ struct WebEvent<'a> {
 }
 
 /// Serves one WebSocket until the page, the session or the server ends it.
-pub(crate) async fn serve(socket: WebSocket, state: Arc<WebState>, permit: OwnedSemaphorePermit) {
+pub(crate) async fn serve(
+    socket: WebSocket,
+    browser: SocketAddr,
+    state: Arc<WebState>,
+    permit: OwnedSemaphorePermit,
+) {
     let (socket_tx, socket_rx) = socket.split();
     let (events, queue) = mpsc::channel(EVENT_QUEUE);
     let overflow = CancellationToken::new();
@@ -95,7 +106,7 @@ pub(crate) async fn serve(socket: WebSocket, state: Arc<WebState>, permit: Owned
     let (commands_tx, commands) = mpsc::channel(COMMANDS_AHEAD);
     let mut input = Input::Commands(commands);
     tokio::select! {
-        () = run_session(&state.gateway, &output, &mut input) => {}
+        () = run_session(&state.gateway, browser.ip(), &output, &mut input) => {}
         () = read_commands(socket_rx, commands_tx) => {}
         () = overflow.cancelled() => tracing::debug!("a page stopped reading its events"),
         () = state.shutdown.cancelled() => {}
@@ -113,12 +124,14 @@ fn text_frame(event: String) -> Message {
     Message::Text(event.into())
 }
 
-/// Connects to the farm through this server and runs the session until it ends.
-async fn run_session(gateway: &Gateway, output: &Output, input: &mut Input) {
-    let config = Config::new(
+/// Connects to the farm through this server and runs the session, for the browser at
+/// `browser`, until it ends.
+async fn run_session(gateway: &Gateway, browser: IpAddr, output: &Output, input: &mut Input) {
+    let mut config = Config::new(
         vec![gateway.farm_addr.clone()],
         ServerTrust::Pinned(gateway.farm_key),
     );
+    config.forwarded = Some((gateway.vouch)(browser));
     match connect_any(&config.seeds, &config.connect_options()).await {
         Ok((connection, incoming)) => {
             let session = Session::new(output, config);

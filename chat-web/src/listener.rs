@@ -6,10 +6,10 @@
 
 use crate::config::{plain_refused, WebConfig};
 use crate::gateway::Gateway;
-use crate::routes::{self, WebState};
+use crate::routes::{self, Browser, WebState};
 use crate::tls;
 use anyhow::Context;
-use axum::Router;
+use axum::{Extension, Router};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use std::net::SocketAddr;
@@ -91,9 +91,9 @@ pub async fn serve(listener: WebListener, gateway: Gateway, shutdown: Cancellati
             },
             () = shutdown.cancelled() => return,
         };
-        let stream = tokio::select! {
+        let (stream, browser) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(err) => {
                     tracing::warn!(%err, "web accept failed; retrying in {backoff:?}");
                     tokio::time::sleep(backoff).await;
@@ -104,7 +104,9 @@ pub async fn serve(listener: WebListener, gateway: Gateway, shutdown: Cancellati
             () = shutdown.cancelled() => return,
         };
         backoff = Duration::from_millis(10);
-        let (tls, router, shutdown) = (tls.clone(), router.clone(), shutdown.clone());
+        let (tls, shutdown) = (tls.clone(), shutdown.clone());
+        // Each request of the connection knows where it came from: the gateway forwards it.
+        let router = router.clone().layer(Extension(Browser(browser)));
         tokio::spawn(async move {
             connection(stream, tls, router, shutdown).await;
             drop(permit);

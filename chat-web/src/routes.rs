@@ -8,12 +8,13 @@
 use crate::gateway::{self, Gateway};
 use crate::origin;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -97,8 +98,13 @@ fn content_security_policy(state: &WebState) -> String {
     )
 }
 
+/// The address a request's TCP connection came from, put on each request by the listener.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Browser(pub SocketAddr);
+
 async fn websocket(
     State(state): State<Arc<WebState>>,
+    Extension(Browser(browser)): Extension<Browser>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
@@ -128,5 +134,5 @@ async fn websocket(
     upgrade
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| gateway::serve(socket, state, permit))
+        .on_upgrade(move |socket| gateway::serve(socket, browser, state, permit))
 }

@@ -1,7 +1,9 @@
 //! Limits that keep one client from hurting the others: connections, request floods,
 //! password guessing, registrations, and logins waiting for their hash.
 
-use chat_proto::{ClientFrame, ErrorCode, ErrorReply, Hello, Request, Response, ServerFrame};
+use chat_proto::{
+    ClientFrame, ErrorCode, ErrorReply, Forwarded, Hello, Request, Response, ServerFrame,
+};
 use chat_tests::{Client, RawConn, Server, TestDb, EVENT_TIMEOUT};
 
 /// The server's answer to a hello on a new connection.
@@ -236,6 +238,25 @@ async fn new_accounts_from_one_address_are_limited_and_old_ones_still_log_in() {
         .await
         .is_empty());
     conn.login("ann").await;
+}
+
+#[tokio::test]
+async fn a_client_cannot_claim_an_address_the_farm_did_not_vouch_for() {
+    let db = TestDb::new().await;
+    let server = Server::start(&db, "s1").await;
+    let mut conn = RawConn::connect(&server.addr).await;
+    let forged = Request::Forwarded(Forwarded {
+        addr: "203.0.113.7".parse().unwrap(),
+        tag: [0; 32],
+    });
+    let err = conn.request(forged).await.expect_err("a forged tag");
+    assert_eq!(err.code, ErrorCode::Invalid);
+    assert_eq!(
+        err.message,
+        "a forwarded address the farm did not vouch for"
+    );
+    // The connection stays open, with the address it has.
+    conn.login("alice").await;
 }
 
 #[tokio::test]

@@ -32,7 +32,7 @@ use crate::input::{Input, Parsed};
 use crate::output::{Answer, Event, Output};
 use crate::seen::SeenIds;
 use crate::terminal::{self, Place};
-use chat_proto::ChatMessage;
+use chat_proto::{ChatMessage, Forwarded};
 use conversation::Conversation;
 use moves::{close, requeue, Placement};
 use std::collections::VecDeque;
@@ -90,6 +90,9 @@ pub struct Config {
     pub home_poll: Duration,
     /// Which server keys every connection accepts.
     pub trust: ServerTrust,
+    /// For a front end of the farm (the web gateway): where its user really is, said on every
+    /// connection before the login.
+    pub forwarded: Option<Forwarded>,
 }
 
 impl Config {
@@ -100,6 +103,7 @@ impl Config {
             heartbeat: Some(Heartbeat::default()),
             home_poll: DEFAULT_HOME_POLL,
             trust,
+            forwarded: None,
         }
     }
 
@@ -109,6 +113,7 @@ impl Config {
             timeout: CONNECT_TIMEOUT,
             heartbeat: self.heartbeat,
             trust: self.trust.clone(),
+            forwarded: self.forwarded.clone(),
         }
     }
 
@@ -118,6 +123,7 @@ impl Config {
             timeout: FAILOVER_CONNECT_TIMEOUT,
             heartbeat: self.heartbeat,
             trust: self.trust.clone(),
+            forwarded: self.forwarded.clone(),
         }
     }
 }

@@ -4,7 +4,8 @@ use super::tickets::Resume;
 use super::{hash_failed, invalid, may_register, seconds, Session};
 use crate::limits::Attempt;
 use crate::telemetry::{self, Limit, LoginKind};
-use chat_proto::{validate_user, Credential, ErrorCode, ErrorReply, Response};
+use chat_proto::{validate_user, Credential, ErrorCode, ErrorReply, Forwarded, Response};
+use std::net::SocketAddr;
 use std::time::Instant;
 
 /// The longest password accepted, in bytes.
@@ -69,6 +70,27 @@ impl Session {
             waiting,
             ticket,
         })
+    }
+
+    /// A front end's user, before the login: the per-address limits count `forwarded.addr`
+    /// from now on, if the farm vouched for it (see `forwarding`).
+    pub(super) fn forwarded(&mut self, forwarded: Forwarded) -> Result<Response, ErrorReply> {
+        if self.user.is_some() {
+            return Err(ErrorReply::new(
+                ErrorCode::AlreadyLoggedIn,
+                "a forwarded address comes before the login",
+            ));
+        }
+        if !self.ctx.forwarding.check(&forwarded) {
+            tracing::info!(peer = %self.peer, "a forwarded address the farm did not vouch for");
+            return Err(ErrorReply::new(
+                ErrorCode::Invalid,
+                "a forwarded address the farm did not vouch for",
+            ));
+        }
+        tracing::debug!(peer = %self.peer, forwarded = %forwarded.addr, "a front end's user");
+        self.peer = SocketAddr::new(forwarded.addr, self.peer.port());
+        Ok(Response::Done)
     }
 
     /// Checks the credential of a login: whether this call registered the user, the messages

@@ -3,6 +3,7 @@
 use super::TicketIssuer;
 use crate::delivery::Delivery;
 use crate::farm::Farm;
+use crate::forwarding::ForwardingKey;
 use crate::hub::Hub;
 use crate::limits::{LoginThrottle, Registrations};
 use crate::links::Links;
@@ -35,6 +36,8 @@ pub struct CommandContext {
     pub login_throttle: LoginThrottle,
     /// Makes and checks resume tickets.
     pub tickets: TicketIssuer,
+    /// Checks, and for the web gateway makes, the tags of forwarded addresses.
+    pub forwarding: Arc<ForwardingKey>,
     /// How logins went, for the console's `logins`.
     pub logins: Arc<LoginCounts>,
     /// New accounts per source address.

@@ -106,6 +106,7 @@ impl Session {
             Request::WhoIs { user } => self.whois(user).await.into(),
             Request::WhoAmI => self.whoami().into(),
             Request::Ping => Ok(Response::Pong).into(),
+            Request::Forwarded(forwarded) => self.forwarded(forwarded).into(),
         }
     }
 

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::console::{self, ConsoleContext};
 use crate::delivery::{Delivery, DeliveryConfig, Routes};
 use crate::farm::Farm;
+use crate::forwarding::ForwardingKey;
 use crate::hub::Hub;
 use crate::keys::Keys;
 use crate::limits::{AddressSlots, LoginThrottle, Registrations};
@@ -193,11 +194,12 @@ impl Server {
         } = keys;
         // Derived before the cluster key goes to the links, its only other use.
         let ticket_key = Arc::new(TicketKey::derive(&cluster));
+        let forwarding = Arc::new(ForwardingKey::derive(&cluster));
         let links = Arc::new(Links::new(&config.name, started_at_ms, link, cluster));
         let parts = Parts::new(config, store, farm, links);
         let (drained, tracker) = (CancellationToken::new(), TaskTracker::new());
         let sessions = SessionContext {
-            commands: Arc::new(parts.command_context(config, ticket_key, hasher)),
+            commands: Arc::new(parts.command_context(config, ticket_key, forwarding, hasher)),
             farm_key,
             max_frames_per_sec: config.max_frames_per_sec,
             shutdown: shutdown.clone(),
@@ -260,6 +262,7 @@ impl Server {
                 &listeners.row.client_addr,
                 self.sessions.farm_key.public_key(),
                 farm.clone(),
+                self.sessions.commands.forwarding.clone(),
             );
             // Its sockets end at shutdown, and their pages move on; it is not tracked.
             tokio::spawn(chat_web::serve(web.listener, gateway, shutdown.clone()));
@@ -394,6 +397,7 @@ impl Parts {
         &self,
         config: &Config,
         ticket_key: Arc<TicketKey>,
+        forwarding: Arc<ForwardingKey>,
         hasher: Hasher,
     ) -> CommandContext {
         CommandContext {
@@ -412,6 +416,7 @@ impl Parts {
                 lifetime: config.ticket_lifetime(),
                 revocations: self.revocations.clone(),
             },
+            forwarding,
             logins: self.logins.clone(),
             registrations: Registrations::new(
                 config.max_registrations_per_hour,

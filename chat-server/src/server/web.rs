@@ -4,6 +4,7 @@
 use super::advertise::{advertised, split_host_port};
 use crate::config::Config;
 use crate::farm::Farm;
+use crate::forwarding::ForwardingKey;
 use chat_web::{Directory, Gateway, WebListener, WebServer};
 use std::sync::Arc;
 
@@ -41,12 +42,14 @@ pub(super) async fn bind(config: &Config) -> anyhow::Result<Option<Web>> {
     Ok(Some(Web { listener, url }))
 }
 
-/// The gateway of this server: its sessions connect to `client_addr`, pinning `farm_key`.
+/// The gateway of this server: its sessions connect to `client_addr`, pinning `farm_key`, and
+/// say where their browsers are with tags of the `forwarding` key.
 pub(super) fn gateway(
     name: &str,
     client_addr: &(String, u16),
     farm_key: [u8; 32],
     farm: Arc<Farm>,
+    forwarding: Arc<ForwardingKey>,
 ) -> Gateway {
     let (host, port) = client_addr;
     let farm_addr = if host.contains(':') {
@@ -59,6 +62,7 @@ pub(super) fn gateway(
         farm_addr,
         farm_key,
         directory: Arc::new(Registered(farm)),
+        vouch: Arc::new(move |addr| forwarding.vouch(addr)),
     }
 }
 

@@ -33,6 +33,39 @@ async fn open(server: &Server, origin: Option<&str>) -> Result<Socket, Error> {
     Ok(socket)
 }
 
+/// Opens the server's `/ws` from the local address `from` (a loopback address other than
+/// the server's own: a browser on another machine), as a bot would.
+async fn open_from(server: &Server, from: &str) -> Socket {
+    let url = server
+        .web_url
+        .as_deref()
+        .expect("started with --web-listen");
+    let host_port = url.trim_start_matches("http://");
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind(format!("{from}:0").parse().expect("an address"))
+        .expect("bind the browser's address");
+    let stream = timeout(
+        EVENT_TIMEOUT,
+        socket.connect(host_port.parse().expect("the web address")),
+    )
+    .await
+    .expect("connected in time")
+    .expect("connect to the web endpoint");
+    let request = format!("ws://{host_port}/ws")
+        .into_client_request()
+        .expect("a request");
+    let (mut socket, _) = timeout(
+        EVENT_TIMEOUT,
+        tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream)),
+    )
+    .await
+    .expect("the web endpoint answered in time")
+    .expect("a WebSocket");
+    assert_eq!(next(&mut socket).await["type"], "web");
+    socket
+}
+
 /// The next event object from the socket.
 async fn next(socket: &mut Socket) -> Value {
     loop {
@@ -302,4 +335,41 @@ async fn the_sockets_are_bounded_and_closed_at_shutdown() {
         "the socket stayed open through the shutdown"
     );
     stopping.await.expect("the server stopped cleanly");
+}
+
+#[tokio::test]
+async fn the_per_address_limits_count_each_browser_by_its_own_address() {
+    let db = TestDb::new().await;
+    let flags = [
+        WEB[0],
+        WEB[1],
+        "--registration-burst",
+        "1",
+        "--max-registrations-per-hour",
+        "1",
+    ];
+    let server = Server::start_with(&db, "s1", &flags).await;
+    let login = |user: &str| json!({"command": "login", "user": user, "password": "pw-web"});
+    // A browser at 127.0.0.2 registers a name; its next one waits for its turn.
+    let mut first = open_from(&server, "127.0.0.2").await;
+    let registered = command(&mut first, &login("wann").to_string()).await;
+    assert_eq!(
+        (&registered["type"], &registered["registered"]),
+        (&json!("ok"), &json!(true)),
+        "{registered}"
+    );
+    let mut second = open_from(&server, "127.0.0.2").await;
+    let refused = command(&mut second, &login("wben").to_string()).await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(
+        refused["message"],
+        "too many new accounts from 127.0.0.2; try again in 3600 s"
+    );
+    // Neither another browser nor a terminal client on the server's own address (where the
+    // gateway's connections come from) is held up by that browser.
+    let mut other = open_from(&server, "127.0.0.3").await;
+    let registered = command(&mut other, &login("wcat").to_string()).await;
+    assert_eq!(registered["type"], "ok", "{registered}");
+    let mut terminal = Client::connect(&server).await;
+    terminal.ok("login wdan pw-wdan").await;
 }
