@@ -11,7 +11,7 @@
 //! `readlog`.
 
 use crate::routes::WebState;
-use crate::sink::{self, WebSink, EVENT_QUEUE};
+use crate::sink::{self, Marks, WebSink, EVENT_QUEUE};
 use axum::extract::ws::{Message, WebSocket};
 use chat_client::command::ParseError;
 use chat_client::farm::connect_any;
@@ -87,7 +87,14 @@ pub(crate) async fn serve(
     let (events, queue) = mpsc::channel(EVENT_QUEUE);
     let overflow = CancellationToken::new();
     let close = Message::Close(None);
-    let writer = tokio::spawn(sink::write(socket_tx, queue, text_frame, close));
+    let marks = Arc::new(Marks::default());
+    let writer = tokio::spawn(sink::write(
+        socket_tx,
+        queue,
+        marks.clone(),
+        text_frame,
+        close,
+    ));
     let mut sink = WebSink {
         events,
         overflow: overflow.clone(),
@@ -107,7 +114,7 @@ pub(crate) async fn serve(
     let mut input = Input::Commands(commands);
     tokio::select! {
         () = run_session(&state.gateway, browser.ip(), &output, &mut input) => {}
-        () = read_commands(socket_rx, commands_tx) => {}
+        () = read_commands(socket_rx, commands_tx, &marks) => {}
         () = overflow.cancelled() => tracing::debug!("a page stopped reading its events"),
         () = state.shutdown.cancelled() => {}
     }
@@ -142,14 +149,20 @@ async fn run_session(gateway: &Gateway, browser: IpAddr, output: &Output, input:
 }
 
 /// Reads the page's frames, each text frame one command, until the page closes the socket.
-async fn read_commands<S, E>(mut frames: S, commands: mpsc::Sender<Parsed>)
+async fn read_commands<S, E>(mut frames: S, commands: mpsc::Sender<Parsed>, marks: &Marks)
 where
     S: Stream<Item = Result<Message, E>> + Unpin,
     E: std::fmt::Display,
 {
     while let Some(frame) = frames.next().await {
         let parsed = match frame {
-            Ok(Message::Text(text)) => json_command::parse(text.as_str()),
+            Ok(Message::Text(text)) => match marked(text.as_str()) {
+                Some(mark) => {
+                    marks.answered(mark);
+                    continue;
+                }
+                None => json_command::parse(text.as_str()),
+            },
             Ok(Message::Binary(_)) => Err(ParseError {
                 command: INPUT.to_string(),
                 message: "send each command as a text frame of JSON".to_string(),
@@ -165,4 +178,17 @@ where
             return;
         }
     }
+}
+
+/// The page's answer to a mark, `{"command":"marked","mark":N}`; not a command of the session.
+fn marked(text: &str) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Marked {
+        command: String,
+        mark: u64,
+    }
+    serde_json::from_str::<Marked>(text)
+        .ok()
+        .filter(|answer| answer.command == "marked")
+        .map(|answer| answer.mark)
 }

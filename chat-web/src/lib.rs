@@ -15,13 +15,15 @@
 //! - `routes`: the page's files, with their security headers, and the WebSocket's upgrade.
 //! - `origin`: the Origin check of every WebSocket (the farm's web origins, and extra ones).
 //! - `gateway`: one WebSocket's session, and what the page learns of the farm.
-//! - `sink`: the session's output on the socket, and when it has been written.
+//! - `sink`: the session's output on the socket, and the marks the page answers once it has
+//!   handled what came before them.
 //!
 //! **A web connection never panics the server and never logs a secret**: bad frames are
 //! answered with an `error` object, and neither commands nor events are logged. **A message
-//! is acknowledged only once its event was written to the WebSocket**, and a `readlog` batch
-//! confirmed only once all of it was. **Every WebSocket passes the Origin check.** **Plain
-//! HTTP is served only on a loopback address** unless the operator says otherwise.
+//! is acknowledged only once the page answered the mark sent after it** (see `sink`), and a
+//! `readlog` batch confirmed only once all of it was. **Every WebSocket passes the Origin
+//! check.** **Plain HTTP is served only on a loopback address** unless the operator says
+//! otherwise.
 
 mod config;
 mod gateway;

@@ -126,6 +126,11 @@ function receive(event) {
     case "ticket":
       keepTicket(event.ticket);
       break;
+    case "mark":
+      // Everything before it has been handled (frames are handled in order): the gateway
+      // may now tell the farm that those messages were shown. Not an answered command.
+      farm.socket.send(JSON.stringify({ command: "marked", mark: event.mark }));
+      break;
     case "message":
       view.message(event);
       break;

@@ -126,9 +126,19 @@ impl Page {
             .expect("type");
     }
 
+    /// Clicks the element matching `css`, found again if the page redrew it in between.
     pub async fn click(&self, css: &str) {
-        let element = self.wait_for(css).await;
-        bounded("a click", element.click()).await.expect("click");
+        let deadline = Instant::now() + EVENT_TIMEOUT;
+        loop {
+            let element = self.wait_for(css).await;
+            match bounded("a click", element.click()).await {
+                Ok(()) => return,
+                Err(fantoccini::error::CmdError::Standard(err))
+                    if err.error == fantoccini::error::ErrorStatus::StaleElementReference
+                        && Instant::now() < deadline => {}
+                Err(err) => panic!("click on {css}: {err}"),
+            }
+        }
     }
 
     /// Waits until an element matching `css` is on the page.

@@ -66,8 +66,24 @@ async fn open_from(server: &Server, from: &str) -> Socket {
     socket
 }
 
-/// The next event object from the socket.
+/// The next event object from the socket, answering each mark as a page does once it has
+/// handled what came before.
 async fn next(socket: &mut Socket) -> Value {
+    loop {
+        let event = next_frame(socket).await;
+        if event["type"] != "mark" {
+            return event;
+        }
+        let marked = json!({"command": "marked", "mark": event["mark"]});
+        socket
+            .send(Message::text(marked.to_string()))
+            .await
+            .expect("answer a mark");
+    }
+}
+
+/// The next event object from the socket, whatever it is.
+async fn next_frame(socket: &mut Socket) -> Value {
     loop {
         let frame = timeout(EVENT_TIMEOUT, socket.next())
             .await
@@ -372,4 +388,47 @@ async fn the_per_address_limits_count_each_browser_by_its_own_address() {
     assert_eq!(registered["type"], "ok", "{registered}");
     let mut terminal = Client::connect(&server).await;
     terminal.ok("login wdan pw-wdan").await;
+}
+
+#[tokio::test]
+async fn a_message_is_acknowledged_only_once_the_page_answers_its_mark() {
+    let db = TestDb::new().await;
+    let server = Server::start_with(&db, "s1", &WEB).await;
+    let mut socket = open(&server, None).await.expect("a socket");
+    assert_eq!(next(&mut socket).await["type"], "web");
+    let login = json!({"command": "login", "user": "alice", "password": "pw-alice"});
+    assert_eq!(command(&mut socket, &login.to_string()).await["type"], "ok");
+    let mut bob = Client::connect(&server).await;
+    bob.ok("login bob pw-bob").await;
+    bob.ok("send alice shown but never confirmed").await;
+    // The page gets the message and then a mark, which it never answers (it died drawing).
+    let message = loop {
+        let event = next_frame(&mut socket).await;
+        if event["type"] == "message" {
+            break event;
+        }
+    };
+    assert_eq!(message["text"], "shown but never confirmed");
+    loop {
+        if next_frame(&mut socket).await["type"] == "mark" {
+            break;
+        }
+    }
+    // Bob was told "sent" because the farm stored it: nobody acknowledged it. Alice's next
+    // device finds it waiting.
+    let mut alice = Client::connect(&server).await;
+    let login = alice.ok("login alice pw-alice").await;
+    assert_eq!(login["waiting"], 1, "{login}");
+    alice.ok("readlog").await;
+    alice.message("shown but never confirmed").await;
+    // And the page that does not answer is let go.
+    let closed = timeout(EVENT_TIMEOUT, async {
+        while let Some(Ok(frame)) = socket.next().await {
+            if frame.is_close() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the page that answers no mark is let go");
 }
