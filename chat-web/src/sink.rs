@@ -144,14 +144,20 @@ pub(crate) async fn write<S, M>(
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_mark_is_said_once_the_page_answers_it_after_what_came_before() {
-        let (events, queue) = mpsc::channel(EVENT_QUEUE);
+    /// A sink whose queue holds `capacity` events, its queue, and its overflow token.
+    fn sink(capacity: usize) -> (WebSink, mpsc::Receiver<Outgoing>, CancellationToken) {
+        let (events, queue) = mpsc::channel(capacity);
         let overflow = CancellationToken::new();
-        let mut sink = WebSink {
+        let sink = WebSink {
             events,
             overflow: overflow.clone(),
         };
+        (sink, queue, overflow)
+    }
+
+    #[tokio::test]
+    async fn a_mark_is_said_once_the_page_answers_it_after_what_came_before() {
+        let (mut sink, queue, overflow) = sink(EVENT_QUEUE);
         let (frames_tx, mut frames) = futures::channel::mpsc::unbounded::<String>();
         sink.write_line(r#"{"type":"a"}"#).unwrap();
         let written = sink.written();
@@ -179,12 +185,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_page_that_does_not_answer_its_marks_is_let_go() {
-        let (events, _queue) = mpsc::channel(EVENT_QUEUE);
-        let overflow = CancellationToken::new();
-        let mut sink = WebSink {
-            events,
-            overflow: overflow.clone(),
-        };
+        let (mut sink, _queue, overflow) = sink(EVENT_QUEUE);
         assert!(!sink.written().await, "no answer within the mark timeout");
         assert!(overflow.is_cancelled());
     }
@@ -210,12 +211,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_page_that_does_not_read_is_let_go() {
-        let (events, queue) = mpsc::channel(2);
-        let overflow = CancellationToken::new();
-        let mut sink = WebSink {
-            events,
-            overflow: overflow.clone(),
-        };
+        let (mut sink, queue, overflow) = sink(2);
         sink.write_line("1").unwrap();
         sink.write_line("2").unwrap();
         assert!(sink.write_line("3").is_err());
