@@ -391,9 +391,10 @@ pub trait LineSink: Send {
     /// Writes `line` and a newline at once, and flushes, so lines never interleave.
     fn write_line(&mut self, line: &str) -> io::Result<()>;
 
-    /// Resolves once every line written so far has left this process (true), or can no
-    /// longer (false): what the session waits for before it acknowledges a message. A sink
-    /// that writes at once, as those on standard output do, is always done.
+    /// Resolves once every line written so far has been taken by its reader (true), or can
+    /// no longer be (false): what the session waits for before it acknowledges a message. A
+    /// sink that writes at once, as those on standard output do, is done once it has; the web
+    /// gateway's is done once the page has answered a mark sent after the lines.
     fn written(&mut self) -> Written {
         Box::pin(std::future::ready(true))
     }
@@ -457,8 +458,8 @@ impl Output {
         self.tickets
     }
 
-    /// Waits until every event emitted so far has left this process: true once it has, false
-    /// when it never will (the sink is closed). See [`LineSink::written`].
+    /// Waits until every event emitted so far has been taken by its reader: true once it has,
+    /// false when it never will (the sink is closed). See [`LineSink::written`].
     pub async fn written(&self) -> bool {
         let written = self.lock_sink().written();
         written.await
