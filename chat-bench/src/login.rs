@@ -15,7 +15,14 @@ use chat_client::failover::LostServer;
 use chat_client::farm::{Moved, MAX_REDIRECTS};
 use chat_client::heartbeat;
 use chat_client::login::HeldTicket;
-use chat_proto::{ErrorReply, Request, Response};
+use chat_proto::{ErrorCode, ErrorReply, Request, Response};
+use std::time::Duration;
+
+/// How many times a first login told to wait ("too many failed logins; try again in 1 s",
+/// which the server says while other logins of the same name are being checked) is tried
+/// again, as a person would, and how long it waits first.
+const TOO_FAST_TRIES: u32 = 5;
+const TOO_FAST_WAIT: Duration = Duration::from_secs(1);
 
 /// What the server said to a login.
 #[derive(Debug, PartialEq, Eq)]
@@ -64,7 +71,8 @@ impl Failure {
 }
 
 /// Logs `user` in at home by password on a connection of the real client (`options` give its
-/// heartbeat), following redirects as the client does; returns the connection and the ticket.
+/// heartbeat), following redirects as the client does, and trying again a few times when told
+/// to wait a moment; returns the connection and the ticket.
 pub async fn log_in(
     farm: &Farm,
     user: &str,
@@ -72,12 +80,22 @@ pub async fn log_in(
     options: &ConnectOptions,
 ) -> Result<(Moved, HeldTicket), Failure> {
     let mut addr = farm.home_addr(user).map_err(Failure::other)?;
-    for _ in 0..=MAX_REDIRECTS {
+    let mut waits = 0;
+    let mut redirects = 0;
+    while redirects <= MAX_REDIRECTS {
         let (connection, mut incoming) = Connection::connect(&addr, options)
             .await
             .map_err(|err| Failure::other(err.into()))?;
         let reply = match connection.request(request(user, password)).await {
             Ok(response) => Ok(response),
+            Err(RequestError::Refused(refusal))
+                if refusal.code == ErrorCode::TooFast && waits < TOO_FAST_TRIES =>
+            {
+                waits += 1;
+                connection.close().await;
+                tokio::time::sleep(TOO_FAST_WAIT).await;
+                continue;
+            }
             Err(RequestError::Refused(refusal)) => Err(refusal),
             Err(RequestError::ConnectionLost) => {
                 // The reader queues why the connection ended before it fails the request.
@@ -106,6 +124,7 @@ pub async fn log_in(
             Ok(Outcome::Redirect(next)) => {
                 connection.close().await;
                 addr = next;
+                redirects += 1;
             }
             Err(error) => {
                 connection.close().await;
