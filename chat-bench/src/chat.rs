@@ -32,6 +32,7 @@ const SEEN_IDS: usize = 4096;
 /// last to the first), whose home is the next server, so every message crosses a link.
 pub struct Chatting {
     pub ledger: Arc<Ledger>,
+    n_users: usize,
     size: usize,
     /// Nobody sends before [`Chatting::begin`]: a name is registered by its first login.
     go: watch::Sender<bool>,
@@ -58,6 +59,7 @@ impl Chatting {
         });
         Chatting {
             ledger,
+            n_users,
             size,
             go: watch::channel(false).0,
             last_read: watch::channel(false).0,
@@ -67,12 +69,11 @@ impl Chatting {
 
     /// Once every message taken was answered ([`Ledger::wait_answered`]), what was not
     /// delivered live is stored: every user reads its offline log once more, as the chaos
-    /// test's clients do at the end. Returns when all `n_users` have read it, or at
-    /// `deadline`.
-    pub async fn read_finally(&self, n_users: usize, deadline: tokio::time::Instant) {
+    /// test's clients do at the end. Returns when every user has read it, or at `deadline`.
+    pub async fn read_finally(&self, deadline: tokio::time::Instant) {
         let mut read = self.read.subscribe();
         self.last_read.send_replace(true);
-        let all_read = read.wait_for(|n| *n >= n_users);
+        let all_read = read.wait_for(|n| *n >= self.n_users);
         let _ = tokio::time::timeout_at(deadline, all_read).await;
     }
 
@@ -81,15 +82,28 @@ impl Chatting {
         self.go.send_replace(true);
     }
 
-    /// User `idx`'s part, among `users`.
-    pub fn part(&self, idx: usize, users: &[String]) -> Part {
-        Part {
+    /// User `idx`'s part, among `users`: its sender task is started, and ends with `stop`.
+    pub fn chat(&self, idx: usize, users: &[String], stop: CancellationToken) -> Chat {
+        let part = Part {
             ledger: self.ledger.clone(),
             sender: idx,
             partner: users[(idx + 1) % users.len()].clone(),
             size: self.size,
             go: self.go.subscribe(),
+        };
+        let (current, connection) = watch::channel(None);
+        tokio::spawn(async move {
+            tokio::select! {
+                () = send_all(part, connection) => {}
+                () = stop.cancelled() => {}
+            }
+        });
+        Chat {
+            ledger: self.ledger.clone(),
+            current,
+            seen: SeenIds::new(SEEN_IDS),
             last_read: self.last_read.subscribe(),
+            read_last: false,
             read: self.read.clone(),
         }
     }
@@ -106,42 +120,20 @@ pub struct Chat {
     read: Arc<watch::Sender<usize>>,
 }
 
-/// One user's part in the traffic.
-pub struct Part {
-    pub ledger: Arc<Ledger>,
+/// What one user's sender task sends: its messages on the ledger, to its partner.
+struct Part {
+    ledger: Arc<Ledger>,
     /// The user's index on the ledger, as a sender.
-    pub sender: usize,
+    sender: usize,
     /// Whom it sends to.
-    pub partner: String,
+    partner: String,
     /// Bytes of text per message.
-    pub size: usize,
+    size: usize,
+    /// Becomes true at [`Chatting::begin`].
     go: watch::Receiver<bool>,
-    last_read: watch::Receiver<bool>,
-    read: Arc<watch::Sender<usize>>,
 }
 
 impl Chat {
-    /// Starts the user's sender task, which sends once the user is first connected and ends
-    /// with `stop`.
-    pub fn start(part: Part, stop: CancellationToken) -> Chat {
-        let (current, connection) = watch::channel(None);
-        let chat = Chat {
-            ledger: part.ledger.clone(),
-            current,
-            seen: SeenIds::new(SEEN_IDS),
-            last_read: part.last_read.clone(),
-            read_last: false,
-            read: part.read.clone(),
-        };
-        tokio::spawn(async move {
-            tokio::select! {
-                () = send_all(part, connection) => {}
-                () = stop.cancelled() => {}
-            }
-        });
-        chat
-    }
-
     /// Returns once the last read of the log is asked and this user has not made it yet;
     /// then the user calls [`Chat::read_log`].
     pub async fn last_read_asked(&mut self) {
@@ -235,7 +227,6 @@ async fn send_all(part: Part, mut current: watch::Receiver<Option<Arc<Connection
         partner,
         size,
         mut go,
-        ..
     } = part;
     if go.wait_for(|go| *go).await.is_err() {
         return;

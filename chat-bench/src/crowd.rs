@@ -70,7 +70,7 @@ pub async fn run(args: CrowdArgs, deadline: tokio::time::Instant) -> anyhow::Res
     if let Some(chatting) = &chatting {
         chatting.ledger.stop_sending();
         chatting.ledger.wait_answered(settle_end).await;
-        chatting.read_finally(n_users, settle_end).await;
+        chatting.read_finally(settle_end).await;
         chatting.ledger.wait_done(settle_end).await;
     }
     population.board.wait_until(settle_end, all_in).await;

@@ -10,7 +10,7 @@
 
 use crate::args::{count, FarmArgs, UserArgs};
 use crate::board::Board;
-use crate::chat::{Chat, Chatting};
+use crate::chat::Chatting;
 use crate::farm::Farm;
 use crate::login;
 use crate::logins::timed;
@@ -170,8 +170,7 @@ impl Population {
                 ring: farm.ring.clone(),
                 habits: habits.clone(),
                 board: board.clone(),
-                chat: chatting
-                    .map(|chatting| Chat::start(chatting.part(idx, &users), stop.clone())),
+                chat: chatting.map(|chatting| chatting.chat(idx, &users, stop.clone())),
             };
             let (farm, first, places, results_tx, stop) = (
                 farm.clone(),
