@@ -150,6 +150,13 @@ pub struct Config {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub registration_burst: u32,
 
+    /// Threads that run the server's connections and links. Default: the number of cores.
+    /// Where several servers share a machine's cores, one each is faster: a message then
+    /// passes no frames and wakes no tasks between threads (`scripts/bench` runs its three
+    /// servers on two cores with 1).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_threads: Option<u16>,
+
     /// Passwords hashed at once (argon2id, 19 MiB each, kept for reuse). Default: the number
     /// of cores.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]

@@ -12,13 +12,12 @@ use tracing_subscriber::EnvFilter;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     // `admin` is parsed on its own: a server's flags read the environment (DATABASE_URL),
     // which an operator's shell may well have set.
     match std::env::args_os().nth(1) {
         Some(arg) if arg == "admin" => {
             let args = AdminArgs::parse_from(std::env::args_os().skip(1));
-            return admin(&runtime, args);
+            return admin(args);
         }
         Some(arg) if arg == "keygen" => {
             let args = KeygenArgs::parse_from(std::env::args_os().skip(1));
@@ -41,6 +40,7 @@ fn main() -> anyhow::Result<()> {
         // One JSON object per line, its fields flattened beside the message.
         LogFormat::Json => logs.json().flatten_event(true).init(),
     }
+    let runtime = runtime(config.worker_threads)?;
     let result = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
@@ -49,6 +49,18 @@ fn main() -> anyhow::Result<()> {
     // The console's read of standard input cannot be cancelled; do not wait for it.
     runtime.shutdown_timeout(Duration::from_millis(100));
     result
+}
+
+/// The server's runtime: `worker_threads` threads (`--worker-threads`), or one per core.
+fn runtime(worker_threads: Option<u16>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = worker_threads {
+        builder.worker_threads(usize::from(threads));
+    }
+    builder
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 /// Crates whose debug logs hold secrets: `tokio_postgres` logs every query's parameters, the
@@ -77,13 +89,17 @@ fn log_filter(rust_log: Option<&str>) -> EnvFilter {
 
 /// `chat-server admin`: one command to a running server, its answer on standard output. Exits
 /// with status 1 when the command failed, as when the server cannot be asked.
-fn admin(runtime: &tokio::runtime::Runtime, args: AdminArgs) -> anyhow::Result<()> {
+fn admin(args: AdminArgs) -> anyhow::Result<()> {
     let path = match (args.socket, args.name) {
         (Some(path), _) => path,
         (None, Some(name)) => admin::default_socket(&name),
         (None, None) => anyhow::bail!("name the server with --name or --socket"),
     };
     let command = args.command.join(" ");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     let answered = runtime.block_on(admin::request(&path, &command, &mut tokio::io::stdout()))?;
     if answered == admin::Answered::Failed {
         std::process::exit(1);
