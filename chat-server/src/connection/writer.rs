@@ -141,11 +141,13 @@ impl<Out: Serialize> Writer<Out> {
             .unwrap_or_else(|_| heartbeat())
     }
 
-    /// Writes the unsent frame and everything already queued behind it, with one flush (or
-    /// one write per [`halves::WRITE_BATCH`] bytes in a long burst). Abandoned (dropped) at
+    /// Writes the unsent frame and everything already queued behind it, or queued while the
+    /// writer lets the other woken tasks run once, with one flush (or one write per
+    /// [`halves::WRITE_BATCH`] bytes in a long burst). Abandoned (dropped) at
     /// any point, it loses no frame: the one it holds stays unsent, and what is encoded stays
     /// in the sink's buffer.
     async fn write_queued(&mut self) -> Result<(), FrameError> {
+        let mut yielded = false;
         while self.unsent.is_some() {
             self.sink.make_room().await?;
             if let Some(mut frame) = self.unsent.take() {
@@ -155,6 +157,15 @@ impl<Out: Serialize> Writer<Out> {
                 self.sink.feed(frame)?;
             }
             self.unsent = self.queue.try_recv();
+            if self.unsent.is_none() && !yielded {
+                // Once, before the flush: the tasks already woken (readers of other
+                // connections, sessions' requests) run first and may queue more frames here,
+                // which then share this write. One write system call costs more than a
+                // round of the scheduler.
+                yielded = true;
+                tokio::task::yield_now().await;
+                self.unsent = self.queue.try_recv();
+            }
         }
         self.sink.flush().await
     }
