@@ -39,8 +39,8 @@ pub struct LedgerConfig {
     pub ack_deadline: Duration,
     /// The most inbox rows in one batch; a message's rows are never split.
     pub max_batch_rows: usize,
-    /// How many finished and relayed message ids are remembered, to answer retried sends and
-    /// to route relayed messages' acknowledgements.
+    /// How many finished and relayed message ids are remembered at least (at most twice as
+    /// many), to answer retried sends and to route relayed messages' acknowledgements.
     pub recent_ids: usize,
 }
 

@@ -57,8 +57,8 @@ use tokio_util::sync::CancellationToken;
 /// The most recipients in one relayed frame: 4096 names of at most 32 bytes and a message of
 /// at most 4 KiB stay far below the link's frame limit.
 const MAX_RELAY_RECIPIENTS: usize = 4096;
-/// How many recently finished message ids are remembered, to answer retried sends, and how
-/// many relayed ones, to route their acknowledgements.
+/// How many recently finished message ids are remembered at least, to answer retried sends,
+/// and how many relayed ones, to route their acknowledgements.
 const RECENT_IDS: usize = 100_000;
 
 #[derive(Debug, Clone)]

@@ -1,45 +1,57 @@
-//! A bounded map of recent message ids: the oldest is forgotten first.
+//! A bounded map of recent message ids: the oldest are forgotten first.
+//!
+//! It keeps two generations of ids rather than a queue of them: new ids go into the young
+//! one, and once that holds the capacity, the old one is forgotten whole and the young
+//! one becomes old. An insert then costs one lookup in one map, where a queue costs a push
+//! and the removal of the oldest id from the map, a second lookup at a place long out of the
+//! cache; under load these maps hold tens of thousands of ids, and every message inserts into
+//! one of them on each server it passes. What it gives up is exactness: it remembers the
+//! newest ids, at least the capacity and at most twice as many.
 
 use super::ids::IdMap;
 use chat_proto::MessageId;
-use std::collections::VecDeque;
+use std::mem;
 use std::sync::Arc;
 
 /// How many servers' names [`Relayed`] keeps to share; a farm has far fewer.
 const OWNERS_KEPT: usize = 64;
 
 pub struct Recent<V> {
-    values: IdMap<V>,
-    order: VecDeque<MessageId>,
+    young: IdMap<V>,
+    old: IdMap<V>,
+    /// How many ids the young generation takes before it becomes the old one.
     capacity: usize,
 }
 
 impl<V> Recent<V> {
+    /// Remembers at least the `capacity` newest ids, and at most twice as many.
     pub fn new(capacity: usize) -> Recent<V> {
         Recent {
-            values: IdMap::default(),
-            order: VecDeque::new(),
-            capacity,
+            young: IdMap::default(),
+            old: IdMap::default(),
+            capacity: capacity.max(1),
         }
     }
 
     pub fn insert(&mut self, id: MessageId, value: V) {
-        if self.values.insert(id, value).is_none() {
-            self.order.push_back(id);
+        if let Some(known) = self.old.get_mut(&id) {
+            *known = value;
+            return;
         }
-        while self.order.len() > self.capacity {
-            if let Some(old) = self.order.pop_front() {
-                self.values.remove(&old);
-            }
+        if self.young.len() >= self.capacity && !self.young.contains_key(&id) {
+            // The old generation is forgotten; its allocation is kept for the next one.
+            self.old.clear();
+            mem::swap(&mut self.young, &mut self.old);
         }
+        self.young.insert(id, value);
     }
 
     pub fn contains(&self, id: MessageId) -> bool {
-        self.values.contains_key(&id)
+        self.young.contains_key(&id) || self.old.contains_key(&id)
     }
 
     pub fn get(&self, id: MessageId) -> Option<&V> {
-        self.values.get(&id)
+        self.young.get(&id).or_else(|| self.old.get(&id))
     }
 }
 
@@ -82,15 +94,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_oldest_is_forgotten_first() {
+    fn the_oldest_are_forgotten_first() {
         let mut recent = Recent::new(2);
-        let ids: Vec<MessageId> = (0..3).map(|_| MessageId::new()).collect();
+        let ids: Vec<MessageId> = (0..5).map(|_| MessageId::new()).collect();
         for (n, id) in ids.iter().enumerate() {
             recent.insert(*id, n);
         }
-        assert!(!recent.contains(ids[0]));
-        assert_eq!(recent.get(ids[1]), Some(&1));
-        assert_eq!(recent.get(ids[2]), Some(&2));
+        // Generations of two: [0, 1] went when 4 came; [2, 3] is old, [4] young.
+        assert!(!recent.contains(ids[0]) && !recent.contains(ids[1]));
+        for (n, id) in ids.iter().enumerate().skip(2) {
+            assert_eq!(recent.get(*id), Some(&n));
+        }
+    }
+
+    #[test]
+    fn it_remembers_between_its_capacity_and_twice_that() {
+        let mut recent = Recent::new(50);
+        let ids: Vec<MessageId> = (0..1000).map(|_| MessageId::new()).collect();
+        for (n, id) in ids.iter().enumerate() {
+            recent.insert(*id, n);
+            let kept = ids[..=n].iter().filter(|id| recent.contains(**id)).count();
+            assert!(
+                kept >= (n + 1).min(50) && kept <= 100,
+                "{kept} kept after {n}"
+            );
+            // What it keeps is always the newest.
+            assert!(ids[n + 1 - kept..=n].iter().all(|id| recent.contains(*id)));
+        }
+    }
+
+    #[test]
+    fn an_id_inserted_again_keeps_one_entry_with_the_new_value() {
+        let mut recent = Recent::new(2);
+        let (first, second) = (MessageId::new(), MessageId::new());
+        recent.insert(first, 1);
+        recent.insert(second, 2);
+        recent.insert(first, 3);
+        recent.insert(first, 4);
+        assert_eq!(recent.get(first), Some(&4));
+        assert_eq!(recent.get(second), Some(&2));
     }
 
     #[test]
