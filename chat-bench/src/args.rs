@@ -24,6 +24,12 @@ pub const REPORT_GRACE: Duration = Duration::from_secs(10);
 pub struct Cli {
     #[command(subcommand)]
     pub workload: Workload,
+
+    /// Threads of the load generator's runtime. Default: one per core. On a machine whose
+    /// cores it shares with the servers it loads, one is faster (`scripts/bench` runs its dm,
+    /// irc and group loads with 1).
+    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -87,7 +87,11 @@ fn main() {
 
 fn run(cli: Cli) -> anyhow::Result<Verdict> {
     raise_open_files_limit();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = cli.threads {
+        runtime.worker_threads(usize::from(threads));
+    }
+    let runtime = runtime
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
