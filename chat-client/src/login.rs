@@ -314,7 +314,12 @@ impl Login<'_> {
                     current_lost,
                 }
             }
-            RequestError::Refused(reply) if reply.code == ErrorCode::Unavailable => {
+            // Told to wait (the database is away, or logins of this name are being checked or
+            // failed too often): nobody refused the credentials, and a later try may succeed.
+            // Going home or failing over tries again, where a refusal would give up for good.
+            RequestError::Refused(reply)
+                if matches!(reply.code, ErrorCode::Unavailable | ErrorCode::TooFast) =>
+            {
                 target.close().await;
                 Outcome::Unreachable {
                     reason: reply.message,
