@@ -2,11 +2,13 @@
 //!
 //! It keeps two generations of ids rather than a queue of them: new ids go into the young
 //! one, and once that holds the capacity, the old one is forgotten whole and the young
-//! one becomes old. An insert then costs one lookup in one map, where a queue costs a push
-//! and the removal of the oldest id from the map, a second lookup at a place long out of the
-//! cache; under load these maps hold tens of thousands of ids, and every message inserts into
-//! one of them on each server it passes. What it gives up is exactness: it remembers the
-//! newest ids, at least the capacity and at most twice as many.
+//! one becomes old. An insert then costs one lookup in the young map, where a queue costs a
+//! push and the removal of the oldest id from the map, a second lookup at a place long out of
+//! the cache; under load these maps hold tens of thousands of ids, and every message inserts
+//! into one of them on each server it passes. An id inserted again while it is old is not
+//! looked for there: it goes into the young map too, whose value `get` finds first, and the
+//! old copy goes with its generation. What it gives up is exactness: it remembers the newest
+//! ids, at least the capacity and at most twice as many entries.
 
 use super::ids::IdMap;
 use chat_proto::MessageId;
@@ -34,10 +36,6 @@ impl<V> Recent<V> {
     }
 
     pub fn insert(&mut self, id: MessageId, value: V) {
-        if let Some(known) = self.old.get_mut(&id) {
-            *known = value;
-            return;
-        }
         if self.young.len() >= self.capacity && !self.young.contains_key(&id) {
             // The old generation is forgotten; its allocation is kept for the next one.
             self.old.clear();
@@ -124,7 +122,7 @@ mod tests {
     }
 
     #[test]
-    fn an_id_inserted_again_keeps_one_entry_with_the_new_value() {
+    fn an_id_inserted_again_has_its_new_value() {
         let mut recent = Recent::new(2);
         let (first, second) = (MessageId::new(), MessageId::new());
         recent.insert(first, 1);
