@@ -57,7 +57,9 @@ pub enum PeerFrame {
     /// stored; the receiver keeps nothing but the way back for the acknowledgements.
     Deliver {
         message: Arc<ChatMessage>,
-        recipients: Vec<String>,
+        /// Shared with the sender's ledger and its other frames: a name is never copied per
+        /// recipient (on the wire, a plain sequence of names).
+        recipients: Vec<Arc<str>>,
     },
     /// These users' clients have shown these messages, which the receiver relayed. The sender
     /// gathers acknowledgements into as few of these as its writer's pace allows.
@@ -83,7 +85,7 @@ pub enum PeerFrame {
     /// who are logged in on the receiver: shown to each of their sessions, and forgotten.
     Notice {
         notice: GroupNotice,
-        recipients: Vec<String>,
+        recipients: Vec<Arc<str>>,
     },
 }
 

@@ -128,11 +128,11 @@ impl Hub {
     /// Pushes `frame` to every session here of each of `users`, but the session `except`:
     /// for what is only shown, never acknowledged (echoes, notices). A session too slow to
     /// take it is closed, as for a delivery.
-    pub fn show(&self, users: &[String], frame: &ServerFrame, except: Option<u64>) {
+    pub fn show(&self, users: &[impl AsRef<str>], frame: &ServerFrame, except: Option<u64>) {
         let inner = self.lock();
         let sessions = users
             .iter()
-            .filter_map(|user| inner.sessions.get(user))
+            .filter_map(|user| inner.sessions.get(user.as_ref()))
             .flatten()
             .filter(|session| Some(session.id()) != except);
         for session in sessions {

@@ -38,8 +38,9 @@ pub const MAX_CACHED_GROUPS: usize = 10_000;
 /// How long an entry is used at most before it is read again.
 pub const ENTRY_TTL: Duration = Duration::from_secs(60);
 
-/// A group's members, sorted by name, shared by every send that reads them.
-pub type MemberList = Arc<[String]>;
+/// A group's members, sorted by name, shared by every send that reads them: a send to the
+/// group shares each name too, never copying one per recipient.
+pub type MemberList = Arc<[Arc<str>]>;
 
 /// The members of each group, from the cache or else from the store.
 pub struct Members {
@@ -61,7 +62,7 @@ impl Members {
     pub async fn get(&self, group: &str) -> Result<Option<MemberList>, StoreError> {
         let load = || async {
             let members = self.store.members(group).await?;
-            Ok(members.map(MemberList::from))
+            Ok(members.map(|names| names.into_iter().map(Arc::from).collect()))
         };
         self.cache.get(group, load).await
     }

@@ -76,7 +76,7 @@ impl Presence {
 
     /// Which of `users` are logged in on each other server, as indices into `users`: one lock
     /// for a whole group.
-    pub fn locate(&self, users: &[String]) -> BTreeMap<String, Vec<usize>> {
+    pub fn locate(&self, users: &[impl AsRef<str>]) -> BTreeMap<String, Vec<usize>> {
         let by_server = self.lock();
         let mut found: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (server, remote) in by_server.iter() {
@@ -84,7 +84,7 @@ impl Presence {
                 continue;
             }
             let here: Vec<usize> = (0..users.len())
-                .filter(|&idx| remote.users.contains(&users[idx]))
+                .filter(|&idx| remote.users.contains(users[idx].as_ref()))
                 .collect();
             if !here.is_empty() {
                 found.insert(server.clone(), here);

@@ -6,6 +6,7 @@ use crate::paging::{first_after, page_size, split_page};
 use chat_proto::{
     validate_group, validate_user, ErrorCode, ErrorReply, GroupChange, GroupNotice, Response,
 };
+use std::sync::Arc;
 
 impl Session {
     pub(super) async fn join(&mut self, group: String) -> Result<Response, ErrorReply> {
@@ -53,9 +54,9 @@ impl Session {
                 return;
             }
         };
-        let others: Vec<String> = members
+        let others: Vec<Arc<str>> = members
             .iter()
-            .filter(|member| **member != user)
+            .filter(|member| ***member != *user)
             .cloned()
             .collect();
         let notice = GroupNotice {
@@ -97,7 +98,7 @@ impl Session {
         let after = cursor(after, validate_user)?;
         let members = self.members_with(&group, &user, "").await?;
         let size = page_size(max);
-        let names = members.iter().map(String::as_str);
+        let names = members.iter().map(|name| &**name);
         let (users, more) = split_page(first_after(names, after.as_deref(), size + 1), size);
         Ok(Response::Users { users, more })
     }
@@ -116,7 +117,7 @@ impl Session {
                 format!("no such group: #{group}"),
             ));
         };
-        if !members.iter().any(|member| member == user) {
+        if !members.iter().any(|member| **member == *user) {
             return Err(ErrorReply::new(
                 ErrorCode::NotMember,
                 format!("you are not a member of #{group}{hint}"),

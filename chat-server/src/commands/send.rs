@@ -6,6 +6,7 @@ use chat_proto::{
     validate_group, validate_text, validate_user, ChatMessage, ErrorCode, ErrorReply, MessageId,
     Recipient, RequestId,
 };
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 impl Session {
@@ -40,7 +41,7 @@ impl Session {
         &self,
         to: &Recipient,
         text: &str,
-    ) -> Result<(String, Vec<String>), ErrorReply> {
+    ) -> Result<(String, Vec<Arc<str>>), ErrorReply> {
         let from = self.require_user()?;
         validate_text(text).map_err(invalid)?;
         match to {
@@ -52,14 +53,14 @@ impl Session {
                         format!("no such user: {user}"),
                     ));
                 }
-                Ok((from, vec![user.clone()]))
+                Ok((from, vec![Arc::from(user.as_str())]))
             }
             Recipient::Group(group) => {
                 validate_group(group).map_err(invalid)?;
                 let members = self.members_with(group, &from, "; join it first").await?;
                 let recipients = members
                     .iter()
-                    .filter(|member| **member != from)
+                    .filter(|member| ***member != *from)
                     .cloned()
                     .collect();
                 Ok((from, recipients))

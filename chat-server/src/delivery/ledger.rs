@@ -46,7 +46,7 @@ pub struct LedgerConfig {
 
 /// A recipient of a submitted message, and whether it is known to be logged in nowhere.
 pub struct Addressee {
-    pub name: String,
+    pub name: Arc<str>,
     pub offline: bool,
 }
 
@@ -80,7 +80,7 @@ pub enum Action<W> {
     /// `readlog`. Clients show an id once.
     Redeliver {
         message: Arc<ChatMessage>,
-        recipients: Vec<String>,
+        recipients: Vec<Arc<str>>,
     },
     /// `user` acknowledged these messages, which server `owner` relayed here.
     ForwardAcks {
@@ -134,7 +134,7 @@ struct Pending<W> {
 }
 
 struct Recipient {
-    name: String,
+    name: Arc<str>,
     state: State,
     /// Written in the next batch rather than at the deadline.
     urgent: bool,
@@ -234,7 +234,7 @@ impl<W> Ledger<W> {
 
     /// These recipients of message `id` could not be reached: they are written in the next
     /// batch instead of at the deadline.
-    pub fn unreachable(&mut self, id: MessageId, users: &[String]) {
+    pub fn unreachable(&mut self, id: MessageId, users: &[Arc<str>]) {
         let Some(pending) = self.pending.get_mut(&id) else {
             return;
         };
@@ -303,7 +303,7 @@ impl<W> Ledger<W> {
         let Some(recipient) = pending
             .recipients
             .iter_mut()
-            .find(|recipient| recipient.name == user)
+            .find(|recipient| *recipient.name == *user)
         else {
             return;
         };
@@ -468,7 +468,7 @@ impl<W> Ledger<W> {
                     }
                     State::AckedWhileWriting => {
                         recipient.state = State::Acked;
-                        late_deletes.push(recipient.name.clone());
+                        late_deletes.push(recipient.name.to_string());
                     }
                     _ => continue,
                 }

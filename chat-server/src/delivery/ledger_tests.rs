@@ -29,7 +29,7 @@ fn to(names: &[&str], offline: &[&str]) -> Vec<Addressee> {
     names
         .iter()
         .map(|name| Addressee {
-            name: (*name).to_owned(),
+            name: Arc::from(*name),
             offline: offline.contains(name),
         })
         .collect()
@@ -47,7 +47,7 @@ fn keys(batch: &Batch) -> Vec<(String, MessageId)> {
     batch
         .rows
         .iter()
-        .map(|row| (row.recipient.clone(), row.message.id))
+        .map(|row| (row.recipient.to_string(), row.message.id))
         .collect()
 }
 
@@ -256,7 +256,7 @@ fn an_unreachable_recipient_is_written_in_the_next_batch() {
     let t0 = Instant::now();
     let id = MessageId::new();
     ledger.submit(message(id), to(&["bob", "carol"], &[]), 1, t0);
-    ledger.unreachable(id, &["carol".to_owned()]);
+    ledger.unreachable(id, &[Arc::from("carol")]);
     let batch = ledger.take_batch(t0).unwrap();
     assert_eq!(keys(&batch), [("carol".to_owned(), id)]);
 }
@@ -363,7 +363,7 @@ impl World {
             }
             Op::Unreachable { msg, user } => {
                 self.ledger
-                    .unreachable(self.ids[msg], &[USERS[user].to_owned()]);
+                    .unreachable(self.ids[msg], &[Arc::from(USERS[user])]);
             }
             Op::Advance { ms } => self.now += Duration::from_millis(ms),
             Op::Take => self.take(),
@@ -432,7 +432,7 @@ impl World {
                 } => {
                     for user in recipients {
                         assert!(
-                            self.stored.contains(&(user.clone(), message.id)),
+                            self.stored.contains(&(user.to_string(), message.id)),
                             "{user} is sent {} again before it is stored",
                             message.id
                         );

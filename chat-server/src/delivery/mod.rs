@@ -144,7 +144,7 @@ impl Delivery {
     /// Delivers `message` to `recipients` and tells `waiter` once it is sent; the sender's
     /// other sessions are shown it as an echo. A message whose id is already pending or was
     /// recently sent is neither delivered nor echoed again; the waiter is told all the same.
-    pub fn submit(&self, message: ChatMessage, recipients: Vec<String>, waiter: Waiter) {
+    pub fn submit(&self, message: ChatMessage, recipients: Vec<Arc<str>>, waiter: Waiter) {
         let message = Arc::new(message);
         let sending_session = waiter.session.id();
         let plan = self.plan(&recipients);
@@ -183,7 +183,7 @@ impl Delivery {
     }
 
     /// Finds the recipients' sessions here and the other servers they are logged in on.
-    fn plan(&self, recipients: &[String]) -> Plan {
+    fn plan(&self, recipients: &[Arc<str>]) -> Plan {
         let local = recipients
             .iter()
             .enumerate()
@@ -198,7 +198,12 @@ impl Delivery {
 
     /// Pushes `message` to the recipients' sessions here, and relays it once to each other
     /// server where some of them are logged in. Returns the recipients it reached nowhere.
-    fn route(&self, message: &Arc<ChatMessage>, recipients: &[String], plan: Plan) -> Vec<String> {
+    fn route(
+        &self,
+        message: &Arc<ChatMessage>,
+        recipients: &[Arc<str>],
+        plan: Plan,
+    ) -> Vec<Arc<str>> {
         let mut missed = Vec::new();
         let mut pushed = vec![false; recipients.len()];
         let mut n_delivered = 0;
@@ -233,7 +238,7 @@ impl Delivery {
     }
 
     /// Shows a message that server `owner` relayed to these users of this server.
-    pub fn deliver_relayed(&self, owner: &str, message: Arc<ChatMessage>, recipients: &[String]) {
+    pub fn deliver_relayed(&self, owner: &str, message: Arc<ChatMessage>, recipients: &[Arc<str>]) {
         self.with_ledger(|ledger| ledger.relayed(owner, message.id));
         let mut n_delivered = 0;
         for user in recipients {

@@ -31,7 +31,7 @@ impl Delivery {
 
     /// Shows `notice` to those of `members` who are logged in: pushed to their sessions here,
     /// and relayed once to each other server where some of them are, with their names.
-    pub fn tell_members(&self, notice: GroupNotice, members: &[String]) {
+    pub fn tell_members(&self, notice: GroupNotice, members: &[Arc<str>]) {
         let frame = ServerFrame::Notice(notice.clone());
         self.routes.hub.show(members, &frame, None);
         for (server, indices) in self.routes.presence.locate(members) {

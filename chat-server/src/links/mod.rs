@@ -71,7 +71,7 @@ pub struct LinkContext {
 /// acknowledgements of messages that this server owns.
 pub trait Relayed: Send + Sync {
     /// Shows a message that server `owner` relayed to these users of this server.
-    fn deliver_relayed(&self, owner: &str, message: Arc<ChatMessage>, recipients: &[String]);
+    fn deliver_relayed(&self, owner: &str, message: Arc<ChatMessage>, recipients: &[Arc<str>]);
 
     /// Records that `user`'s client, on the link's peer, has shown these messages.
     fn ack_owned(&self, user: &str, ids: &[MessageId]);

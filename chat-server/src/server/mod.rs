@@ -456,7 +456,7 @@ fn hash_limits(config: &Config) -> HashLimits {
 
 /// Delivery, as the links see it.
 impl Relayed for Delivery {
-    fn deliver_relayed(&self, owner: &str, message: Arc<ChatMessage>, recipients: &[String]) {
+    fn deliver_relayed(&self, owner: &str, message: Arc<ChatMessage>, recipients: &[Arc<str>]) {
         Delivery::deliver_relayed(self, owner, message, recipients);
     }
 

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 /// One message for one recipient, to be stored until the recipient confirms it.
 pub struct InboxRow {
-    pub recipient: String,
+    pub recipient: Arc<str>,
     pub message: Arc<ChatMessage>,
 }
 
@@ -29,7 +29,7 @@ impl Store {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await?;
         if !rows.is_empty() {
-            let recipients: Vec<&str> = rows.iter().map(|row| row.recipient.as_str()).collect();
+            let recipients: Vec<&str> = rows.iter().map(|row| &*row.recipient).collect();
             let ids: Vec<Uuid> = rows.iter().map(|row| row.message.id.0).collect();
             let senders: Vec<&str> = rows.iter().map(|row| row.message.from.as_str()).collect();
             let groups: Vec<Option<&str>> = rows
