@@ -59,6 +59,7 @@ pub enum PeerFrame {
         message: Arc<ChatMessage>,
         /// Shared with the sender's ledger and its other frames: a name is never copied per
         /// recipient (on the wire, a plain sequence of names).
+        #[serde(deserialize_with = "shared_names::deserialize")]
         recipients: Vec<Arc<str>>,
     },
     /// These users' clients have shown these messages, which the receiver relayed. The sender
@@ -85,6 +86,7 @@ pub enum PeerFrame {
     /// who are logged in on the receiver: shown to each of their sessions, and forgotten.
     Notice {
         notice: GroupNotice,
+        #[serde(deserialize_with = "shared_names::deserialize")]
         recipients: Vec<Arc<str>>,
     },
 }
@@ -94,4 +96,104 @@ pub enum PeerFrame {
 pub struct UserAcks {
     pub user: String,
     pub ids: Vec<MessageId>,
+}
+
+/// Names read straight into shared strings, one allocation each: serde's own `Arc<str>` is
+/// read into a `Box<str>` first, then copied.
+mod shared_names {
+    use serde::de::{Deserialize, Deserializer, Error, SeqAccess, Visitor};
+    use std::fmt;
+    use std::sync::Arc;
+
+    /// The most names made room for before they are read: the length on the wire is the
+    /// sender's word.
+    const MAX_PREALLOCATED: usize = 4096;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(from: D) -> Result<Vec<Arc<str>>, D::Error> {
+        from.deserialize_seq(Names)
+    }
+
+    struct Names;
+
+    impl<'de> Visitor<'de> for Names {
+        type Value = Vec<Arc<str>>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a sequence of names")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let room = seq.size_hint().unwrap_or(0).min(MAX_PREALLOCATED);
+            let mut names = Vec::with_capacity(room);
+            while let Some(Name(name)) = seq.next_element()? {
+                names.push(name);
+            }
+            Ok(names)
+        }
+    }
+
+    struct Name(Arc<str>);
+
+    impl<'de> Deserialize<'de> for Name {
+        fn deserialize<D: Deserializer<'de>>(from: D) -> Result<Name, D::Error> {
+            from.deserialize_str(NameVisitor)
+        }
+    }
+
+    struct NameVisitor;
+
+    impl Visitor<'_> for NameVisitor {
+        type Value = Name;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a name")
+        }
+
+        fn visit_str<E: Error>(self, name: &str) -> Result<Name, E> {
+            Ok(Name(Arc::from(name)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Recipient;
+
+    #[test]
+    fn relayed_names_are_a_plain_sequence_of_strings_and_come_back_the_same() {
+        let recipients: Vec<Arc<str>> = vec!["amy".into(), "bob".into(), "".into()];
+        let notice = PeerFrame::Notice {
+            notice: GroupNotice {
+                group: "ops".into(),
+                user: "zoe".into(),
+                change: crate::GroupChange::Joined,
+            },
+            recipients: recipients.clone(),
+        };
+        let bytes = postcard::to_allocvec(&notice).unwrap();
+        assert_eq!(postcard::from_bytes::<PeerFrame>(&bytes).unwrap(), notice);
+        let names = postcard::to_allocvec(&["amy", "bob", ""][..]).unwrap();
+        assert!(
+            bytes.ends_with(&names),
+            "the names are not a sequence of strings"
+        );
+        let deliver = PeerFrame::Deliver {
+            message: Arc::new(ChatMessage {
+                id: MessageId::new(),
+                from: "zoe".into(),
+                to: Recipient::Group("ops".into()),
+                text: "hi".into(),
+                sent_at_ms: 1,
+            }),
+            recipients,
+        };
+        let bytes = postcard::to_allocvec(&deliver).unwrap();
+        assert_eq!(postcard::from_bytes::<PeerFrame>(&bytes).unwrap(), deliver);
+        // A name that is not UTF-8 is an error, not a panic.
+        let mut bad = bytes.clone();
+        let last = bad.len() - 4;
+        bad[last] = 0xff;
+        assert!(postcard::from_bytes::<PeerFrame>(&bad).is_err());
+    }
 }

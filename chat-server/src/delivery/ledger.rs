@@ -128,9 +128,20 @@ pub struct Ledger<W> {
 
 struct Pending<W> {
     message: Arc<ChatMessage>,
+    /// Sorted by name, each name once.
     recipients: Vec<Recipient>,
     waiters: Vec<W>,
     stored_any: bool,
+}
+
+impl<W> Pending<W> {
+    /// The recipient called `user`, if there is one.
+    fn recipient(&mut self, user: &str) -> Option<&mut Recipient> {
+        let found = self
+            .recipients
+            .binary_search_by(|recipient| (*recipient.name).cmp(user));
+        found.ok().map(|idx| &mut self.recipients[idx])
+    }
 }
 
 struct Recipient {
@@ -201,7 +212,7 @@ impl<W> Ledger<W> {
         if recipients.is_empty() || self.recent.contains(id) {
             return Submitted::Answer(waiter, Answer::Sent(id));
         }
-        let recipients: Vec<Recipient> = recipients
+        let mut recipients: Vec<Recipient> = recipients
             .into_iter()
             .map(|addressee| Recipient {
                 name: addressee.name,
@@ -209,6 +220,14 @@ impl<W> Ledger<W> {
                 urgent: addressee.offline,
             })
             .collect();
+        // Sorted, each name once, for `recipient`'s binary search: an ack of a group message
+        // would otherwise compare names with every member. (A group's members come sorted.)
+        recipients.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        recipients.dedup_by(|later, kept| {
+            let same = later.name == kept.name;
+            kept.urgent |= same && later.urgent;
+            same
+        });
         if recipients.iter().any(|recipient| recipient.urgent) {
             self.urgent.push_back(id);
             self.wake = true;
@@ -239,10 +258,12 @@ impl<W> Ledger<W> {
             return;
         };
         let mut any = false;
-        for recipient in &mut pending.recipients {
-            if recipient.state == State::Waiting && users.contains(&recipient.name) {
-                recipient.urgent = true;
-                any = true;
+        for user in users {
+            if let Some(recipient) = pending.recipient(user) {
+                if recipient.state == State::Waiting {
+                    recipient.urgent = true;
+                    any = true;
+                }
             }
         }
         if any {
@@ -300,11 +321,7 @@ impl<W> Ledger<W> {
             }
             return;
         };
-        let Some(recipient) = pending
-            .recipients
-            .iter_mut()
-            .find(|recipient| *recipient.name == *user)
-        else {
+        let Some(recipient) = pending.recipient(user) else {
             return;
         };
         match recipient.state {

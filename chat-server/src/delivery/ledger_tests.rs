@@ -110,6 +110,28 @@ fn offline_recipients_are_written_at_once_and_online_ones_at_the_deadline() {
 }
 
 #[test]
+fn recipients_in_any_order_are_acknowledged_each_and_a_name_given_twice_counts_once() {
+    let mut ledger = ledger(100);
+    let t0 = Instant::now();
+    let id = MessageId::new();
+    let names = ["zoe", "bob", "mia", "bob", "amy"];
+    // Bob is named twice, once as offline: he is one recipient, and written at once.
+    let mut recipients = to(&names, &[]);
+    recipients[3].offline = true;
+    ledger.submit(message(id), recipients, 1, t0);
+    let batch = ledger.take_batch(t0).unwrap();
+    assert_eq!(keys(&batch), [("bob".to_owned(), id)]);
+    ledger.committed(batch.id);
+    for name in ["amy", "zoe", "nobody"] {
+        assert!(ledger.ack(name, &[id]).is_empty(), "{name}");
+    }
+    assert_eq!(
+        ledger.ack("mia", &[id]),
+        [Action::Answer(1, Answer::Sent(id))]
+    );
+}
+
+#[test]
 fn only_ids_with_rows_written_cost_a_delete() {
     let mut ledger = ledger(100);
     let t0 = Instant::now();
