@@ -443,14 +443,14 @@ async fn read_frames(
                 }
             }
             Some(Ok(ServerFrame::Deliver(message))) => {
-                let message = Arc::unwrap_or_clone(message);
+                let message = message.into_message();
                 if incoming.send(Incoming::Message(message)).await.is_err() {
                     // Nobody listens any more: the session has ended.
                     break Incoming::Lost("the session ended".into());
                 }
             }
             Some(Ok(ServerFrame::Echo(message))) => {
-                let echo = Incoming::Echo(Arc::unwrap_or_clone(message));
+                let echo = Incoming::Echo(message.into_message());
                 if incoming.send(echo).await.is_err() {
                     break Incoming::Lost("the session ended".into());
                 }

@@ -281,7 +281,7 @@ mod tests {
 
         #[test]
         fn any_message_round_trips(from in "[a-z]{1,32}", text in "\\PC{0,300}", at in any::<i64>()) {
-            let frame = ServerFrame::Deliver(std::sync::Arc::new(ChatMessage {
+            let frame = ServerFrame::Deliver(crate::SharedMessage::new(ChatMessage {
                 id: MessageId::new(),
                 from,
                 to: Recipient::User("bob".into()),

@@ -4,6 +4,8 @@
 //!
 //! - `message`: the client's frames (`Hello`, `ClientFrame`, `ServerFrame`) and what they carry.
 //! - `peer`: the frames between servers (`LinkHello`, `PeerFrame`).
+//! - `shared`: `SharedMessage`, a message shared by the frames that carry it, its `Deliver`
+//!   frame encoded once for every session it is pushed to.
 //! - `codec`: length-delimited frames with a hard size limit, each a `postcard` payload.
 //! - `names`: the rules for user names, group names and message text.
 //! - `ring`: the SHA-256 consistent-hashing ring that places users on servers.
@@ -24,6 +26,7 @@ pub mod noise;
 pub mod peer;
 pub mod ring;
 pub mod secure;
+pub mod shared;
 
 pub use codec::{
     fits_in_frame, FrameCodec, FrameError, MAX_ACK_IDS, MAX_CLIENT_FRAME_LEN, MAX_FRAME_LEN,
@@ -35,9 +38,10 @@ pub use noise::{HandshakeBuilder, HandshakeState, Keypair, NoiseError, Pattern, 
 pub use peer::{LinkHello, PeerFrame, UserAcks};
 pub use ring::Ring;
 pub use secure::{
-    handshake_codec, key_from_hex, key_to_hex, Batch, RekeyHandle, SecureCodec, SecureDecoder,
-    SecureEncoder, CLIENT_PROLOGUE, LINK_PROLOGUE, REKEY_EVERY,
+    handshake_codec, key_from_hex, key_to_hex, Batch, Frame, RekeyHandle, SecureCodec,
+    SecureDecoder, SecureEncoder, CLIENT_PROLOGUE, LINK_PROLOGUE, REKEY_EVERY,
 };
+pub use shared::SharedMessage;
 
 /// The protocol version spoken by this build, by clients and servers alike. Both sides send it
 /// in their `Hello` (and servers in their `LinkHello`); version 4 added

@@ -8,6 +8,7 @@
 //! another session ([`ServerFrame::Echo`]), and joins and leaves in the user's groups
 //! ([`ServerFrame::Notice`]).
 
+use crate::shared::SharedMessage;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
@@ -264,8 +265,8 @@ pub enum ServerFrame {
         result: Result<Response, ErrorReply>,
     },
     /// A message for the logged-in user. The client answers with [`ClientFrame::Ack`]. Shared,
-    /// so that one message pushed to many sessions is not copied for each.
-    Deliver(Arc<ChatMessage>),
+    /// so that one message pushed to many sessions is neither copied nor serialised for each.
+    Deliver(Arc<SharedMessage>),
     /// The server is about to close the connection, and says why.
     Closing { reason: String },
     /// The user's home on the current ring, `server` (clients dial it at `addr`), is live
@@ -280,7 +281,7 @@ pub enum ServerFrame {
     /// A message the logged-in user sent from another of their sessions (another device), so
     /// that every device shows the whole conversation. Shown, never acknowledged: it is not
     /// a delivery, and no inbox row is ever written for it.
-    Echo(Arc<ChatMessage>),
+    Echo(Arc<SharedMessage>),
     /// Someone joined or left a group the logged-in user is in. Pushed to the members online
     /// at the moment of the change, never stored, never acknowledged.
     Notice(GroupNotice),

@@ -7,7 +7,7 @@
 //! everything it cached of the groups' members, since a change it was not told of may have
 //! happened while the link was down.
 
-use crate::{ChatMessage, GroupNotice, MessageId};
+use crate::{GroupNotice, MessageId, SharedMessage};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -56,7 +56,7 @@ pub enum PeerFrame {
     /// sessions. The sender owns the message until every recipient acknowledged it or it is
     /// stored; the receiver keeps nothing but the way back for the acknowledgements.
     Deliver {
-        message: Arc<ChatMessage>,
+        message: Arc<SharedMessage>,
         /// Shared with the sender's ledger and its other frames: a name is never copied per
         /// recipient (on the wire, a plain sequence of names).
         #[serde(deserialize_with = "shared_names::deserialize")]
@@ -81,7 +81,7 @@ pub enum PeerFrame {
     /// A message that `message.from`, logged in on the sender, sent: the receiver shows it to
     /// each of the sender's sessions there as an echo ([`crate::ServerFrame::Echo`]). Nothing
     /// comes back: an echo is not acknowledged.
-    Echo { message: Arc<ChatMessage> },
+    Echo { message: Arc<SharedMessage> },
     /// A join or a leave (already committed on the sender) for these members of the group,
     /// who are logged in on the receiver: shown to each of their sessions, and forgotten.
     Notice {
@@ -179,7 +179,7 @@ mod tests {
             "the names are not a sequence of strings"
         );
         let deliver = PeerFrame::Deliver {
-            message: Arc::new(ChatMessage {
+            message: SharedMessage::new(crate::ChatMessage {
                 id: MessageId::new(),
                 from: "zoe".into(),
                 to: Recipient::Group("ops".into()),

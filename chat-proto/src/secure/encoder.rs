@@ -16,6 +16,23 @@ use tokio_util::codec::Encoder;
 /// otherwise hold on to for good.
 const SCRATCH_KEPT: usize = 1024;
 
+/// A frame that a [`SecureEncoder`] sends. Most frames are serialised as they are fed; one
+/// that many connections send may hand over the bytes it keeps encoded
+/// ([`crate::ServerFrame::Deliver`], whose message keeps them).
+pub trait Frame: Serialize {
+    /// The frame's `postcard` bytes, if it keeps them encoded.
+    fn encoded(&self) -> Option<&[u8]> {
+        None
+    }
+}
+
+impl Frame for crate::ClientFrame {}
+impl Frame for crate::PeerFrame {}
+impl Frame for crate::Hello {}
+impl Frame for crate::LinkHello {}
+/// For tests and tools that send text.
+impl Frame for String {}
+
 /// Frames to send together, sealed in as few transport messages as fit: what a `Framed`
 /// sink takes to batch (`SinkExt::send(Batch(frames))`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,11 +228,14 @@ impl<Out> SecureEncoder<Out> {
     }
 }
 
-impl<Out: Serialize> SecureEncoder<Out> {
+impl<Out: Frame> SecureEncoder<Out> {
     /// Encodes `item` after what `dst` holds, into the open message if it still fits there:
     /// frames fed one after another travel in one batch until [`SecureEncoder::seal`]. `dst`
     /// must not change between the two (write it out only once sealed).
     pub fn feed(&mut self, item: &Out, dst: &mut BytesMut) -> Result<(), FrameError> {
+        if let Some(encoded) = item.encoded() {
+            return self.add_payload(encoded, dst);
+        }
         let mut payload = std::mem::take(&mut self.scratch);
         payload.clear();
         let encoded = postcard::to_extend(item, payload);
@@ -229,7 +249,7 @@ impl<Out: Serialize> SecureEncoder<Out> {
     }
 }
 
-impl<Out: Serialize> Encoder<Out> for SecureEncoder<Out> {
+impl<Out: Frame> Encoder<Out> for SecureEncoder<Out> {
     type Error = FrameError;
 
     /// One frame, sealed at once.
@@ -239,7 +259,7 @@ impl<Out: Serialize> Encoder<Out> for SecureEncoder<Out> {
     }
 }
 
-impl<Out: Serialize> Encoder<Batch<Out>> for SecureEncoder<Out> {
+impl<Out: Frame> Encoder<Batch<Out>> for SecureEncoder<Out> {
     type Error = FrameError;
 
     /// The frames in as few messages as they fit in, sealed at once.

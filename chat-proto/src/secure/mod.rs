@@ -33,12 +33,12 @@ mod encoder;
 mod tests;
 
 pub use decoder::SecureDecoder;
-pub use encoder::{Batch, SecureEncoder};
+pub use encoder::{Batch, Frame, SecureEncoder};
 
 use crate::codec::FrameError;
 use crate::noise::{Transport, MAX_MESSAGE_LEN};
 use bytes::BytesMut;
-use serde::{de::DeserializeOwned, Serialize};
+use serde::de::DeserializeOwned;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
@@ -165,7 +165,7 @@ impl<In: DeserializeOwned, Out> Decoder for SecureCodec<In, Out> {
     }
 }
 
-impl<In, Out: Serialize> Encoder<Out> for SecureCodec<In, Out> {
+impl<In, Out: Frame> Encoder<Out> for SecureCodec<In, Out> {
     type Error = FrameError;
 
     fn encode(&mut self, item: Out, dst: &mut BytesMut) -> Result<(), FrameError> {
@@ -173,7 +173,7 @@ impl<In, Out: Serialize> Encoder<Out> for SecureCodec<In, Out> {
     }
 }
 
-impl<In, Out: Serialize> Encoder<Batch<Out>> for SecureCodec<In, Out> {
+impl<In, Out: Frame> Encoder<Batch<Out>> for SecureCodec<In, Out> {
     type Error = FrameError;
 
     fn encode(&mut self, batch: Batch<Out>, dst: &mut BytesMut) -> Result<(), FrameError> {

@@ -28,7 +28,7 @@ fn pair() -> (Transport, Transport) {
 type Sender = SecureCodec<ServerFrame, ServerFrame>;
 
 fn message(text: String) -> ServerFrame {
-    ServerFrame::Deliver(std::sync::Arc::new(ChatMessage {
+    ServerFrame::Deliver(crate::SharedMessage::new(ChatMessage {
         id: MessageId::new(),
         from: "alice".into(),
         to: Recipient::User("bob".into()),

@@ -9,8 +9,8 @@
 //! for the rest of the connection.
 
 use super::Secured;
+use chat_proto::Frame;
 use chat_proto::{FrameError, RekeyHandle, SecureDecoder, SecureEncoder};
-use serde::Serialize;
 use std::io;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -122,7 +122,7 @@ pub struct FrameWriter<Out> {
     buffer: BytesMut,
 }
 
-impl<Out: Serialize> FrameWriter<Out> {
+impl<Out: Frame> FrameWriter<Out> {
     /// A handle for asking the encoder to rekey before its next frame.
     pub fn rekey_handle(&self) -> RekeyHandle {
         self.encoder.rekey_handle()

@@ -12,8 +12,8 @@
 use super::halves::{self, FrameReader, FrameWriter};
 use super::{Secured, GOODBYE_TIMEOUT, WRITE_TIMEOUT};
 use crate::outbound::{Outbound, Receiver};
-use chat_proto::{FrameError, RekeyHandle};
-use serde::Serialize;
+use chat_proto::{Frame, FrameError, RekeyHandle};
+
 use std::time::{Duration, Instant};
 use tokio::time::timeout;
 
@@ -39,7 +39,7 @@ pub struct Writer<Out> {
     unsent: Option<Out>,
 }
 
-impl<Out: Serialize> Writer<Out> {
+impl<Out: Frame> Writer<Out> {
     /// Splits `framed`: the writer takes its sending half and drains `queue`, the receiving end
     /// of `outbound`; the caller keeps the reading half.
     pub fn split<In>(

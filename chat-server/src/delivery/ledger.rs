@@ -26,7 +26,7 @@
 use super::ids::IdMap;
 use super::recent::{Recent, Relayed};
 use crate::store::{InboxDelete, InboxRow};
-use chat_proto::{ChatMessage, MessageId};
+use chat_proto::{MessageId, SharedMessage};
 use std::collections::{BTreeMap, VecDeque};
 use std::mem;
 use std::sync::Arc;
@@ -79,7 +79,7 @@ pub enum Action<W> {
     /// read the inbox there before this commit, would otherwise not see it until the next
     /// `readlog`. Clients show an id once.
     Redeliver {
-        message: Arc<ChatMessage>,
+        message: Arc<SharedMessage>,
         recipients: Vec<Arc<str>>,
     },
     /// `user` acknowledged these messages, which server `owner` relayed here.
@@ -127,7 +127,7 @@ pub struct Ledger<W> {
 }
 
 struct Pending<W> {
-    message: Arc<ChatMessage>,
+    message: Arc<SharedMessage>,
     /// Sorted by name, each name once.
     recipients: Vec<Recipient>,
     waiters: Vec<W>,
@@ -196,7 +196,7 @@ impl<W> Ledger<W> {
     /// whose id is pending or recently finished is not delivered again.
     pub fn submit(
         &mut self,
-        message: Arc<ChatMessage>,
+        message: Arc<SharedMessage>,
         recipients: Vec<Addressee>,
         waiter: W,
         now: Instant,

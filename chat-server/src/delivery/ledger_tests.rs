@@ -15,8 +15,8 @@ fn ledger(max_batch_rows: usize) -> Ledger<u32> {
     })
 }
 
-fn message(id: MessageId) -> Arc<ChatMessage> {
-    Arc::new(ChatMessage {
+fn message(id: MessageId) -> Arc<SharedMessage> {
+    SharedMessage::new(chat_proto::ChatMessage {
         id,
         from: "sender".into(),
         to: To::Group("g".into()),

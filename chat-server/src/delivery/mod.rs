@@ -45,6 +45,7 @@ use crate::store::Store;
 use crate::telemetry;
 use chat_proto::{
     ChatMessage, ErrorCode, ErrorReply, MessageId, PeerFrame, RequestId, Response, ServerFrame,
+    SharedMessage,
 };
 use ledger::{Action, Addressee, Answer, Ledger, Submitted};
 use std::collections::BTreeMap;
@@ -145,7 +146,7 @@ impl Delivery {
     /// other sessions are shown it as an echo. A message whose id is already pending or was
     /// recently sent is neither delivered nor echoed again; the waiter is told all the same.
     pub fn submit(&self, message: ChatMessage, recipients: Vec<Arc<str>>, waiter: Waiter) {
-        let message = Arc::new(message);
+        let message = SharedMessage::new(message);
         let sending_session = waiter.session.id();
         let plan = self.plan(&recipients);
         let mut reached = vec![false; recipients.len()];
@@ -200,7 +201,7 @@ impl Delivery {
     /// server where some of them are logged in. Returns the recipients it reached nowhere.
     fn route(
         &self,
-        message: &Arc<ChatMessage>,
+        message: &Arc<SharedMessage>,
         recipients: &[Arc<str>],
         plan: Plan,
     ) -> Vec<Arc<str>> {
@@ -238,7 +239,12 @@ impl Delivery {
     }
 
     /// Shows a message that server `owner` relayed to these users of this server.
-    pub fn deliver_relayed(&self, owner: &str, message: Arc<ChatMessage>, recipients: &[Arc<str>]) {
+    pub fn deliver_relayed(
+        &self,
+        owner: &str,
+        message: Arc<SharedMessage>,
+        recipients: &[Arc<str>],
+    ) {
         self.with_ledger(|ledger| ledger.relayed(owner, message.id));
         let mut n_delivered = 0;
         for user in recipients {

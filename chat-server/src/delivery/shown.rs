@@ -7,14 +7,14 @@
 //! echo never reaches the session that sent the message.
 
 use super::{Delivery, MAX_RELAY_RECIPIENTS};
-use chat_proto::{ChatMessage, GroupNotice, PeerFrame, Recipient, ServerFrame};
+use chat_proto::{GroupNotice, PeerFrame, Recipient, ServerFrame, SharedMessage};
 use std::sync::Arc;
 
 impl Delivery {
     /// Shows `message` to its sender's other sessions, here (all but `sending_session`) and on
     /// every other server where the sender is logged in. A message to oneself needs none: the
     /// sender's sessions have it as a delivery.
-    pub(super) fn echo(&self, message: &Arc<ChatMessage>, sending_session: u64) {
+    pub(super) fn echo(&self, message: &Arc<SharedMessage>, sending_session: u64) {
         if message.to == Recipient::User(message.from.clone()) {
             return;
         }

@@ -33,7 +33,7 @@ use crate::members::Members;
 use crate::presence::Presence;
 use crate::revocation::Revocations;
 use crate::store::Store;
-use chat_proto::{ChatMessage, MessageId, PeerFrame};
+use chat_proto::{MessageId, PeerFrame, SharedMessage};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -71,7 +71,7 @@ pub struct LinkContext {
 /// acknowledgements of messages that this server owns.
 pub trait Relayed: Send + Sync {
     /// Shows a message that server `owner` relayed to these users of this server.
-    fn deliver_relayed(&self, owner: &str, message: Arc<ChatMessage>, recipients: &[Arc<str>]);
+    fn deliver_relayed(&self, owner: &str, message: Arc<SharedMessage>, recipients: &[Arc<str>]);
 
     /// Records that `user`'s client, on the link's peer, has shown these messages.
     fn ack_owned(&self, user: &str, ids: &[MessageId]);

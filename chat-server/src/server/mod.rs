@@ -31,7 +31,7 @@ use crate::store::{ServerRow, Store};
 use crate::tickets::TicketKey;
 use advertise::{advertised, split_host_port};
 use anyhow::Context;
-use chat_proto::{ChatMessage, MessageId};
+use chat_proto::{MessageId, SharedMessage};
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -456,7 +456,7 @@ fn hash_limits(config: &Config) -> HashLimits {
 
 /// Delivery, as the links see it.
 impl Relayed for Delivery {
-    fn deliver_relayed(&self, owner: &str, message: Arc<ChatMessage>, recipients: &[Arc<str>]) {
+    fn deliver_relayed(&self, owner: &str, message: Arc<SharedMessage>, recipients: &[Arc<str>]) {
         Delivery::deliver_relayed(self, owner, message, recipients);
     }
 

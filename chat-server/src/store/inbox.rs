@@ -2,14 +2,14 @@
 //! confirmed by `readlog`.
 
 use super::{Store, StoreError};
-use chat_proto::{ChatMessage, MessageId, Recipient};
+use chat_proto::{ChatMessage, MessageId, Recipient, SharedMessage};
 use std::sync::Arc;
 use uuid::Uuid;
 
 /// One message for one recipient, to be stored until the recipient confirms it.
 pub struct InboxRow {
     pub recipient: Arc<str>,
-    pub message: Arc<ChatMessage>,
+    pub message: Arc<SharedMessage>,
 }
 
 /// A stored message that its recipient has acknowledged.
