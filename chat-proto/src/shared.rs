@@ -28,10 +28,6 @@ impl SharedMessage {
         })
     }
 
-    pub fn message(&self) -> &ChatMessage {
-        &self.message
-    }
-
     /// The message itself: taken if this was the last reference, else copied.
     pub fn into_message(self: Arc<Self>) -> ChatMessage {
         Arc::try_unwrap(self)

@@ -9,8 +9,7 @@
 //! for the rest of the connection.
 
 use super::Secured;
-use chat_proto::Frame;
-use chat_proto::{FrameError, RekeyHandle, SecureDecoder, SecureEncoder};
+use chat_proto::{Frame, FrameError, RekeyHandle, SecureDecoder, SecureEncoder};
 use std::io;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};

@@ -13,7 +13,6 @@ use super::halves::{self, FrameReader, FrameWriter};
 use super::{Secured, GOODBYE_TIMEOUT, WRITE_TIMEOUT};
 use crate::outbound::{Outbound, Receiver};
 use chat_proto::{Frame, FrameError, RekeyHandle};
-
 use std::time::{Duration, Instant};
 use tokio::time::timeout;
 
