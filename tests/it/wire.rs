@@ -53,6 +53,11 @@ async fn the_wire_shows_no_text_password_or_name() {
     alice_client.ok(&format!("login {alice} pw-{alice}")).await;
     assert_eq!(alice_client.ok("whoami").await["server"], "s1");
     let mut bob_client = Client::login(&s2, &bob).await;
+    // s1 learns over the link that bob is online a moment later; until then a message to him
+    // is stored for his next login instead of pushed.
+    alice_client
+        .ok_until(&format!("whois {bob}"), |reply| reply["online"] == true)
+        .await;
     alice_client
         .ok(&format!("send {bob} the eagle lands at dawn"))
         .await;
