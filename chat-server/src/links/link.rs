@@ -86,7 +86,8 @@ async fn apply(ctx: &Arc<LinkContext>, link: &LinkHandle, frame: PeerFrame) {
                 ctx.members.clear();
                 ctx.revocations.clear();
             }
-            ctx.presence.online(peer, link.id(), users, reset);
+            ctx.presence.online(peer, link.id(), users.clone(), reset);
+            ctx.delivery.came_online(&users);
         }
         PeerFrame::Offline { users } => ctx.presence.offline(peer, link.id(), users),
         PeerFrame::Deliver {
