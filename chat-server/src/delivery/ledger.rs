@@ -272,9 +272,10 @@ impl<W> Ledger<W> {
         }
     }
 
-    /// Message `id` was relayed here by server `owner`: acknowledgements go back there.
-    pub fn relayed(&mut self, owner: &str, id: MessageId) {
-        self.relayed.insert(id, owner);
+    /// Message `id` was relayed here by server `owner` for `n_recipients` users:
+    /// acknowledgements go back there.
+    pub fn relayed(&mut self, owner: &str, id: MessageId, n_recipients: usize) {
+        self.relayed.insert(id, owner, n_recipients);
     }
 
     /// `user`'s client, logged in here, has shown these messages. Those that another server
@@ -283,11 +284,14 @@ impl<W> Ledger<W> {
         let mut actions = Vec::new();
         let mut by_owner: BTreeMap<Arc<str>, Vec<MessageId>> = BTreeMap::new();
         for &id in ids {
-            match self.relayed.get(id) {
-                Some(owner) if !self.pending.contains_key(&id) => {
-                    by_owner.entry(owner.clone()).or_default().push(id);
-                }
-                _ => self.ack_one(user, id, &mut actions),
+            let relayed_by = if self.pending.contains_key(&id) {
+                None
+            } else {
+                self.relayed.acked(id)
+            };
+            match relayed_by {
+                Some(owner) => by_owner.entry(owner).or_default().push(id),
+                None => self.ack_one(user, id, &mut actions),
             }
         }
         actions.extend(

@@ -256,7 +256,7 @@ fn shutdown_stores_everything_waiting_and_refuses_new_messages() {
 fn acks_of_relayed_messages_go_back_to_their_owner() {
     let mut ledger = ledger(100);
     let (relayed, own) = (MessageId::new(), MessageId::new());
-    ledger.relayed("s2", relayed);
+    ledger.relayed("s2", relayed, 1);
     ledger.submit(message(own), to(&["bob"], &[]), 1, Instant::now());
     let actions = ledger.ack("bob", &[relayed, own]);
     assert_eq!(

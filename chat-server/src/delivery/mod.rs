@@ -251,7 +251,7 @@ impl Delivery {
         message: Arc<SharedMessage>,
         recipients: &[Arc<str>],
     ) {
-        self.with_ledger(|ledger| ledger.relayed(owner, message.id));
+        self.with_ledger(|ledger| ledger.relayed(owner, message.id, recipients.len()));
         let mut n_delivered = 0;
         for user in recipients {
             for session in self.routes.hub.sessions_of(user) {
