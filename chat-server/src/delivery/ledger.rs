@@ -27,6 +27,7 @@ use super::ids::IdMap;
 use super::recent::{Recent, Relayed};
 use crate::store::{InboxDelete, InboxRow};
 use chat_proto::{MessageId, SharedMessage};
+use smallvec::{smallvec, SmallVec};
 use std::collections::{BTreeMap, VecDeque};
 use std::mem;
 use std::sync::Arc;
@@ -130,7 +131,8 @@ struct Pending<W> {
     message: Arc<SharedMessage>,
     /// Sorted by name, each name once.
     recipients: Vec<Recipient>,
-    waiters: Vec<W>,
+    /// Almost always one: a second comes only with a retried send of the same id.
+    waiters: SmallVec<[W; 1]>,
     stored_any: bool,
 }
 
@@ -178,7 +180,7 @@ struct InFlight {
 impl<W> Ledger<W> {
     pub fn new(config: LedgerConfig) -> Ledger<W> {
         Ledger {
-            recent: Recent::new(config.recent_ids),
+            recent: Recent::presized(config.recent_ids),
             relayed: Relayed::new(config.recent_ids),
             config,
             pending: IdMap::default(),
@@ -244,7 +246,7 @@ impl<W> Ledger<W> {
         let pending = Pending {
             message,
             recipients,
-            waiters: vec![waiter],
+            waiters: smallvec![waiter],
             stored_any: false,
         };
         self.pending.insert(id, pending);
