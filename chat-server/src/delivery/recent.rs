@@ -10,7 +10,7 @@
 //! old copy goes with its generation. What it gives up is exactness: it remembers the newest
 //! ids, at least the capacity and at most twice as many entries.
 
-use super::ids::{IdHashKey, IdMap};
+use super::ids::IdMap;
 use chat_proto::MessageId;
 use std::mem;
 use std::sync::Arc;
@@ -32,19 +32,6 @@ impl<V> Recent<V> {
             young: IdMap::default(),
             old: IdMap::default(),
             capacity: capacity.max(1),
-        }
-    }
-
-    /// As [`Recent::new`], with room for the capacity in both generations from the start: a
-    /// map that will be full in any case does not grow by rehashing under load, each doubling
-    /// copying every entry and touching fresh pages while messages wait.
-    pub fn presized(capacity: usize) -> Recent<V> {
-        let capacity = capacity.max(1);
-        let map = || IdMap::with_capacity_and_hasher(capacity, IdHashKey::default());
-        Recent {
-            young: map(),
-            old: map(),
-            capacity,
         }
     }
 
