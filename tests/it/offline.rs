@@ -1,9 +1,6 @@
 use chat_proto::names::MAX_TEXT_LEN;
-use chat_proto::{
-    ClientFrame, MessageId, Recipient, Request, Response, ServerFrame, MAX_LOG_BATCH,
-};
-use chat_tests::{Client, Farm, RawConn, Server, TestDb};
-use std::time::{Duration, Instant};
+use chat_proto::{MessageId, Recipient, Request, Response, ServerFrame, MAX_LOG_BATCH};
+use chat_tests::{Client, RawConn, Server, TestDb};
 
 #[tokio::test]
 async fn offline_messages_wait_for_readlog_then_are_gone() {
@@ -156,60 +153,6 @@ async fn a_message_for_a_client_that_never_acks_is_stored() {
     let mut bob = Client::login(&server, "bob").await;
     assert_eq!(bob.ok("readlog").await["count"], 1);
     bob.message("are you there").await;
-}
-
-/// A message stored because its recipient's server was out of reach is pushed to him once it
-/// is back, not left for a `readlog` he has no reason to run; and his acknowledgement removes
-/// the row. (The same holds for word of a login that comes a moment after a message.)
-#[tokio::test]
-async fn a_message_stored_while_its_recipients_server_was_out_of_reach_is_pushed_when_it_is_back() {
-    let farm = Farm::start(2).await;
-    let alice = farm.users_homed_on("s1", "alice", 1).remove(0);
-    let bob = farm.users_homed_on("s2", "bob", 1).remove(0);
-    let (mut alice_client, _) = farm.login_via("s1", &alice).await;
-    // A bare connection, which stays on s2 while it hangs rather than failing over.
-    let mut bob_conn = RawConn::connect(&farm.server("s2").addr).await;
-    bob_conn.login(&bob).await;
-    let whois = format!("whois {bob}");
-    alice_client
-        .ok_until(&whois, |reply| reply["online"] == true)
-        .await;
-
-    farm.server("s2").freeze();
-    alice_client
-        .ok_until(&whois, |reply| reply["online"] == false)
-        .await;
-    alice_client
-        .ok(&format!("send {bob} sent while s2 hung"))
-        .await;
-    let stored = farm.db.query_strings("SELECT recipient FROM inbox").await;
-    assert_eq!(stored, std::slice::from_ref(&bob));
-    farm.server("s2").thaw();
-
-    let message = loop {
-        if let ServerFrame::Deliver(message) = bob_conn.next_frame().await {
-            break message;
-        }
-    };
-    assert_eq!(message.text, "sent while s2 hung");
-    bob_conn
-        .send_frame(ClientFrame::Ack {
-            ids: vec![message.id],
-        })
-        .await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !farm
-        .db
-        .query_strings("SELECT recipient FROM inbox")
-        .await
-        .is_empty()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the acknowledged row is still in the inbox"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn send(conn: &mut RawConn, id: MessageId, to: &str, text: &str) {

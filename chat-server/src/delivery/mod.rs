@@ -24,8 +24,6 @@
 //! - `ids`: the maps keyed by message id, with a fast keyed hasher.
 //! - `shown`: what is only shown, outside the contract: echoes of a message on its sender's
 //!   other sessions, and notices of joins and leaves.
-//! - `unreached`: stored messages whose recipients were logged in nowhere, pushed after all
-//!   when word of their login comes a moment later.
 //!
 //! **One writer task owns all inbox writes and deletes, one batch at a time**, so a delete is
 //! never applied before the insert it undoes. The ledger's lock is never held across an
@@ -35,7 +33,6 @@ mod ids;
 mod ledger;
 mod recent;
 mod shown;
-mod unreached;
 mod writer;
 
 pub use ledger::LedgerConfig;
@@ -57,7 +54,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use unreached::Unreached;
 
 /// The most recipients in one relayed frame: 4096 names of at most 32 bytes and a message of
 /// at most 4 KiB stay far below the link's frame limit.
@@ -115,7 +111,6 @@ pub struct Delivery {
     /// Tells the writer that something may be due earlier than it thought.
     wake: Notify,
     routes: Routes,
-    unreached: Mutex<Unreached>,
     writer_stop: CancellationToken,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -139,7 +134,6 @@ impl Delivery {
             ledger: Mutex::new(ledger),
             wake: Notify::new(),
             routes,
-            unreached: Mutex::new(Unreached::new(unreached::KEEP, unreached::MAX_ROWS)),
             writer_stop: CancellationToken::new(),
             writer: Mutex::new(None),
         });
@@ -281,59 +275,15 @@ impl Delivery {
                 Action::Redeliver {
                     message,
                     recipients,
-                } => self.redeliver(&message, &recipients),
+                } => {
+                    let plan = self.plan(&recipients);
+                    self.route(&message, &recipients, plan);
+                }
                 Action::ForwardAcks { owner, user, ids } => {
                     // Without a link the owner stores the message, and the client skips it in
                     // readlog.
                     self.routes.links.send_acks(&owner, user, ids);
                 }
-            }
-        }
-    }
-
-    /// Pushes `message`, whose rows for `recipients` are committed, to them wherever they are
-    /// logged in now. Those it reaches nowhere are kept a while, in case word of their login
-    /// is on its way: they are kept before presence is looked at, so that a login heard of
-    /// after the look finds them in [`Delivery::came_online`].
-    fn redeliver(&self, message: &Arc<SharedMessage>, recipients: &[Arc<str>]) {
-        let now = Instant::now();
-        {
-            let mut unreached = lock(&self.unreached);
-            for user in recipients {
-                unreached.insert(now, user.clone(), message.clone());
-            }
-        }
-        let plan = self.plan(recipients);
-        let missed = self.route(message, recipients, plan);
-        let mut unreached = lock(&self.unreached);
-        for user in recipients.iter().filter(|user| !missed.contains(user)) {
-            unreached.remove(user, message.id);
-        }
-    }
-
-    /// Another server says these users are logged in there; presence knows it already. What
-    /// was stored for them a moment ago, while this server knew of no login, is pushed to
-    /// them now.
-    pub fn came_online(&self, users: &[String]) {
-        let now = Instant::now();
-        let found: Vec<(Arc<str>, Vec<Arc<SharedMessage>>)> = {
-            let mut unreached = lock(&self.unreached);
-            if unreached.is_empty() {
-                return;
-            }
-            users
-                .iter()
-                .filter_map(|user| {
-                    let messages = unreached.take(now, user);
-                    (!messages.is_empty()).then(|| (Arc::from(user.as_str()), messages))
-                })
-                .collect()
-        };
-        for (user, messages) in found {
-            let recipients = std::slice::from_ref(&user);
-            for message in messages {
-                let plan = self.plan(recipients);
-                self.route(&message, recipients, plan);
             }
         }
     }

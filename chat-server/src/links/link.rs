@@ -86,8 +86,7 @@ async fn apply(ctx: &Arc<LinkContext>, link: &LinkHandle, frame: PeerFrame) {
                 ctx.members.clear();
                 ctx.revocations.clear();
             }
-            ctx.presence.online(peer, link.id(), users.clone(), reset);
-            ctx.delivery.came_online(&users);
+            ctx.presence.online(peer, link.id(), users, reset);
         }
         PeerFrame::Offline { users } => ctx.presence.offline(peer, link.id(), users),
         PeerFrame::Deliver {

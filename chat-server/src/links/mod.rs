@@ -67,17 +67,14 @@ pub struct LinkContext {
     pub tracker: TaskTracker,
 }
 
-/// What a link hands to delivery: messages that its peer owns for users here, the
-/// acknowledgements of messages that this server owns, and news of logins on the peer.
+/// What a link hands to delivery: messages that its peer owns for users here, and the
+/// acknowledgements of messages that this server owns.
 pub trait Relayed: Send + Sync {
     /// Shows a message that server `owner` relayed to these users of this server.
     fn deliver_relayed(&self, owner: &str, message: Arc<SharedMessage>, recipients: &[Arc<str>]);
 
     /// Records that `user`'s client, on the link's peer, has shown these messages.
     fn ack_owned(&self, user: &str, ids: &[MessageId]);
-
-    /// The link's peer says these users are logged in there (presence knows it already).
-    fn came_online(&self, users: &[String]);
 }
 
 /// The links of this server.

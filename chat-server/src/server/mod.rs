@@ -463,10 +463,6 @@ impl Relayed for Delivery {
     fn ack_owned(&self, user: &str, ids: &[MessageId]) {
         Delivery::ack_owned(self, user, ids);
     }
-
-    fn came_online(&self, users: &[String]) {
-        Delivery::came_online(self, users);
-    }
 }
 
 /// Accepts connections and spawns `serve` for each until shutdown. Accept errors (out of
