@@ -135,6 +135,11 @@ impl<Out: Frame> Writer<Out> {
         let Some((idle, heartbeat)) = self.heartbeat else {
             return self.queue.recv().await;
         };
+        // A frame queued already is taken without starting the idle timer, which reads the
+        // clock: under load, the queue is seldom empty.
+        if let Some(frame) = self.queue.try_recv() {
+            return frame;
+        }
         timeout(idle, self.queue.recv())
             .await
             .unwrap_or_else(|_| heartbeat())
