@@ -84,6 +84,8 @@ async fn direct_and_group_messages_cross_servers_once_per_server() {
         client.ok("join #all").await;
         clients.push(client);
     }
+    let everyone: Vec<&String> = alice.iter().chain(&bobs).chain(&carols).collect();
+    farm.wait_online(&everyone).await;
     let (sender, others) = clients.split_first_mut().expect("clients");
 
     // A direct message on one server, and one to each other server.
@@ -371,6 +373,7 @@ async fn links_come_back_after_a_server_crashes_and_restarts() {
     let (mut one, _) = farm.login_via("s1", &on_s1).await;
     let (mut two, landed) = farm.login_via("s1", &on_s2).await;
     assert_eq!(landed, "s2");
+    farm.wait_online(&[&on_s1, &on_s2]).await;
     one.ok(&format!("send {on_s2} after the restart")).await;
     two.message("after the restart").await;
     two.ok(&format!("send {on_s1} and back")).await;

@@ -133,6 +133,33 @@ impl Farm {
         (client, landed)
     }
 
+    /// Waits until every server of the farm lists each of `users` as online (`active-users`).
+    /// A server hears of a login elsewhere a moment after it, over its link, and a message
+    /// sent to the user before that is stored for `readlog` rather than pushed (a known limit,
+    /// in the README's "Status"); a test that sends at once across servers waits here first.
+    pub async fn wait_online(&self, users: &[&String]) {
+        let deadline = Instant::now() + EVENT_TIMEOUT;
+        for server in &self.servers {
+            loop {
+                let online = server.admin("active-users").await;
+                let listed = |user: &&String| {
+                    online
+                        .lines()
+                        .any(|line| line.split_whitespace().next() == Some(user.as_str()))
+                };
+                if users.iter().all(listed) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{} does not list {users:?} online: {online:?}",
+                    server.name
+                );
+                tokio::time::sleep(POLL).await;
+            }
+        }
+    }
+
     /// Waits until every server sees every other one live, with a link up.
     pub async fn converged(&self) {
         let deadline = Instant::now() + EVENT_TIMEOUT;
