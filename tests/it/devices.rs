@@ -146,6 +146,7 @@ async fn a_second_device_on_another_server_sees_what_the_first_sent() {
     assert_eq!(phone.ok("whoami").await["server"], "s2");
     wait_for_presence(&farm, "s1", &alice, "s2").await;
     wait_for_presence(&farm, "s2", &alice, "s1").await;
+    farm.wait_online(&[&bob]).await;
     laptop.ok("join #crew").await;
     bob_client.ok("join #crew").await;
 
