@@ -38,18 +38,8 @@ pub(crate) async fn one_user_per_server(farm: &Farm, prefix: &str) -> Vec<(Strin
         assert_eq!(landed, server);
         users.push((user, client));
     }
-    let names: Vec<String> = users.iter().map(|(user, _)| user.clone()).collect();
-    for (_, client) in users.iter_mut() {
-        client
-            .ok_until("who", |who| {
-                names.iter().all(|name| {
-                    who["users"]
-                        .as_array()
-                        .is_some_and(|online| online.iter().any(|user| user == name.as_str()))
-                })
-            })
-            .await;
-    }
+    let names: Vec<&String> = users.iter().map(|(user, _)| user).collect();
+    farm.wait_online(&names).await;
     users
 }
 
