@@ -54,8 +54,9 @@ pub struct Flow {
 }
 
 impl Flow {
-    /// Starts the reader and the writer of a farm connection.
-    pub fn start(conn: Conn, ledger: Arc<Ledger>, role: Role) -> Flow {
+    /// Starts the reader and the writer of a farm connection; the reader records into
+    /// `latencies`.
+    pub fn start(conn: Conn, ledger: Arc<Ledger>, role: Role, latencies: Latencies) -> Flow {
         let first_id = conn.next_request_id();
         let (sink, stream) = conn.framed.split();
         let (acks_tx, acks_rx) = mpsc::channel(ACK_QUEUE);
@@ -67,6 +68,7 @@ impl Flow {
             first_id,
             acks_tx,
             stop.clone(),
+            latencies,
         ));
         let writer = tokio::spawn(write(sink, ledger, role, first_id, acks_rx, stop.clone()));
         Flow {
@@ -92,8 +94,8 @@ async fn read(
     first_id: RequestId,
     acks: mpsc::Sender<MessageId>,
     stop: CancellationToken,
+    mut latencies: Latencies,
 ) -> Latencies {
-    let mut latencies = Latencies::new();
     loop {
         // The end comes first: once stopped, the server closing the connection is no error.
         let frame = tokio::select! {

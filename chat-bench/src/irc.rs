@@ -151,17 +151,29 @@ pub async fn run(args: IrcArgs, deadline: tokio::time::Instant) -> anyhow::Resul
         wait_for_sent: false,
         pace: args.traffic.pace(),
     });
-    let start_all = || {
+    let n_flows = clients.len();
+    let start_all = |histograms: Vec<Latencies>| {
         clients
             .into_iter()
+            .zip(histograms)
             .enumerate()
-            .map(|(idx, client)| start(client, idx, nicks[idx ^ 1].clone(), &ledger, &args))
+            .map(|(idx, (client, latencies))| {
+                start(
+                    client,
+                    idx,
+                    nicks[idx ^ 1].clone(),
+                    &ledger,
+                    &args,
+                    latencies,
+                )
+            })
             .collect()
     };
     let measured = measure(
         &ledger,
         deadline,
         &args.traffic.pids,
+        n_flows,
         start_all,
         Flow::finish,
     )
@@ -231,10 +243,17 @@ fn start(
     partner: String,
     ledger: &Arc<Ledger>,
     args: &IrcArgs,
+    latencies: Latencies,
 ) -> Flow {
     let (replies_tx, replies_rx) = mpsc::channel(REPLY_QUEUE);
     let stop = CancellationToken::new();
-    let reader = tokio::spawn(read(client.lines, ledger.clone(), replies_tx, stop.clone()));
+    let reader = tokio::spawn(read(
+        client.lines,
+        ledger.clone(),
+        replies_tx,
+        stop.clone(),
+        latencies,
+    ));
     let sending = Sending {
         outgoing: Outgoing::new(ledger.clone(), Some(idx)),
         ledger: ledger.clone(),
@@ -255,8 +274,8 @@ async fn read(
     ledger: Arc<Ledger>,
     replies: mpsc::Sender<String>,
     stop: CancellationToken,
+    mut latencies: Latencies,
 ) -> Latencies {
-    let mut latencies = Latencies::new();
     loop {
         // The end comes first: once stopped, the server closing the connection is no error.
         let line = tokio::select! {

@@ -262,29 +262,40 @@ async fn drive(
     deadline: tokio::time::Instant,
     pids: &[u32],
 ) -> Measured {
-    let start_all = || {
+    let conns: Vec<_> = conns.collect();
+    let n_flows = conns.len();
+    let start_all = |histograms: Vec<Latencies>| {
         conns
-            .map(|(conn, role)| Flow::start(conn, ledger.clone(), role))
+            .into_iter()
+            .zip(histograms)
+            .map(|((conn, role), latencies)| Flow::start(conn, ledger.clone(), role, latencies))
             .collect()
     };
-    measure(ledger, deadline, pids, start_all, Flow::finish).await
+    measure(ledger, deadline, pids, n_flows, start_all, Flow::finish).await
 }
 
-/// Starts the flows, waits until every message is complete or the deadline, lingers a little
-/// so that late doubles are counted, and finishes the flows, collecting their latencies.
+/// Starts `n_flows` flows, each given an empty histogram for its latencies, waits until every
+/// message is complete or the deadline, lingers a little so that late doubles are counted,
+/// and finishes the flows, collecting their latencies.
+///
+/// The histograms are made before the clocks start: each is some 170 KB of counters, zeroed
+/// as it is made, and hundreds of them made inside a run of a second took a tenth of the
+/// load generator's time then (page faults), for every system alike.
 pub async fn measure<T, Fut>(
     ledger: &Ledger,
     deadline: tokio::time::Instant,
     pids: &[u32],
-    start: impl FnOnce() -> Vec<T>,
+    n_flows: usize,
+    start: impl FnOnce(Vec<Latencies>) -> Vec<T>,
     finish: impl FnMut(T) -> Fut,
 ) -> Measured
 where
     Fut: Future<Output = Latencies>,
 {
+    let histograms = (0..n_flows).map(|_| Latencies::new()).collect();
     let cpu = CpuClock::start(pids);
     let started = Instant::now();
-    let flows = start();
+    let flows = start(histograms);
     let finished = ledger.wait_done(deadline).await;
     let elapsed = started.elapsed();
     let cpu = cpu.stop();
