@@ -13,7 +13,7 @@
 use chat_proto::ServerFrame;
 use std::collections::VecDeque;
 use std::sync::{
-    atomic::{AtomicU64, Ordering},
+    atomic::{AtomicBool, AtomicU64, Ordering},
     Arc, Mutex, MutexGuard,
 };
 use tokio::sync::Notify;
@@ -51,6 +51,8 @@ struct Inner<F> {
     /// Wakes those waiting in [`Outbound::send`] when a full queue has room again.
     room: Notify,
     closed: CancellationToken,
+    /// Set with `closed`, for a look that takes no lock (the token's takes one).
+    is_closed: AtomicBool,
     /// Why the connection was closed (a client is told in a `Closing` frame); the first reason wins.
     close_reason: Mutex<Option<String>>,
 }
@@ -88,6 +90,7 @@ impl<F> Outbound<F> {
             queued: Notify::new(),
             room: Notify::new(),
             closed: CancellationToken::new(),
+            is_closed: AtomicBool::new(false),
             close_reason: Mutex::new(None),
         });
         let receiver = Receiver {
@@ -148,7 +151,15 @@ impl<F> Outbound<F> {
             *slot = Some(reason.into());
         }
         drop(slot);
+        self.inner.is_closed.store(true, Ordering::Release);
         self.inner.closed.cancel();
+    }
+
+    /// Whether [`Outbound::close`] was called: a loop that takes what is ready before it
+    /// waits on [`Outbound::closed`] looks here first, so that a steady flow of frames does
+    /// not keep it from noticing.
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_closed.load(Ordering::Acquire)
     }
 
     /// Resolves once [`Outbound::close`] was called.

@@ -91,11 +91,20 @@ impl<Out: Frame> Writer<Out> {
     /// connection without one; a frame too large to encode closes it with one.
     pub async fn run(mut self) {
         let outbound = self.outbound.clone();
+        // Made once: one made for every frame takes and frees its place among the token's
+        // waiters each time, under a lock.
+        let mut closed = std::pin::pin!(outbound.closed());
         let mut last_rekey = Instant::now();
         loop {
+            if outbound.is_closed() {
+                break;
+            }
+            // A frame that is ready is taken without a look at `closed` (a lock): under load
+            // there nearly always is one, and the look above comes first.
             let frame = tokio::select! {
+                biased;
                 frame = self.next_frame() => frame,
-                () = outbound.closed() => break,
+                () = &mut closed => break,
             };
             self.rekey.request_if_due(&mut last_rekey, Instant::now());
             self.unsent = Some(frame);
@@ -122,7 +131,7 @@ impl<Out: Frame> Writer<Out> {
                         return;
                     }
                 },
-                () = outbound.closed() => break,
+                () = &mut closed => break,
             }
         }
         // Boxed: the goodbye's state is needed once, at the end, not in every writer's task.

@@ -129,10 +129,22 @@ async fn read_requests(
     let mut refusals = RateLimit::new(max_rate, max_rate * 2);
     let mut requests = Requests::new(session);
     let mut login_deadline = Some(Instant::now() + ctx.login_timeout);
+    // Made once, not for every frame: each takes and frees a place among its token's waiters,
+    // under a lock, every time it is made and polled.
+    let mut closed = std::pin::pin!(outbound.closed());
+    let mut shutdown = std::pin::pin!(ctx.shutdown.cancelled());
     loop {
+        // Looked at first, as a frame that is ready is taken without polling them.
+        if outbound.is_closed() {
+            return;
+        }
+        if ctx.shutdown.is_cancelled() {
+            return shut_down(ctx, outbound).await;
+        }
         let (reading, busy) = (requests.may_read(), requests.is_busy());
         let deadline = login_deadline.filter(|_| !busy);
         tokio::select! {
+            biased;
             frame = frames.next(), if reading => match frame {
                 Some(Ok(frame)) if rate.allow(std::time::Instant::now()) => {
                     requests.take(&ctx.commands, outbound, frame).await;
@@ -157,19 +169,14 @@ async fn read_requests(
                 None => return,
             },
             session = requests.slow(), if busy => requests.slow_done(session).await,
-            () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+            () = sleep_until_some(deadline), if deadline.is_some() => {
                 let limit = ctx.login_timeout.as_secs();
                 tracing::info!(%peer, "closing connection: not logged in within {limit} s");
                 outbound.close(format!("not logged in within {limit} s"));
                 return;
             }
-            () = outbound.closed() => return,
-            () = ctx.shutdown.cancelled() => {
-                // Let the delivery writer flush, so that queued "sent" replies still go out.
-                let _ = timeout(ctx.shutdown_grace, ctx.drained.cancelled()).await;
-                outbound.close("server is shutting down");
-                return;
-            }
+            () = &mut closed => return,
+            () = &mut shutdown => return shut_down(ctx, outbound).await,
         }
         // The time to log in starts again after a logout.
         match requests.logged_in() {
@@ -180,6 +187,22 @@ async fn read_requests(
             _ => {}
         }
     }
+}
+
+/// Sleeps until `deadline`, or for ever if there is none. (Made lazily: the loop above makes
+/// one for every frame, and a `sleep_until` made there would read the clock each time.)
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Closes the session as the server shuts down, once the delivery writer has flushed, so that
+/// queued "sent" replies still go out.
+async fn shut_down(ctx: &SessionContext, outbound: &Outbound) {
+    let _ = timeout(ctx.shutdown_grace, ctx.drained.cancelled()).await;
+    outbound.close("server is shutting down");
 }
 
 /// Answers a frame that came too fast without doing what it asks.
