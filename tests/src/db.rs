@@ -10,6 +10,14 @@ pub struct TestDb {
     pub keys: PathBuf,
 }
 
+/// The keys go with the test: they are test keys, but private keys all the same, and a
+/// suite leaves hundreds of folders of them.
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.keys);
+    }
+}
+
 impl TestDb {
     /// A database on the server that `DATABASE_URL` names.
     pub async fn new() -> TestDb {
