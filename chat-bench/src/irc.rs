@@ -276,13 +276,18 @@ async fn read(
     stop: CancellationToken,
     mut latencies: Latencies,
 ) -> Latencies {
+    // As the farm's reader does (`crate::flow`): what is ready first, and a connection that
+    // ends once the run is stopped is no error.
+    let mut stopped = std::pin::pin!(stop.cancelled());
     loop {
-        // The end comes first: once stopped, the server closing the connection is no error.
         let line = tokio::select! {
             biased;
-            () = stop.cancelled() => break,
             line = lines.next() => line,
+            () = &mut stopped => break,
         };
+        if !matches!(line, Some(Ok(_))) && stop.is_cancelled() {
+            break;
+        }
         let line = match line {
             Some(Ok(line)) => line,
             Some(Err(err)) => {
@@ -313,7 +318,10 @@ async fn read(
                 break;
             }
             "ERROR" => {
-                ledger.error(format!("an IRC server closed a connection: {line}"));
+                // After the stop, the answer to the writer's QUIT.
+                if !stop.is_cancelled() {
+                    ledger.error(format!("an IRC server closed a connection: {line}"));
+                }
                 break;
             }
             _ if message.is_error() => ledger.error(format!("an IRC server said: {line}")),
