@@ -180,7 +180,7 @@ struct InFlight {
 impl<W> Ledger<W> {
     pub fn new(config: LedgerConfig) -> Ledger<W> {
         Ledger {
-            recent: Recent::new(config.recent_ids),
+            recent: Recent::with_room(config.recent_ids),
             relayed: Relayed::new(config.recent_ids),
             config,
             pending: IdMap::default(),
