@@ -52,6 +52,11 @@ async fn joins_and_leaves_reach_the_caches_of_the_other_servers() {
     };
     bob_client.ok("join #crew").await;
     cat_client.ok("join #crew").await;
+    // A server hears of a join elsewhere over its link, a moment after it: a group message
+    // sent before may miss the new member, as it may miss one who just logged in.
+    for server in ["s2", "s3"] {
+        wait_for_members(&farm, server, "crew", &[bob, cat]).await;
+    }
     // Each sender's server now caches #crew as bob and cat.
     bob_client.ok("send #crew before ann").await;
     cat_client.message("before ann").await;
