@@ -8,8 +8,9 @@
 //! is queued at that moment, up to `MAX_ACK_BATCH` ids). It flushes once per burst of frames.
 
 use crate::farm::Conn;
-use crate::ledger::{Delivery, Ledger, Outgoing};
+use crate::ledger::{Ledger, Outgoing};
 use crate::report::Latencies;
+use crate::stop_watch::StopWatch;
 use chat_client::connection::MAX_ACK_BATCH;
 use chat_client::handshake::ServerFramed;
 use chat_proto::{
@@ -96,29 +97,14 @@ async fn read(
     stop: CancellationToken,
     mut latencies: Latencies,
 ) -> Latencies {
-    // Made once and polled last: a look at the token takes a lock and a place among its
-    // waiters, and under load nearly every frame is ready when asked for. So a connection that
-    // ends once the run is stopped is no error: see `stop.is_cancelled()` below.
-    let mut stopped = std::pin::pin!(stop.cancelled());
+    let mut watch = StopWatch::new(&stop);
     loop {
-        let frame = tokio::select! {
-            biased;
-            frame = stream.next() => frame,
-            () = &mut stopped => break,
-        };
-        if !matches!(frame, Some(Ok(_))) && stop.is_cancelled() {
+        let Some(frame) = watch.next(&mut stream).await else {
             break;
-        }
+        };
         match frame {
             Some(Ok(ServerFrame::Deliver(message))) => {
-                match ledger.read(&message.text) {
-                    Some((stamp, age)) => match ledger.delivered(stamp, role.slot) {
-                        Delivery::First => latencies.record(age),
-                        Delivery::Doubled => {}
-                        Delivery::Unknown => ledger.error(format!("a stray message: {stamp:?}")),
-                    },
-                    None => ledger.error(format!("a message not of this run: {:?}", message.text)),
-                }
+                ledger.received(&message.text, role.slot, &mut latencies);
                 if acks.send(message.id).await.is_err() {
                     break;
                 }

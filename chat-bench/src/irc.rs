@@ -10,10 +10,11 @@
 
 use crate::args::{count, IrcArgs};
 use crate::flow::Flow;
-use crate::ledger::{Delivery, Ledger, Outgoing, Shape};
+use crate::ledger::{Ledger, Outgoing, Shape};
 use crate::logins::timed;
 use crate::messages::{measure, with_traffic};
 use crate::report::{Latencies, Line, Verdict};
+use crate::stop_watch::StopWatch;
 use anyhow::{anyhow, bail, Context as _};
 use futures::StreamExt as _;
 use std::sync::Arc;
@@ -276,18 +277,11 @@ async fn read(
     stop: CancellationToken,
     mut latencies: Latencies,
 ) -> Latencies {
-    // As the farm's reader does (`crate::flow`): what is ready first, and a connection that
-    // ends once the run is stopped is no error.
-    let mut stopped = std::pin::pin!(stop.cancelled());
+    let mut watch = StopWatch::new(&stop);
     loop {
-        let line = tokio::select! {
-            biased;
-            line = lines.next() => line,
-            () = &mut stopped => break,
-        };
-        if !matches!(line, Some(Ok(_))) && stop.is_cancelled() {
+        let Some(line) = watch.next(&mut lines).await else {
             break;
-        }
+        };
         let line = match line {
             Some(Ok(line)) => line,
             Some(Err(err)) => {
@@ -301,14 +295,7 @@ async fn read(
         };
         let message = Message::parse(&line);
         match message.command {
-            "PRIVMSG" => match ledger.read(message.last()) {
-                Some((stamp, age)) => match ledger.delivered(stamp, 0) {
-                    Delivery::First => latencies.record(age),
-                    Delivery::Doubled => {}
-                    Delivery::Unknown => ledger.error(format!("a stray message: {line}")),
-                },
-                None => ledger.error(format!("a message not of this run: {line}")),
-            },
+            "PRIVMSG" => ledger.received(message.last(), 0, &mut latencies),
             "PING"
                 if replies
                     .send(format!("PONG :{}", message.last()))

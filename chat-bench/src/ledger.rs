@@ -10,6 +10,7 @@
 //!
 //! Everything here is atomic counters and bits, shared by the connections' tasks without locks.
 
+use crate::report::Latencies;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -198,6 +199,19 @@ impl Ledger {
         }
         self.advance(stamp.sender, idx);
         Delivery::First
+    }
+
+    /// Takes in a message that the recipient in `slot` received: the age of its first delivery
+    /// goes into `latencies`, and a text that is not of this run is an error.
+    pub fn received(&self, text: &str, slot: u32, latencies: &mut Latencies) {
+        match self.read(text) {
+            Some((stamp, age)) => match self.delivered(stamp, slot) {
+                Delivery::First => latencies.record(age),
+                Delivery::Doubled => {}
+                Delivery::Unknown => self.error(format!("a stray message: {stamp:?}")),
+            },
+            None => self.error(format!("a message not of this run: {text:?}")),
+        }
     }
 
     /// Gives up on a message that the server refused, so that its sender goes on; the refusal

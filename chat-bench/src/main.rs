@@ -43,6 +43,7 @@ mod population;
 mod procs;
 mod report;
 mod rss;
+mod stop_watch;
 mod storm;
 mod user;
 
