@@ -86,11 +86,19 @@ impl Frame for ServerFrame {
         let ServerFrame::Deliver(shared) = self else {
             return None;
         };
-        let encoded = shared
-            .deliver_frame
-            .get_or_init(|| postcard::to_allocvec(self).ok().map(Vec::into_boxed_slice));
+        let encoded = shared.deliver_frame.get_or_init(|| encode_exactly(self));
         encoded.as_deref()
     }
+}
+
+/// `frame`'s bytes in one allocation of their size: the length is counted first, where
+/// growing a vector would reallocate it four or five times for a short message.
+fn encode_exactly(frame: &ServerFrame) -> Option<Box<[u8]>> {
+    let len =
+        postcard::serialize_with_flavor(frame, postcard::ser_flavors::Size::default()).ok()?;
+    let bytes = postcard::to_extend(frame, Vec::with_capacity(len)).ok()?;
+    debug_assert_eq!(bytes.len(), bytes.capacity());
+    Some(bytes.into_boxed_slice())
 }
 
 #[cfg(test)]

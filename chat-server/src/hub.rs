@@ -5,12 +5,17 @@ use crate::farm::Farm;
 use crate::outbound::Outbound;
 use crate::paging::first_after;
 use chat_proto::{PeerFrame, ServerFrame};
+use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio_util::sync::CancellationToken;
 
 /// The most names in one presence frame, to keep frames well under the size limit.
 const PRESENCE_CHUNK: usize = 4096;
+
+/// A user's sessions here, as [`Hub::sessions_of`] hands them out: most users have one or
+/// two, which a message's routing then copies without an allocation.
+pub type Sessions = SmallVec<[Outbound; 2]>;
 
 /// The logged-in users of this server. A user may have several sessions at once.
 ///
@@ -140,8 +145,12 @@ impl Hub {
         }
     }
 
-    pub fn sessions_of(&self, user: &str) -> Vec<Outbound> {
-        self.lock().sessions.get(user).cloned().unwrap_or_default()
+    pub fn sessions_of(&self, user: &str) -> Sessions {
+        self.lock()
+            .sessions
+            .get(user)
+            .map(|sessions| sessions.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     pub fn is_online(&self, user: &str) -> bool {

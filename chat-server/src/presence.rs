@@ -5,8 +5,13 @@
 //! been replaced are ignored, so a dying link cannot undo what the new one said.
 
 use crate::paging::first_after;
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard};
+use smallvec::SmallVec;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Indices into a list of users, by the other server where they are logged in, sorted by
+/// server. A direct message's fits in place: routing it allocates nothing here.
+pub type Located = SmallVec<[(Arc<str>, SmallVec<[usize; 2]>); 2]>;
 
 #[derive(Default)]
 pub struct Presence {
@@ -14,6 +19,8 @@ pub struct Presence {
 }
 
 struct Remote {
+    /// The server's name, shared by every [`Located`] that names it.
+    name: Arc<str>,
     link_id: u64,
     users: HashSet<String>,
 }
@@ -30,6 +37,7 @@ impl Presence {
             by_server.insert(
                 server.to_owned(),
                 Remote {
+                    name: server.into(),
                     link_id,
                     users: users.into_iter().collect(),
                 },
@@ -76,20 +84,22 @@ impl Presence {
 
     /// Which of `users` are logged in on each other server, as indices into `users`: one lock
     /// for a whole group.
-    pub fn locate(&self, users: &[impl AsRef<str>]) -> BTreeMap<String, Vec<usize>> {
+    pub fn locate(&self, users: &[impl AsRef<str>]) -> Located {
         let by_server = self.lock();
-        let mut found: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        for (server, remote) in by_server.iter() {
+        let mut found = Located::new();
+        for remote in by_server.values() {
             if remote.users.is_empty() {
                 continue;
             }
-            let here: Vec<usize> = (0..users.len())
+            let here: SmallVec<[usize; 2]> = (0..users.len())
                 .filter(|&idx| remote.users.contains(users[idx].as_ref()))
                 .collect();
             if !here.is_empty() {
-                found.insert(server.clone(), here);
+                found.push((remote.name.clone(), here));
             }
         }
+        drop(by_server);
+        found.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
         found
     }
 
@@ -155,8 +165,11 @@ mod tests {
         assert_eq!(presence.users_after(None, 1), ["alice"]);
         let users = names(&["alice", "bob", "carol"]);
         let located = presence.locate(&users);
-        assert_eq!(located["s2"], [0, 1]);
-        assert_eq!(located["s3"], [0]);
-        assert_eq!(located.len(), 2);
+        let located: Vec<(&str, &[usize])> = located
+            .iter()
+            .map(|(server, indices)| (&**server, &indices[..]))
+            .collect();
+        // Sorted by server.
+        assert_eq!(located, [("s2", &[0, 1][..]), ("s3", &[0][..])]);
     }
 }

@@ -37,10 +37,10 @@ mod writer;
 
 pub use ledger::LedgerConfig;
 
-use crate::hub::Hub;
+use crate::hub::{Hub, Sessions};
 use crate::links::Links;
 use crate::outbound::Outbound;
-use crate::presence::Presence;
+use crate::presence::{Located, Presence};
 use crate::store::Store;
 use crate::telemetry;
 use chat_proto::{
@@ -48,7 +48,7 @@ use chat_proto::{
     SharedMessage,
 };
 use ledger::{Action, Addressee, Answer, Ledger, Submitted};
-use std::collections::BTreeMap;
+use smallvec::{smallvec, SmallVec};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -116,10 +116,14 @@ pub struct Delivery {
 }
 
 /// Where a new message's recipients are now.
+/// One flag per recipient of a message, in place for all but large groups.
+type Flags = SmallVec<[bool; 16]>;
+
 struct Plan {
-    local: Vec<(usize, Vec<Outbound>)>,
+    /// Indices into the recipients, with their sessions here.
+    local: SmallVec<[(usize, Sessions); 1]>,
     /// Indices into the recipients, by the server they are logged in on.
-    remote: BTreeMap<String, Vec<usize>>,
+    remote: Located,
 }
 
 impl Delivery {
@@ -149,12 +153,12 @@ impl Delivery {
         let message = SharedMessage::new(message);
         let sending_session = waiter.session.id();
         let plan = self.plan(&recipients);
-        let mut reached = vec![false; recipients.len()];
+        let mut reached: Flags = smallvec![false; recipients.len()];
         for &idx in plan
             .local
             .iter()
             .map(|(idx, _)| idx)
-            .chain(plan.remote.values().flatten())
+            .chain(plan.remote.iter().flat_map(|(_, indices)| indices))
         {
             reached[idx] = true;
         }
@@ -206,7 +210,7 @@ impl Delivery {
         plan: Plan,
     ) -> Vec<Arc<str>> {
         let mut missed = Vec::new();
-        let mut pushed = vec![false; recipients.len()];
+        let mut pushed: Flags = smallvec![false; recipients.len()];
         let mut n_delivered = 0;
         for (idx, sessions) in plan.local {
             for session in sessions {
