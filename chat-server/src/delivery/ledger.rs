@@ -28,6 +28,7 @@ use super::recent::{Recent, Relayed};
 use crate::store::{InboxDelete, InboxRow};
 use chat_proto::{MessageId, SharedMessage};
 use smallvec::{smallvec, SmallVec};
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
 use std::mem;
 use std::sync::Arc;
@@ -143,6 +144,13 @@ impl<W> Pending<W> {
             .recipients
             .binary_search_by(|recipient| (*recipient.name).cmp(user));
         found.ok().map(|idx| &mut self.recipients[idx])
+    }
+
+    /// Whether every recipient has acknowledged it or has it stored.
+    fn is_done(&self) -> bool {
+        self.recipients
+            .iter()
+            .all(|recipient| recipient.state.is_done())
     }
 }
 
@@ -318,7 +326,8 @@ impl<W> Ledger<W> {
     }
 
     fn ack_one(&mut self, user: &str, id: MessageId, actions: &mut Vec<Action<W>>) {
-        let Some(pending) = self.pending.get_mut(&id) else {
+        // One lookup of the message: an acknowledgement is the commonest event here.
+        let Entry::Occupied(mut entry) = self.pending.entry(id) else {
             // A message finished with rows: its row, if any, goes. An id this ledger does not
             // know (forgotten long ago, or made up) costs nothing: deletes are for the rows it
             // wrote, and a row it no longer remembers stays for `readlog`, which removes it.
@@ -327,20 +336,28 @@ impl<W> Ledger<W> {
             }
             return;
         };
+        let pending = entry.get_mut();
         let Some(recipient) = pending.recipient(user) else {
             return;
         };
-        match recipient.state {
-            State::Waiting => recipient.state = State::Acked,
-            State::Writing => recipient.state = State::AckedWhileWriting,
-            State::Stored => {
-                // Stored while other recipients of a group message are still out.
-                recipient.state = State::Acked;
-                self.queue_delete(user.to_owned(), id);
+        let stored = match recipient.state {
+            State::Waiting => false,
+            State::Writing => {
+                recipient.state = State::AckedWhileWriting;
+                return;
             }
+            // Stored while other recipients of a group message are still out.
+            State::Stored => true,
             State::AckedWhileWriting | State::Acked => return,
+        };
+        recipient.state = State::Acked;
+        let finished = pending.is_done().then(|| entry.remove());
+        if stored {
+            self.queue_delete(user.to_owned(), id);
         }
-        self.finish_if_done(id, actions);
+        if let Some(pending) = finished {
+            self.finish(id, pending, actions);
+        }
     }
 
     fn queue_delete(&mut self, recipient: String, id: MessageId) {
@@ -350,24 +367,23 @@ impl<W> Ledger<W> {
 
     /// Answers the senders of message `id` and forgets it, if every recipient has it.
     fn finish_if_done(&mut self, id: MessageId, actions: &mut Vec<Action<W>>) {
-        let done = self.pending.get(&id).is_some_and(|pending| {
+        if let Entry::Occupied(entry) = self.pending.entry(id) {
+            if entry.get().is_done() {
+                let pending = entry.remove();
+                self.finish(id, pending, actions);
+            }
+        }
+    }
+
+    /// Message `id`, done with, is answered to its waiters and remembered as sent.
+    fn finish(&mut self, id: MessageId, pending: Pending<W>, actions: &mut Vec<Action<W>>) {
+        self.recent.insert(id, pending.stored_any);
+        actions.extend(
             pending
-                .recipients
-                .iter()
-                .all(|recipient| recipient.state.is_done())
-        });
-        if !done {
-            return;
-        }
-        if let Some(pending) = self.pending.remove(&id) {
-            self.recent.insert(id, pending.stored_any);
-            actions.extend(
-                pending
-                    .waiters
-                    .into_iter()
-                    .map(|waiter| Action::Answer(waiter, Answer::Sent(id))),
-            );
-        }
+                .waiters
+                .into_iter()
+                .map(|waiter| Action::Answer(waiter, Answer::Sent(id))),
+        );
     }
 
     /// Whether the writer's next due time may be earlier than when it last asked; clears it.
