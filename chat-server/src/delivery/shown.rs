@@ -15,13 +15,13 @@ impl Delivery {
     /// every other server where the sender is logged in. A message to oneself needs none: the
     /// sender's sessions have it as a delivery.
     pub(super) fn echo(&self, message: &Arc<SharedMessage>, sending_session: u64) {
-        if message.to == Recipient::User(message.from.clone()) {
+        if matches!(&message.to, Recipient::User(to) if *to == message.from) {
             return;
         }
         let sender = std::slice::from_ref(&message.from);
         let frame = ServerFrame::Echo(message.clone());
         self.routes.hub.show(sender, &frame, Some(sending_session));
-        for server in self.routes.presence.servers_of(&message.from) {
+        for (server, _) in self.routes.presence.locate(sender) {
             let frame = PeerFrame::Echo {
                 message: message.clone(),
             };
