@@ -48,7 +48,8 @@ impl<V: Clone> Coherent<V> {
             self.lock().clear();
             None
         };
-        let Some(value) = load().await? else {
+        // Boxed: a load's state (a query) is needed only on a miss, not in every caller's.
+        let Some(value) = Box::pin(load()).await? else {
             return Ok(None);
         };
         if let Some(ticket) = ticket {

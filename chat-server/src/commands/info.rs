@@ -23,7 +23,7 @@ impl Session {
     pub(super) async fn whois(&self, user: String) -> Result<Response, ErrorReply> {
         self.require_user()?;
         validate_user(&user).map_err(invalid)?;
-        if !self.ctx.user_exists(&user).await? {
+        if self.ctx.registered(&user).await?.is_none() {
             return Err(ErrorReply::new(
                 ErrorCode::NoSuchUser,
                 format!("no such user: {user}"),

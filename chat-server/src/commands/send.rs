@@ -47,13 +47,13 @@ impl Session {
         match to {
             Recipient::User(user) => {
                 validate_user(user).map_err(invalid)?;
-                if !self.ctx.user_exists(user).await? {
+                let Some(name) = self.ctx.registered(user).await? else {
                     return Err(ErrorReply::new(
                         ErrorCode::NoSuchUser,
                         format!("no such user: {user}"),
                     ));
-                }
-                Ok((from, vec![Arc::from(user.as_str())]))
+                };
+                Ok((from, vec![name]))
             }
             Recipient::Group(group) => {
                 validate_group(group).map_err(invalid)?;
