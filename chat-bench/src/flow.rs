@@ -211,12 +211,15 @@ async fn write(
         sending: role.sending,
         first_id,
     };
+    // Made once, and polled last: each one made takes and frees a place among the token's
+    // waiters, under a lock.
+    let mut stopped = std::pin::pin!(stop.cancelled());
     loop {
         let first = tokio::select! {
             biased;
             Some(id) = acks.recv() => ack_batch(id, &mut acks),
             seq = next.outgoing.take() => next.frame(seq),
-            () = stop.cancelled() => break,
+            () = &mut stopped => break,
         };
         // What is ready goes as one batch: one encrypted message, as the real client's
         // server writes them.

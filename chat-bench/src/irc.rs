@@ -347,12 +347,15 @@ async fn write(
     mut replies: mpsc::Receiver<String>,
     stop: CancellationToken,
 ) {
+    // Made once, and polled last: each one made takes and frees a place among the token's
+    // waiters, under a lock.
+    let mut stopped = std::pin::pin!(stop.cancelled());
     loop {
         let written = tokio::select! {
             biased;
             Some(reply) = replies.recv() => write_line(&mut writer, &reply).await,
             seq = sending.outgoing.take() => sending.write(&mut writer, seq).await,
-            () = stop.cancelled() => break,
+            () = &mut stopped => break,
         };
         let burst = async {
             written?;
