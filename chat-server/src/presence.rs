@@ -15,12 +15,11 @@ pub type Located = SmallVec<[(Arc<str>, SmallVec<[usize; 2]>); 2]>;
 
 #[derive(Default)]
 pub struct Presence {
-    by_server: Mutex<HashMap<String, Remote>>,
+    /// Keyed by server name, shared by every [`Located`] that names the server.
+    by_server: Mutex<HashMap<Arc<str>, Remote>>,
 }
 
 struct Remote {
-    /// The server's name, shared by every [`Located`] that names it.
-    name: Arc<str>,
     link_id: u64,
     users: HashSet<String>,
 }
@@ -35,9 +34,8 @@ impl Presence {
             .is_some_and(|remote| remote.link_id > link_id);
         if reset && !newer_known {
             by_server.insert(
-                server.to_owned(),
+                server.into(),
                 Remote {
-                    name: server.into(),
                     link_id,
                     users: users.into_iter().collect(),
                 },
@@ -76,7 +74,7 @@ impl Presence {
             .lock()
             .iter()
             .filter(|(_, remote)| remote.users.contains(user))
-            .map(|(server, _)| server.clone())
+            .map(|(server, _)| server.to_string())
             .collect();
         servers.sort();
         servers
@@ -87,7 +85,7 @@ impl Presence {
     pub fn locate(&self, users: &[impl AsRef<str>]) -> Located {
         let by_server = self.lock();
         let mut found = Located::new();
-        for remote in by_server.values() {
+        for (server, remote) in by_server.iter() {
             if remote.users.is_empty() {
                 continue;
             }
@@ -95,7 +93,7 @@ impl Presence {
                 .filter(|&idx| remote.users.contains(users[idx].as_ref()))
                 .collect();
             if !here.is_empty() {
-                found.push((remote.name.clone(), here));
+                found.push((server.clone(), here));
             }
         }
         drop(by_server);
@@ -117,11 +115,11 @@ impl Presence {
     pub fn counts(&self) -> HashMap<String, usize> {
         self.lock()
             .iter()
-            .map(|(server, remote)| (server.clone(), remote.users.len()))
+            .map(|(server, remote)| (server.to_string(), remote.users.len()))
             .collect()
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Remote>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Remote>> {
         self.by_server
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())

@@ -115,10 +115,10 @@ pub struct Delivery {
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
-/// Where a new message's recipients are now.
 /// One flag per recipient of a message, in place for all but large groups.
 type Flags = SmallVec<[bool; 16]>;
 
+/// Where a new message's recipients are now.
 struct Plan {
     /// Indices into the recipients, with their sessions here.
     local: SmallVec<[(usize, Sessions); 1]>,
